@@ -20,6 +20,11 @@ type Connection struct {
 	// Env is the connection's env entries, in file order; values may be secret: never log them.
 	Env []EnvVar
 
+	// Annotations are the connection's annotations (kept, not used by plxfs).
+	Annotations map[string]string
+	// IsAlias is Polyaxon's isAlias flag (kept, not used by plxfs).
+	IsAlias bool
+
 	// Pos is where the connection was defined, for error messages.
 	Pos Pos
 }

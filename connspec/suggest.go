@@ -1,0 +1,68 @@
+package connspec
+
+import (
+	"fmt"
+	"strings"
+)
+
+// suggestFix returns the fix for an unknown word: "did you mean X?" when one of the known words
+// is close, otherwise the list of known words.
+func suggestFix(word string, known []string) string {
+	if s := closest(word, known); s != "" {
+		return fmt.Sprintf("did you mean %q?", s)
+	}
+	return "expected one of: " + strings.Join(known, ", ")
+}
+
+// closest returns the known word nearest to word (case-insensitive edit distance, ignoring "_"
+// and "-" so that snake_case, kebab-case and camelCase spellings meet), or "" when none is
+// close enough to be a plausible typo.
+func closest(word string, known []string) string {
+	norm := func(s string) string {
+		return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
+	}
+	w := norm(word)
+	best, bestDist := "", -1
+	for _, k := range known {
+		d := editDistance(w, norm(k))
+		if bestDist < 0 || d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	// Allow about one typo per three letters, at least one and at most three.
+	limit := min(max(len(w)/3, 1), 3)
+	if bestDist < 0 || bestDist > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, counted in bytes. Inputs here are
+// short keys; very long inputs are cut so that a hostile file cannot make this quadratic step
+// expensive.
+func editDistance(a, b string) int {
+	const maxLen = 64
+	if len(a) > maxLen {
+		a = a[:maxLen]
+	}
+	if len(b) > maxLen {
+		b = b[:maxLen]
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
