@@ -1,0 +1,89 @@
+package gcs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/plxfs/plxfs/internal/emulator"
+	"github.com/plxfs/plxfs/store"
+)
+
+// newEmulated starts an emulator with one bucket and returns it with a client bucket over it.
+func newEmulated(t *testing.T, opts emulator.Options, gopts Options) (*emulator.Server, store.Bucket) {
+	t.Helper()
+	if len(opts.Buckets) == 0 {
+		opts.Buckets = []string{"bkt"}
+	}
+	em, err := emulator.Start(opts)
+	if err != nil {
+		t.Fatalf("emulator: %v", err)
+	}
+	t.Cleanup(em.Stop)
+	gopts.Endpoint = em.URL()
+	c, err := NewClient(context.Background(), gopts)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return em, c.Bucket(opts.Buckets[0])
+}
+
+func TestReadWriteBasics(t *testing.T) {
+	ctx := context.Background()
+	em, b := newEmulated(t, emulator.Options{}, Options{})
+	w, err := b.NewWriter(ctx, "x/y", store.WriteOptions{Metadata: map[string]string{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("hello world")); err != nil {
+		t.Fatal(err)
+	}
+	a, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name != "x/y" || a.Size != 11 || a.Generation == 0 || a.Metadata["k"] != "v" {
+		t.Fatalf("attrs %+v", a)
+	}
+	r, err := b.NewRangeReader(ctx, "x/y", a.Generation, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || string(got) != "llo" {
+		t.Fatalf("read %q %v", got, err)
+	}
+	if _, err := b.NewRangeReader(ctx, "x/y", a.Generation+1, 0, -1); !errors.Is(err, store.ErrNotExist) && !errors.Is(err, store.ErrPrecondition) {
+		t.Fatalf("wrong generation: %v", err)
+	}
+	reads := em.Requests().ReadsOf("bkt", "x/y")
+	if len(reads) != 2 || reads[0].Range != "bytes=2-4" {
+		t.Fatalf("reads %+v", reads)
+	}
+}
+
+func TestBadEndpoint(t *testing.T) {
+	if _, err := NewClient(context.Background(), Options{Endpoint: "127.0.0.1:1"}); err == nil {
+		t.Fatal("endpoint without scheme accepted")
+	}
+}
+
+func TestMissingBucket(t *testing.T) {
+	ctx := context.Background()
+	em, _ := newEmulated(t, emulator.Options{}, Options{})
+	c, err := NewClient(ctx, Options{Endpoint: em.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := c.Bucket("nope")
+	if _, err := b.Stat(ctx, "x"); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("stat in missing bucket: %v", err)
+	}
+	if _, err := b.List(ctx, store.ListOptions{}); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("list of missing bucket: %v", err)
+	}
+}
