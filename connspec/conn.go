@@ -39,25 +39,28 @@ func parseConnection(w *walker, n *yaml.Node, index int) (Connection, bool) {
 	before := len(w.errs)
 	c := Connection{Pos: w.pos(n)}
 	a := at{subject: connSubject("", index)}
-	es, ok := w.mapping(n, a, "", "write each connection as a mapping with name, kind and schema")
-	if !ok {
-		if isNull(n) {
-			w.fail(n, a, "", "empty list item", "remove the \"-\" or fill in the connection")
-		}
+	if isNull(n) {
+		w.fail(n, a, "", "empty list item", "remove the \"-\" or fill in the connection")
 		return c, false
 	}
-
-	// The name first, so that every later error can name the connection.
+	if deref(n).Kind != yaml.MappingNode {
+		w.fail(n, a, "", "expected a mapping, got "+describe(n), "write each connection as a mapping with name, kind and schema")
+		return c, false
+	}
+	// The name first, so that every error can name the connection.
 	var nameNode *yaml.Node
-	for _, e := range es {
+	for _, e := range (&walker{file: w.file}).entries(n, a, "") {
 		if e.key == "name" {
 			nameNode = e.val
-			c.Name, _ = w.scalar(e.val, a, "name")
+			if d := deref(e.val); d != nil && d.Kind == yaml.ScalarNode && !isNull(d) {
+				c.Name = d.Value
+			}
 		}
 	}
 	if c.Name != "" {
 		a = at{subject: connSubject(c.Name, index), conn: c.Name}
 	}
+	es := w.entries(n, a, "")
 	switch {
 	case nameNode == nil || isNull(nameNode):
 		w.fail(n, a, "name", "missing", "give the connection a name (it becomes its directory under the mountpoint)")
@@ -71,6 +74,7 @@ func parseConnection(w *walker, n *yaml.Node, index int) (Connection, bool) {
 	for _, e := range es {
 		switch e.key {
 		case "name":
+			w.scalar(e.val, a, "name") // reports a name that is a list or mapping
 		case "kind":
 			kindNode = e.val
 			c.Kind, _ = w.scalar(e.val, a, "kind")
@@ -168,7 +172,7 @@ func parseSchema(w *walker, n, conn *yaml.Node, a at, c *Connection) {
 	var bucketNode *yaml.Node
 	{
 		for _, e := range es {
-			if e.key == "bucket" {
+			if e.key == "bucket" && gcs {
 				bucketNode = e.val
 				continue
 			}

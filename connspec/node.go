@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -49,19 +50,41 @@ func parseYAMLDoc(file string, data []byte) (*yaml.Node, error) {
 	return root, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLineRE = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlParserProblems are the messages of yaml.v3's parser (as opposed to its scanner). yaml.v3
+// reports their line 0-based, and the scanner's 1-based; either way it leaves the line out
+// when the 0-based line is 0.
+var yamlParserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+	"did not find expected '-' indicator", "did not find expected <document start>",
+	"did not find expected <stream-start>", "did not find expected key",
+	"did not find expected node content", "found duplicate %TAG directive",
+	"found duplicate %YAML directive", "found incompatible YAML document",
+	"found undefined tag handle",
+}
 
 // yamlSyntaxError rewrites "yaml: line 3: did not find expected key" as
-// "FILE:3: did not find expected key; fix the YAML syntax". yaml.v3's syntax errors describe
-// the token, never the text around it, so no value leaks through them.
+// "FILE:4: invalid YAML: did not find expected key; fix the YAML syntax", correcting yaml.v3's
+// line numbering. yaml.v3's syntax errors describe the token, never the text around it, so no
+// value leaks through them. Errors about anchors have no line.
 func yamlSyntaxError(file string, err error) error {
 	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{Pos: Pos{File: file, Line: line}, Problem: "invalid YAML: " + m[2], Fix: "fix the YAML syntax"}
+	m := yamlLineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return &Error{Pos: Pos{File: file}, Problem: "invalid YAML: " + msg, Fix: "fix the YAML syntax"}
 	}
-	return &Error{Pos: Pos{File: file}, Problem: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: "),
-		Fix: "fix the YAML syntax"}
+	problem := m[2]
+	line, _ := strconv.Atoi(m[1]) // 0 when absent
+	switch {
+	case strings.HasPrefix(problem, "unknown anchor") || strings.HasPrefix(problem, "anchor "):
+		line = 0
+	case slices.Contains(yamlParserProblems, problem):
+		line++
+	case line == 0:
+		line = 1
+	}
+	return &Error{Pos: Pos{File: file, Line: line}, Problem: "invalid YAML: " + problem, Fix: "fix the YAML syntax"}
 }
 
 // parseJSONDoc builds a yaml.Node tree from one JSON value, keeping key order. It does not go
@@ -69,28 +92,31 @@ func yamlSyntaxError(file string, err error) error {
 // (Line 0). Syntax errors give the byte offset but never the surrounding text, which may hold
 // secrets.
 func parseJSONDoc(file string, data []byte) (*yaml.Node, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	root, err := jsonValue(dec, 0)
+	// json.Unmarshal validates the whole input and gives absolute byte offsets; the decoder
+	// below then builds the nodes in key order.
+	var probe any
+	err := json.Unmarshal(data, &probe)
+	var root *yaml.Node
 	if err == nil {
-		if _, extra := dec.Token(); extra != io.EOF {
-			err = errors.New("extra data after the top-level value")
-		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		root, err = jsonValue(dec, 0)
 	}
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errors.New("unexpected end of JSON")
-		}
 		var se *json.SyntaxError
 		problem := "invalid JSON: " + err.Error()
 		if errors.As(err, &se) {
-			problem = fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, se.Error())
+			// encoding/json quotes the offending character; leave it out, as it may be part
+			// of a secret.
+			problem = fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, jsonCharRE.ReplaceAllString(se.Error(), "invalid character"))
 		}
 		return nil, &Error{Pos: Pos{File: file}, Problem: problem,
 			Fix: `it must be a JSON object such as {"connections": [...]}`}
 	}
 	return root, nil
 }
+
+var jsonCharRE = regexp.MustCompile(`invalid character '(?:[^'\\]|\\.)+'`)
 
 // maxJSONDepth bounds nesting so a hostile catalog cannot exhaust the stack.
 const maxJSONDepth = 100

@@ -37,8 +37,9 @@ func closest(word string, known []string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b, counted in bytes. Inputs here are
-// short keys; very long inputs are cut so that a hostile file cannot make this quadratic step
+// editDistance is the optimal-string-alignment distance between a and b (Levenshtein plus
+// transposition of adjacent letters, the commonest typo), counted in bytes. Inputs here are
+// short keys; long inputs are cut so that a hostile file cannot make this quadratic step
 // expensive.
 func editDistance(a, b string) int {
 	const maxLen = 64
@@ -48,21 +49,25 @@ func editDistance(a, b string) int {
 	if len(b) > maxLen {
 		b = b[:maxLen]
 	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
