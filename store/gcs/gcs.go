@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"maps"
 	"net/http"
@@ -251,8 +253,10 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 		w.CRC32C = opts.CRC32C
 		w.SendCRC32C = true
 	}
-	return &writer{w: w, cancel: cancel, b: b, name: name}, nil
+	return &writer{w: w, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts}, nil
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // writer is a store.Writer over a storage.Writer. The upload is finalised only by Commit
 // (storage.Writer.Close); Abort cancels the context, which stops the upload before the final
@@ -262,6 +266,9 @@ type writer struct {
 	cancel context.CancelFunc
 	b      *bucket
 	name   string
+	want   store.WriteOptions // for the declared CRC32C
+	crc    hash.Hash32        // CRC32C of the bytes written so far; used only by Write
+	size   int64              // bytes written so far; used only by Write
 
 	mu    sync.Mutex // protects done, attrs, err
 	done  bool
@@ -271,6 +278,8 @@ type writer struct {
 
 func (w *writer) Write(p []byte) (int, error) {
 	n, err := w.w.Write(p)
+	w.crc.Write(p[:n])
+	w.size += int64(n)
 	if err != nil {
 		err = w.b.wrap("write", w.name, err)
 	}
@@ -287,13 +296,33 @@ func (w *writer) Commit() (store.Attrs, error) {
 		return w.attrs, w.err
 	}
 	w.done = true
+	sum := w.crc.Sum32()
+	if w.want.HasCRC32C && sum != w.want.CRC32C {
+		// Refuse before finalising: the bytes written are not the ones the caller described.
+		w.cancel()
+		_ = w.w.Close()
+		w.err = fmt.Errorf("gcs: write gs://%s/%s: CRC32C of the %d bytes written is %08x, caller declared %08x; upload cancelled",
+			w.b.name, w.name, w.size, sum, w.want.CRC32C)
+		return store.Attrs{}, w.err
+	}
 	err := w.w.Close()
 	w.cancel()
 	if err != nil {
 		w.err = w.b.wrap("write", w.name, err)
 		return store.Attrs{}, w.err
 	}
-	w.attrs = toAttrs(w.w.Attrs())
+	a := toAttrs(w.w.Attrs())
+	if a.Size != w.size || a.CRC32C != sum {
+		// The server stored other bytes than were written (a corrupted or duplicated chunk).
+		// Remove that generation rather than leave a wrong object behind.
+		ctx, cancel := context.WithTimeout(context.Background(), w.b.retryDeadline)
+		derr := w.b.Delete(ctx, w.name, a.Generation)
+		cancel()
+		w.err = fmt.Errorf("gcs: write gs://%s/%s: server stored %d bytes with CRC32C %08x, wrote %d bytes with CRC32C %08x; generation %d deleted (delete error: %v)",
+			w.b.name, w.name, a.Size, a.CRC32C, w.size, sum, a.Generation, derr)
+		return store.Attrs{}, w.err
+	}
+	w.attrs = a
 	return w.attrs, nil
 }
 

@@ -1,8 +1,11 @@
 package gcs
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"hash/crc32"
 	"io"
 	"testing"
 
@@ -85,5 +88,46 @@ func TestMissingBucket(t *testing.T) {
 	}
 	if _, err := b.List(ctx, store.ListOptions{}); !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("list of missing bucket: %v", err)
+	}
+}
+
+// TestGzipStoredBytes checks that objects stored with Content-Encoding: gzip are read as their
+// stored bytes, whole and in ranges, so sizes, offsets and checksums agree with Stat.
+func TestGzipStoredBytes(t *testing.T) {
+	for _, backend := range []string{"memory", "filesystem"} {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			em, b := newEmulated(t, emulator.Options{Backend: backend}, Options{})
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			zw.Write(bytes.Repeat([]byte("compressible text "), 5000))
+			zw.Close()
+			gz := buf.Bytes()
+			if err := em.PutObject("bkt", "logs/z.txt", gz, "gzip"); err != nil {
+				t.Fatal(err)
+			}
+			a, err := b.Stat(ctx, "logs/z.txt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.ContentEncoding != "gzip" || a.Size != int64(len(gz)) || a.CRC32C != crc32.Checksum(gz, crc32.MakeTable(crc32.Castagnoli)) {
+				t.Fatalf("attrs %+v (stored %d bytes)", a, len(gz))
+			}
+			for _, rg := range []struct{ off, n int64 }{{0, -1}, {10, 100}, {int64(len(gz)) - 5, 50}} {
+				r, err := b.NewRangeReader(ctx, "logs/z.txt", a.Generation, rg.off, rg.n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(r)
+				r.Close()
+				end := int64(len(gz))
+				if rg.n >= 0 && rg.off+rg.n < end {
+					end = rg.off + rg.n
+				}
+				if err != nil || !bytes.Equal(got, gz[rg.off:end]) {
+					t.Fatalf("range %+v: %d bytes, err %v; want the stored bytes [%d,%d)", rg, len(got), err, rg.off, end)
+				}
+			}
+		})
 	}
 }
