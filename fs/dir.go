@@ -1,0 +1,400 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/plxfs/plxfs/store"
+)
+
+// maxCachedListing bounds the size of a listing a directory keeps for the TTL. A bigger
+// directory is listed again on every opendir (its entries still land in the stat cache), so
+// memory stays bounded however big the directories are.
+const maxCachedListing = 50_000
+
+// dirNode is a directory of a connection: the connection root (path "") or a prefix below it.
+type dirNode struct {
+	fusefs.Inode
+	fsys *FS
+	conn *conn
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	path     string     // relative to the connection root; "" for the root
+	mtime    time.Time  // the placeholder object's time, if one was seen
+	listing  []dirEntry // cached listing (sorted), nil when none
+	listedAt time.Time
+	listGen  uint64 // bumped by every change made through the mount; a listing started before is not kept
+}
+
+var (
+	_ = (fusefs.NodeGetattrer)((*dirNode)(nil))
+	_ = (fusefs.NodeSetattrer)((*dirNode)(nil))
+	_ = (fusefs.NodeStatfser)((*dirNode)(nil))
+	_ = (fusefs.NodeLookuper)((*dirNode)(nil))
+	_ = (fusefs.NodeOpendirHandler)((*dirNode)(nil))
+)
+
+func (d *dirNode) getPath() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.path
+}
+
+// childPath is the path of the entry name in a directory at dirPath.
+func childPath(dirPath, name string) string {
+	if dirPath == "" {
+		return name
+	}
+	return dirPath + "/" + name
+}
+
+// dirPrefix is the full object prefix listing the directory at path.
+func (c *conn) dirPrefix(path string) string {
+	if path == "" {
+		return c.prefix
+	}
+	return c.prefix + path + "/"
+}
+
+// objectName is the full object name of the file at path.
+func (c *conn) objectName(path string) string { return c.prefix + path }
+
+func (d *dirNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.mu.Lock()
+	info := objInfo{kind: kindDir, mtime: d.mtime}
+	d.mu.Unlock()
+	d.fsys.fillAttr(d.StableAttr().Ino, info, &out.Attr)
+	return 0
+}
+
+// Setattr accepts and ignores mode, owner and time changes: directories are prefixes and have
+// no attributes of their own in GCS (SEMANTICS.md "Permissions and metadata").
+func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if d.fsys.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	return d.Getattr(ctx, fh, out)
+}
+
+func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	statfsOut(out)
+	return 0
+}
+
+// Lookup finds name from, in order: a child with local state (a file being written), the stat
+// cache, this directory's cached listing, and finally the bucket.
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if hideReason(name) != "" {
+		return nil, syscall.ENOENT
+	}
+	dirPath := d.getPath()
+	p := childPath(dirPath, name)
+	info, err := d.lookupInfo(ctx, dirPath, name)
+	if err != nil {
+		return nil, d.fsys.fail("lookup", d.conn, p, err)
+	}
+	ch := d.childInode(ctx, name, p, info)
+	d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ch, info), &out.Attr)
+	return ch, 0
+}
+
+// lookupInfo returns what is at dirPath/name, or an error wrapping store.ErrNotExist.
+func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo, error) {
+	p := childPath(dirPath, name)
+	if ch := d.GetChild(name); ch != nil {
+		if fn, ok := ch.Operations().(*fileNode); ok {
+			if info, ok := fn.localInfo(); ok {
+				return info, nil
+			}
+		}
+	}
+	if info, ok := d.fsys.orphanInfo(d.conn, p); ok {
+		return info, nil
+	}
+	key := metaKey(d.conn.name, p)
+	if info, found, missing := d.fsys.meta.get(key); found {
+		return info, nil
+	} else if missing {
+		return objInfo{}, store.ErrNotExist
+	}
+	d.mu.Lock()
+	if d.listing != nil && d.fsys.fresh(d.listedAt) {
+		e, ok := findEntry(d.listing, name)
+		d.mu.Unlock()
+		if !ok {
+			return objInfo{}, store.ErrNotExist
+		}
+		return e.info, nil
+	}
+	d.mu.Unlock()
+	info, err := statPath(ctx, d.conn, p)
+	if errors.Is(err, store.ErrNotExist) {
+		d.fsys.meta.putMissing(key)
+		return objInfo{}, err
+	}
+	if err != nil {
+		return objInfo{}, err
+	}
+	d.fsys.meta.putFound(key, info)
+	return info, nil
+}
+
+// statPath asks the bucket what path is: a directory if any object has the prefix "path/"
+// (a directory wins over an object of the same name), else the object "path", else nothing.
+// Both questions are asked at once.
+func statPath(ctx context.Context, c *conn, path string) (objInfo, error) {
+	full := c.objectName(path)
+	var (
+		isDir   bool
+		dirTime time.Time
+		attrs   store.Attrs
+		statErr error
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		page, err := c.bucket.List(gctx, store.ListOptions{Prefix: full + "/", Delimiter: "/", PageSize: 1})
+		if err != nil {
+			return err
+		}
+		isDir = len(page.Objects) > 0 || len(page.Prefixes) > 0
+		if len(page.Objects) > 0 && page.Objects[0].Name == full+"/" {
+			dirTime = page.Objects[0].Updated
+		}
+		return nil
+	})
+	g.Go(func() error {
+		attrs, statErr = c.bucket.Stat(gctx, full)
+		if statErr != nil && !errors.Is(statErr, store.ErrNotExist) {
+			return statErr
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return objInfo{}, err
+	}
+	if isDir {
+		return objInfo{kind: kindDir, mtime: dirTime}, nil
+	}
+	if statErr != nil {
+		return objInfo{}, statErr
+	}
+	return infoFromAttrs(attrs), nil
+}
+
+// childInode returns the inode for the child name (at path p) described by info: the existing
+// child when it has the same kind (its attributes refreshed), otherwise a new one.
+func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo) *fusefs.Inode {
+	if ch := d.GetChild(name); ch != nil {
+		switch n := ch.Operations().(type) {
+		case *fileNode:
+			if info.kind == kindFile {
+				n.refresh(info)
+				return ch
+			}
+		case *dirNode:
+			if info.kind == kindDir {
+				n.mu.Lock()
+				if !info.mtime.IsZero() {
+					n.mtime = info.mtime
+				}
+				n.mu.Unlock()
+				return ch
+			}
+		case *symlinkNode:
+			if info.kind == kindSymlink {
+				n.refresh(info)
+				return ch
+			}
+		}
+	}
+	key := metaKey(d.conn.name, p)
+	var emb fusefs.InodeEmbedder
+	var mode uint32
+	switch info.kind {
+	case kindDir:
+		emb, mode = &dirNode{fsys: d.fsys, conn: d.conn, path: p, mtime: info.mtime}, syscall.S_IFDIR
+	case kindSymlink:
+		emb, mode = &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}, syscall.S_IFLNK
+	default:
+		fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
+		fn.stage = d.fsys.takeOrphan(d.conn, p, fn)
+		emb, mode = fn, syscall.S_IFREG
+	}
+	return d.NewInode(ctx, emb, fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, info.kind), Gen: d.fsys.genOf(key)})
+}
+
+// nodeInfo is the info to report for ch: a file's local view wins (size of staged data).
+func nodeInfo(ch *fusefs.Inode, info objInfo) objInfo {
+	if fn, ok := ch.Operations().(*fileNode); ok {
+		return fn.currentInfo()
+	}
+	return info
+}
+
+// list returns the directory's entries: the cached listing while it is fresh, otherwise a new
+// complete listing from the bucket, merged with files that exist only locally so far.
+func (d *dirNode) list(ctx context.Context) ([]dirEntry, error) {
+	d.mu.Lock()
+	if d.listing != nil && d.fsys.fresh(d.listedAt) {
+		l := d.listing
+		d.mu.Unlock()
+		return l, nil
+	}
+	path, gen := d.path, d.listGen
+	d.mu.Unlock()
+
+	entries, hidden, placeholder, err := listDir(ctx, d.conn.bucket, d.conn.dirPrefix(path))
+	if err != nil {
+		return nil, err
+	}
+	d.fsys.logHidden(d.conn, hidden)
+	entries = d.mergeLocal(entries)
+	cacheable := len(entries) <= maxCachedListing
+	if !cacheable {
+		for _, e := range entries {
+			d.fsys.meta.putFound(metaKey(d.conn.name, childPath(path, e.name)), e.info)
+		}
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if placeholder != nil {
+		d.mtime = placeholder.Updated
+	}
+	if cacheable && d.listGen == gen {
+		d.listing, d.listedAt = entries, d.fsys.now()
+	}
+	return entries, nil
+}
+
+// mergeLocal adds the files created through the mount that are not uploaded yet, and updates
+// the entries of files with staged changes, so that ls shows what this mount's writers see.
+func (d *dirNode) mergeLocal(entries []dirEntry) []dirEntry {
+	var extra []dirEntry
+	for name, ch := range d.Children() {
+		fn, ok := ch.Operations().(*fileNode)
+		if !ok {
+			continue
+		}
+		info, ok := fn.localInfo()
+		if !ok {
+			continue
+		}
+		if i, found := findIndex(entries, name); found {
+			if entries[i].info.kind == kindFile {
+				entries[i].info = info
+			}
+			continue
+		}
+		extra = append(extra, dirEntry{name: name, info: info})
+	}
+	if len(extra) == 0 {
+		return entries
+	}
+	entries = append(entries, extra...)
+	sortEntries(entries)
+	return entries
+}
+
+// invalidate drops the cached listing after a change made through the mount.
+func (d *dirNode) invalidate() {
+	d.mu.Lock()
+	d.listing = nil
+	d.listGen++
+	d.mu.Unlock()
+}
+
+// OpendirHandle returns a handle that lists the directory once and answers READDIRPLUS lookups
+// from that listing, so `ls -l` costs no request per entry.
+func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{d: d}, 0, 0
+}
+
+// dirHandle is an open directory. go-fuse calls its methods one at a time (under the handle's
+// own lock), so it needs none.
+type dirHandle struct {
+	d       *dirNode
+	path    string
+	entries []dirEntry
+	loaded  bool
+	pos     int // index of the next entry; directory offsets are pos values
+}
+
+var (
+	_ = (fusefs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (fusefs.FileLookuper)((*dirHandle)(nil))
+	_ = (fusefs.FileSeekdirer)((*dirHandle)(nil))
+	_ = (fusefs.FileReleasedirer)((*dirHandle)(nil))
+)
+
+func (h *dirHandle) load(ctx context.Context) syscall.Errno {
+	if h.loaded {
+		return 0
+	}
+	h.path = h.d.getPath()
+	entries, err := h.d.list(ctx)
+	if err != nil {
+		return h.d.fsys.fail("readdir", h.d.conn, h.path, err)
+	}
+	h.entries, h.loaded = entries, true
+	return 0
+}
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if errno := h.load(ctx); errno != 0 {
+		return nil, errno
+	}
+	if h.pos >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.pos]
+	h.pos++
+	mode := uint32(syscall.S_IFREG)
+	switch e.info.kind {
+	case kindDir:
+		mode = syscall.S_IFDIR
+	case kindSymlink:
+		mode = syscall.S_IFLNK
+	}
+	return &fuse.DirEntry{
+		Name: e.name,
+		Mode: mode,
+		Ino:  inoFor(h.d.conn.name, childPath(h.path, e.name), e.info.kind),
+		Off:  uint64(h.pos),
+	}, 0
+}
+
+// Lookup answers READDIRPLUS for the entry just returned by Readdirent, from the listing.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	var e dirEntry
+	if h.pos > 0 && h.pos <= len(h.entries) && h.entries[h.pos-1].name == name {
+		e = h.entries[h.pos-1]
+	} else if found, ok := findEntry(h.entries, name); ok {
+		e = found
+	} else {
+		return nil, syscall.ENOENT
+	}
+	p := childPath(h.path, name)
+	ch := h.d.childInode(ctx, name, p, e.info)
+	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ch, e.info), &out.Attr)
+	return ch, 0
+}
+
+// Seekdir moves to offset off; offset 0 (rewinddir) lists the directory again.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 {
+		h.loaded, h.entries = false, nil
+	}
+	h.pos = int(off)
+	return 0
+}
+
+func (h *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}

@@ -1,0 +1,38 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"testing"
+
+	"github.com/plxfs/plxfs/store"
+)
+
+func TestToErrno(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want syscall.Errno
+	}{
+		{"nil", nil, 0},
+		{"bare errno", syscall.ENOTEMPTY, syscall.ENOTEMPTY},
+		{"wrapped errno", fmt.Errorf("rmdir %q: %w", "d", syscall.ENOTEMPTY), syscall.ENOTEMPTY},
+		{"not exist", fmt.Errorf("stat: %w", store.ErrNotExist), syscall.ENOENT},
+		{"precondition", fmt.Errorf("upload %q gen 3: %w", "a", store.ErrPrecondition), syscall.ESTALE},
+		{"stale generation", fmt.Errorf("read: %w: %w", errStale, store.ErrNotExist), syscall.ESTALE},
+		{"canceled", fmt.Errorf("fetch: %w", context.Canceled), syscall.EINTR},
+		{"deadline", fmt.Errorf("fetch: %w", context.DeadlineExceeded), syscall.ETIMEDOUT},
+		{"unknown", errors.New("boom"), syscall.EIO},
+		{"unexpected EOF", fmt.Errorf("chunk: %w", io.ErrUnexpectedEOF), syscall.EIO},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := toErrno(tc.err); got != tc.want {
+				t.Errorf("toErrno(%v) = %v (%d), want %v (%d)", tc.err, got, got, tc.want, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,495 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/plxfs/plxfs/cache"
+	"github.com/plxfs/plxfs/store"
+)
+
+// fileNode is a regular file: one object, or a file created through the mount that is not
+// uploaded yet. Reads of the object go through the chunk cache, pinned to a generation;
+// writes go to a staging file (see staging.go) and are uploaded on fsync and close.
+type fileNode struct {
+	fusefs.Inode
+	fsys *FS
+	conn *conn
+
+	// syncMu serialises uploads of this file; it is held across the upload (a GCS call), and
+	// taken before staging.ioMu and mu.
+	syncMu sync.Mutex
+
+	// mu guards the fields below. It is never held across a GCS call or a read of object bytes.
+	mu       sync.Mutex
+	path     string
+	info     objInfo   // the object as last seen in the bucket (or uploaded)
+	infoAt   time.Time // when info was fetched from the bucket
+	keepGen  int64     // generation the kernel's page cache holds: FOPEN_KEEP_CACHE while unchanged
+	stage    *staging  // local state; nil when the file has none
+	writers  int       // open handles that may write
+	handles  int       // open handles
+	unlinked bool      // removed through the mount; staged data is never uploaded then
+	// successor maps a generation this mount replaced by an upload to what replaced it, so that
+	// handles opened before the upload read the new bytes (read-your-writes) instead of a
+	// generation that is gone. Cleared when no handle is open.
+	successor map[int64]objInfo
+}
+
+var (
+	_ = (fusefs.NodeGetattrer)((*fileNode)(nil))
+	_ = (fusefs.NodeSetattrer)((*fileNode)(nil))
+	_ = (fusefs.NodeOpener)((*fileNode)(nil))
+	_ = (fusefs.NodeStatfser)((*fileNode)(nil))
+	_ = (fusefs.NodeOnForgetter)((*fileNode)(nil))
+)
+
+func (n *fileNode) getPath() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.path
+}
+
+// localInfo returns the file's local view when it has staged content.
+func (n *fileNode) localInfo() (objInfo, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.localInfoLocked()
+}
+
+func (n *fileNode) localInfoLocked() (objInfo, bool) {
+	if n.stage == nil || !n.stage.filled {
+		return objInfo{}, false
+	}
+	info := n.info
+	info.kind = kindFile
+	info.size = n.stage.size
+	if !n.stage.mtime.IsZero() {
+		info.mtime = n.stage.mtime
+	} else if n.stage.dirty {
+		info.mtime = n.stage.modified
+	}
+	return info, true
+}
+
+// currentInfo is the local view if there is one, else the object's info.
+func (n *fileNode) currentInfo() objInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if info, ok := n.localInfoLocked(); ok {
+		return info
+	}
+	return n.info
+}
+
+// refresh records what the bucket says about the object (fetched at the time given, by the
+// caller, or now). A file with local state keeps its view of the content.
+func (n *fileNode) refresh(info objInfo) { n.refreshAt(info, n.fsys.now()) }
+
+func (n *fileNode) refreshAt(info objInfo, at time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.unlinked {
+		return
+	}
+	if n.stage != nil && (n.stage.filled || n.stage.dirty) {
+		return
+	}
+	if at.Before(n.infoAt) {
+		return
+	}
+	n.info, n.infoAt = info, at
+}
+
+func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.mu.Lock()
+	info, local := n.localInfoLocked()
+	if !local {
+		info = n.info
+	}
+	if local || n.unlinked || n.fsys.fresh(n.infoAt) || info.gen == 0 {
+		n.mu.Unlock()
+		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
+		return 0
+	}
+	p := n.path
+	n.mu.Unlock()
+
+	attrs, err := n.conn.bucket.Stat(ctx, n.conn.objectName(p))
+	key := metaKey(n.conn.name, p)
+	if err != nil {
+		if errors.Is(err, store.ErrNotExist) {
+			n.fsys.meta.putMissing(key)
+		}
+		return n.fsys.fail("getattr", n.conn, p, err)
+	}
+	info = infoFromAttrs(attrs)
+	n.refresh(info)
+	n.fsys.meta.putFound(key, info)
+	n.fsys.fillAttr(n.StableAttr().Ino, n.currentInfo(), &out.Attr)
+	return 0
+}
+
+func (n *fileNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	statfsOut(out)
+	return 0
+}
+
+// Open returns a handle pinned to the generation the node knows now. The kernel keeps its page
+// cache (FOPEN_KEEP_CACHE) only while that generation is the one it cached.
+func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	trunc := flags&syscall.O_TRUNC != 0 && write
+	if write && n.fsys.opts.ReadOnly {
+		return nil, 0, syscall.EROFS
+	}
+	h := &fileHandle{n: n, write: write}
+	n.mu.Lock()
+	if write {
+		if err := n.ensureStageLocked(); err != nil {
+			p := n.path
+			n.mu.Unlock()
+			return nil, 0, n.fsys.fail("open", n.conn, p, err)
+		}
+		n.writers++
+	}
+	n.handles++
+	h.gen, h.size = n.info.gen, n.info.size
+	_, local := n.localInfoLocked()
+	keep := !local && !trunc && n.info.gen != 0 && n.keepGen == n.info.gen
+	n.keepGen = n.info.gen
+	if local || trunc {
+		n.keepGen = 0
+	}
+	p := n.path
+	n.mu.Unlock()
+	if trunc {
+		if err := n.truncate(ctx, 0); err != nil {
+			h.Release(ctx)
+			return nil, 0, n.fsys.fail("open", n.conn, p, err)
+		}
+	}
+	var fuseFlags uint32
+	if keep {
+		fuseFlags |= fuse.FOPEN_KEEP_CACHE
+	}
+	return h, fuseFlags, 0
+}
+
+// OnForget keeps staged data that failed to upload when the kernel forgets the file, so that
+// a later lookup of the same path (and SyncAll at unmount) still finds it.
+func (n *fileNode) OnForget() {
+	n.mu.Lock()
+	st, p, unlinked := n.stage, n.path, n.unlinked
+	if st != nil && !st.dirty {
+		n.stage = nil
+	}
+	n.mu.Unlock()
+	if st == nil {
+		return
+	}
+	if !st.dirty || unlinked {
+		n.fsys.dropStage(st)
+		return
+	}
+	n.fsys.adoptOrphan(n.conn, p, st)
+}
+
+// objectOf is the cache identity of generation info of the file at path p.
+func (c *conn) objectOf(p string, info objInfo) cache.Object {
+	return cache.Object{Bucket: c.bucket.Name(), Name: c.objectName(p), Generation: info.gen, Size: info.size}
+}
+
+// readObject reads generation gen (size bytes) of the file at path p through the cache.
+// A generation that is gone becomes errStale.
+func (f *FS) readObject(ctx context.Context, c *conn, p string, info objInfo, dest []byte, off int64) (int, error) {
+	if off >= info.size || info.gen == 0 {
+		return 0, nil
+	}
+	if int64(len(dest)) > info.size-off {
+		dest = dest[:info.size-off]
+	}
+	k, err := f.opts.Cache.ReadAt(ctx, c.bucket, c.objectOf(p, info), dest, off)
+	if err == io.EOF {
+		err = nil
+	}
+	if err != nil && (errors.Is(err, store.ErrNotExist) || errors.Is(err, store.ErrPrecondition)) {
+		err = errors.Join(errStale, err)
+	}
+	return k, err
+}
+
+// fileHandle is an open file. Reads see the staged content when the file has local state,
+// otherwise the generation pinned at open (or what this mount's own uploads replaced it by).
+type fileHandle struct {
+	n     *fileNode
+	write bool
+	// Pinned at open; guarded by n.mu after that (successor updates them).
+	gen, size int64
+}
+
+var (
+	_ = (fusefs.FileReader)((*fileHandle)(nil))
+	_ = (fusefs.FileWriter)((*fileHandle)(nil))
+	_ = (fusefs.FileFlusher)((*fileHandle)(nil))
+	_ = (fusefs.FileFsyncer)((*fileHandle)(nil))
+	_ = (fusefs.FileReleaser)((*fileHandle)(nil))
+	_ = (fusefs.FileGetattrer)((*fileHandle)(nil))
+)
+
+func (h *fileHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	return h.n.Getattr(ctx, h, out)
+}
+
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n := h.n
+	n.mu.Lock()
+	st := n.stage
+	local := st != nil && st.filled
+	info := objInfo{gen: h.gen, size: h.size}
+	for {
+		next, ok := n.successor[info.gen]
+		if !ok || next.gen == info.gen {
+			break
+		}
+		info = next
+	}
+	h.gen, h.size = info.gen, info.size
+	p := n.path
+	n.mu.Unlock()
+
+	if local {
+		k, err := st.readAt(n, dest, off)
+		if err != nil {
+			return nil, n.fsys.fail("read", n.conn, p, err)
+		}
+		return fuse.ReadResultData(dest[:k]), 0
+	}
+	k, err := n.fsys.readObject(ctx, n.conn, p, info, dest, off)
+	if err != nil {
+		if errors.Is(err, errStale) {
+			n.staleSeen(info.gen)
+		}
+		return nil, n.fsys.fail("read", n.conn, p, err)
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+// staleSeen forgets the node's view of generation gen after a read found it gone, and tells
+// the kernel (asynchronously: notifications must not run inside an operation on the same
+// inode) to drop its cached attributes and pages, so that the next open sees the new object.
+func (n *fileNode) staleSeen(gen int64) {
+	n.mu.Lock()
+	if n.info.gen == gen {
+		n.infoAt = time.Time{}
+	}
+	p := n.path
+	n.mu.Unlock()
+	n.fsys.meta.forget(metaKey(n.conn.name, p))
+	go func() {
+		n.NotifyContent(0, 0)
+		if name, parent := n.Parent(); parent != nil {
+			parent.NotifyEntry(name)
+		}
+	}()
+}
+
+func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
+	if !h.write {
+		return 0
+	}
+	if err := h.n.sync(ctx); err != nil {
+		return h.n.fsys.fail("close", h.n.conn, h.n.getPath(), err)
+	}
+	return 0
+}
+
+func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if err := h.n.sync(ctx); err != nil {
+		return h.n.fsys.fail("fsync", h.n.conn, h.n.getPath(), err)
+	}
+	return 0
+}
+
+// Release drops a clean stage when the last writer goes. Its result is ignored by the kernel,
+// so everything that can fail happened in Flush.
+func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	n := h.n
+	n.mu.Lock()
+	n.handles--
+	if h.write {
+		n.writers--
+	}
+	var drop *staging
+	if n.writers == 0 && n.stage != nil && !n.stage.dirty {
+		drop, n.stage = n.stage, nil
+	}
+	if n.handles == 0 {
+		n.successor = nil
+	}
+	n.mu.Unlock()
+	if drop != nil {
+		n.fsys.dropStage(drop)
+	}
+	return 0
+}
+
+// symlinkNode is a symbolic link: an object whose metadata holds the target.
+type symlinkNode struct {
+	fusefs.Inode
+	fsys *FS
+	conn *conn
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	path   string
+	info   objInfo
+	infoAt time.Time
+}
+
+var (
+	_ = (fusefs.NodeGetattrer)((*symlinkNode)(nil))
+	_ = (fusefs.NodeSetattrer)((*symlinkNode)(nil))
+	_ = (fusefs.NodeReadlinker)((*symlinkNode)(nil))
+)
+
+func (s *symlinkNode) refresh(info objInfo) {
+	s.mu.Lock()
+	s.info, s.infoAt = info, s.fsys.now()
+	s.mu.Unlock()
+}
+
+func (s *symlinkNode) getPath() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.path
+}
+
+func (s *symlinkNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	s.mu.Lock()
+	info := s.info
+	s.mu.Unlock()
+	s.fsys.fillAttr(s.StableAttr().Ino, info, &out.Attr)
+	return 0
+}
+
+// Setattr accepts and ignores changes: a symlink's mode is always 0777 and its times are its
+// object's.
+func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if s.fsys.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	return s.Getattr(ctx, fh, out)
+}
+
+func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return []byte(s.info.target), 0
+}
+
+func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n := h.n
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	st, err := n.stageForWrite(ctx)
+	if err != nil {
+		return 0, n.fsys.fail("write", n.conn, n.getPath(), err)
+	}
+	k, err := st.write(n, data, off)
+	if err != nil {
+		return uint32(k), n.fsys.fail("write", n.conn, n.getPath(), err)
+	}
+	return uint32(k), 0
+}
+
+// Setattr truncates through the staging file and keeps modification times in the object's
+// metadata. Mode and owner changes are accepted and ignored (SEMANTICS.md "Permissions").
+func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	size, hasSize := in.GetSize()
+	mtime, hasMtime := in.GetMTime()
+	if n.fsys.opts.ReadOnly && (hasSize || hasMtime) {
+		return syscall.EROFS
+	}
+	p := n.getPath()
+	if hasSize {
+		if err := n.setSize(ctx, int64(size), fh == nil); err != nil {
+			return n.fsys.fail("truncate", n.conn, p, err)
+		}
+	}
+	if hasMtime {
+		if err := n.setMtime(ctx, mtime); err != nil {
+			return n.fsys.fail("utimens", n.conn, p, err)
+		}
+	}
+	n.fsys.fillAttr(n.StableAttr().Ino, n.currentInfo(), &out.Attr)
+	return 0
+}
+
+// setSize truncates the file. A truncate(2) on a path (no handle) with no writer open is
+// uploaded at once, since no close will follow it.
+func (n *fileNode) setSize(ctx context.Context, size int64, pathOnly bool) error {
+	n.mu.Lock()
+	n.writers++ // keep the stage while we use it
+	n.mu.Unlock()
+	err := n.truncate(ctx, size)
+	if err == nil && pathOnly {
+		n.mu.Lock()
+		idle := n.writers == 1
+		n.mu.Unlock()
+		if idle {
+			err = n.sync(ctx)
+		}
+	}
+	n.mu.Lock()
+	n.writers--
+	var drop *staging
+	if n.writers == 0 && n.stage != nil && !n.stage.dirty {
+		drop, n.stage = n.stage, nil
+	}
+	n.mu.Unlock()
+	if drop != nil {
+		n.fsys.dropStage(drop)
+	}
+	return err
+}
+
+// setMtime records an explicit modification time: with the pending upload when there is one,
+// otherwise as a metadata update of the live generation.
+func (n *fileNode) setMtime(ctx context.Context, t time.Time) error {
+	n.mu.Lock()
+	if st := n.stage; st != nil && st.dirty {
+		st.mtime = t
+		n.mu.Unlock()
+		return nil
+	}
+	p, gen := n.path, n.info.gen
+	n.mu.Unlock()
+	if gen == 0 {
+		return nil
+	}
+	attrs, err := n.conn.bucket.UpdateMetadata(ctx, n.conn.objectName(p), gen, map[string]string{mdMtime: t.UTC().Format(time.RFC3339Nano)})
+	if err != nil {
+		return fmt.Errorf("set mtime of gs://%s/%s: %w", n.conn.bucket.Name(), n.conn.objectName(p), err)
+	}
+	n.mu.Lock()
+	if n.info.gen == gen {
+		n.info.mtime = t
+		if attrs.Generation == gen {
+			n.infoAt = n.fsys.now()
+		}
+	}
+	info := n.info
+	n.mu.Unlock()
+	n.fsys.meta.putFound(metaKey(n.conn.name, p), info)
+	return nil
+}

@@ -1,0 +1,339 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/plxfs/plxfs/cache"
+	"github.com/plxfs/plxfs/connspec"
+	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/transfer"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultTTL              = 60 * time.Second
+	DefaultStatCacheEntries = 100_000
+	DefaultNegCacheEntries  = 20_000
+	DefaultFileMode         = 0o644
+	DefaultDirMode          = 0o755
+)
+
+// Connection is one connection to mount: a directory named Name showing the objects of Bucket
+// under Prefix.
+type Connection struct {
+	Name string
+	// Bucket is the whole bucket, not limited to Prefix: cache keys use full object names so
+	// that two connections on one bucket share cached chunks.
+	Bucket store.Bucket
+	// Prefix is "" or a normalised prefix "a/b/".
+	Prefix string
+}
+
+// Options configure a filesystem. Zero values select the documented defaults.
+type Options struct {
+	Connections []Connection
+	// Cache serves every read of object bytes. Required.
+	Cache *cache.Cache
+	// StagingDir holds the local files that stage writes until they are uploaded. Required
+	// unless ReadOnly.
+	StagingDir string
+	// TTL bounds how long metadata (lookups, attributes, listings, negative lookups) is reused
+	// without asking the bucket, here and in the kernel (entry and attribute timeouts). 0
+	// selects DefaultTTL; a negative value disables metadata caching.
+	TTL time.Duration
+	// StatCacheEntries and NegCacheEntries bound the positive and negative lookup caches
+	// (0: DefaultStatCacheEntries, DefaultNegCacheEntries).
+	StatCacheEntries, NegCacheEntries int
+	// ReadOnly refuses every change with EROFS.
+	ReadOnly bool
+	// UID and GID own every file (0: root). FileMode and DirMode are the permission bits of
+	// files and directories (0: 0644 and 0755).
+	UID, GID          uint32
+	FileMode, DirMode uint32
+	// Upload tunes uploads (chunk size, compose threshold, part size, workers); Upload.Owner
+	// names this daemon's temporary parts (see CleanupTempParts).
+	Upload transfer.Options
+	// Logger receives one line per failed operation and notices (hidden names). Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
+}
+
+// FS is a mountable plxfs filesystem: a root directory with one directory per connection.
+type FS struct {
+	// Constant after New.
+	opts    Options
+	log     *slog.Logger
+	conns   []*conn
+	meta    *metaCache
+	started time.Time
+	root    *rootNode
+
+	// mu guards the fields below. Lock order: node locks before FS.mu (see doc.go).
+	mu           sync.Mutex
+	hiddenLogged map[string]struct{}       // names already reported as hidden (bounded)
+	incarnation  *lru.Cache[string, uint64] // StableAttr.Gen of a path after unlink/rename-away
+	staged       map[*staging]stageRef      // every staging file, with its owner, for SyncAll
+}
+
+// conn is a mounted connection.
+type conn struct {
+	name   string
+	bucket store.Bucket // whole bucket
+	prefix string
+	view   store.Bucket // store.WithPrefix(bucket, prefix): the connection's view, for uploads
+}
+
+// maxHiddenLogged bounds the set of hidden names remembered so that each is logged once.
+const maxHiddenLogged = 10_000
+
+// maxIncarnations bounds the remembered inode generations of removed paths. An evicted entry
+// only matters if a file removed that long ago is still open when its path is reused.
+const maxIncarnations = 1 << 16
+
+// New checks opts and builds the filesystem (nothing is mounted yet).
+func New(opts Options) (*FS, error) {
+	if len(opts.Connections) == 0 {
+		return nil, errors.New("fs: no connections to mount")
+	}
+	if opts.Cache == nil {
+		return nil, errors.New("fs: Options.Cache is required")
+	}
+	if !opts.ReadOnly && opts.StagingDir == "" {
+		return nil, errors.New("fs: Options.StagingDir is required for a writable mount")
+	}
+	if opts.TTL == 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.StatCacheEntries <= 0 {
+		opts.StatCacheEntries = DefaultStatCacheEntries
+	}
+	if opts.NegCacheEntries <= 0 {
+		opts.NegCacheEntries = DefaultNegCacheEntries
+	}
+	if opts.FileMode == 0 {
+		opts.FileMode = DefaultFileMode
+	}
+	if opts.DirMode == 0 {
+		opts.DirMode = DefaultDirMode
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Upload.Logger == nil {
+		opts.Upload.Logger = opts.Logger
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(opts.StagingDir, 0o700); err != nil {
+			return nil, fmt.Errorf("fs: staging directory: %w", err)
+		}
+	}
+	inc, err := lru.New[string, uint64](maxIncarnations)
+	if err != nil {
+		return nil, err
+	}
+	f := &FS{
+		opts:         opts,
+		log:          opts.Logger,
+		meta:         newMetaCache(opts.TTL, opts.StatCacheEntries, opts.NegCacheEntries, opts.Now),
+		started:      opts.Now(),
+		hiddenLogged: map[string]struct{}{},
+		incarnation:  inc,
+		staged:       map[*staging]stageRef{},
+	}
+	seen := map[string]bool{}
+	for _, c := range opts.Connections {
+		if err := connspec.SegmentOK(c.Name); err != nil {
+			return nil, fmt.Errorf("fs: connection name %q cannot be a directory name: %w", c.Name, err)
+		}
+		if seen[c.Name] {
+			return nil, fmt.Errorf("fs: connection %q given twice", c.Name)
+		}
+		seen[c.Name] = true
+		if c.Bucket == nil {
+			return nil, fmt.Errorf("fs: connection %q has no bucket", c.Name)
+		}
+		f.conns = append(f.conns, &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: store.WithPrefix(c.Bucket, c.Prefix)})
+	}
+	f.root = &rootNode{fsys: f}
+	return f, nil
+}
+
+// Root is the root node, for fusefs.Mount.
+func (f *FS) Root() fusefs.InodeEmbedder { return f.root }
+
+// MountOptions are the mount-time choices that are not filesystem behaviour.
+type MountOptions struct {
+	// AllowOther lets users other than the one who mounted access the mount.
+	AllowOther bool
+	// Debug logs every FUSE request (very verbose).
+	Debug bool
+}
+
+// kernelTransfer is the largest read and write request and the kernel readahead window: big
+// requests amortise the per-request cost of FUSE (1 MiB is the kernel's maximum).
+const kernelTransfer = 1 << 20
+
+// FuseOptions returns the go-fuse options for mounting f: kernel timeouts equal to the TTL,
+// 1 MiB requests and readahead, direct mount as root.
+func (f *FS) FuseOptions(mo MountOptions) *fusefs.Options {
+	ttl := max(f.opts.TTL, 0)
+	opts := &fusefs.Options{
+		EntryTimeout:    &ttl,
+		AttrTimeout:     &ttl,
+		NegativeTimeout: &ttl,
+		UID:             f.opts.UID,
+		GID:             f.opts.GID,
+		MountOptions: fuse.MountOptions{
+			FsName:       "plxfs",
+			Name:         "plxfs",
+			AllowOther:   mo.AllowOther,
+			Debug:        mo.Debug,
+			MaxWrite:     kernelTransfer,
+			MaxReadAhead: kernelTransfer,
+			DirectMount:  os.Geteuid() == 0,
+			// The kernel checks permissions against the uid/gid/mode plxfs reports.
+			Options: []string{"default_permissions"},
+		},
+	}
+	if f.opts.ReadOnly {
+		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
+	}
+	return opts
+}
+
+// Mount mounts f at mountpoint and starts serving it. The caller unmounts with
+// server.Unmount after SyncAll.
+func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
+	server, err := fusefs.Mount(mountpoint, f.root, f.FuseOptions(mo))
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return server, nil
+}
+
+// CleanupTempParts deletes the temporary upload parts this daemon's owner id left in every
+// connection (after a crash or kill), and reports how many it removed.
+func (f *FS) CleanupTempParts(ctx context.Context) (int, error) {
+	if f.opts.ReadOnly {
+		return 0, nil
+	}
+	total := 0
+	var errs []error
+	for _, c := range f.conns {
+		n, err := transfer.CleanupParts(ctx, c.view, f.opts.Upload.Owner, 0)
+		total += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("connection %q: %w", c.name, err))
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// logHidden reports once per name that an object or prefix is not shown.
+func (f *FS) logHidden(c *conn, hidden []hiddenName) {
+	if len(hidden) == 0 {
+		return
+	}
+	f.mu.Lock()
+	var fresh []hiddenName
+	for _, h := range hidden {
+		k := metaKey(c.name, h.name)
+		if _, ok := f.hiddenLogged[k]; ok {
+			continue
+		}
+		if len(f.hiddenLogged) < maxHiddenLogged {
+			f.hiddenLogged[k] = struct{}{}
+		}
+		fresh = append(fresh, h)
+	}
+	f.mu.Unlock()
+	for _, h := range fresh {
+		if h.reason == "reserved for plxfs's temporary upload parts" {
+			continue // expected, not news
+		}
+		f.log.Info("object not shown in the mount", "connection", c.name, "bucket", c.bucket.Name(), "name", h.name, "reason", h.reason)
+	}
+}
+
+// genOf is the StableAttr.Gen for a path: it changes each time the path's node is removed or
+// renamed away, so that a new file at the same path is a new inode even while the old one is
+// still open.
+func (f *FS) genOf(key string) uint64 {
+	g, _ := f.incarnation.Get(key)
+	return g
+}
+
+func (f *FS) bumpGen(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g, _ := f.incarnation.Get(key)
+	f.incarnation.Add(key, g+1)
+}
+
+// now is the filesystem clock.
+func (f *FS) now() time.Time { return f.opts.Now() }
+
+// ttl is the metadata TTL (0 when caching is off).
+func (f *FS) ttl() time.Duration { return max(f.opts.TTL, 0) }
+
+// fresh reports whether something fetched at t is still within the TTL.
+func (f *FS) fresh(t time.Time) bool {
+	return f.opts.TTL > 0 && !t.IsZero() && f.now().Before(t.Add(f.opts.TTL))
+}
+
+// fillAttr fills a FUSE attribute for ino from info.
+func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
+	out.Ino = ino
+	out.Uid, out.Gid = f.opts.UID, f.opts.GID
+	out.Blksize = kernelTransfer
+	mtime := info.mtime
+	if mtime.IsZero() {
+		mtime = f.started
+	}
+	out.SetTimes(&mtime, &mtime, &mtime)
+	switch info.kind {
+	case kindDir:
+		out.Mode = syscall.S_IFDIR | f.opts.DirMode
+		out.Nlink = 1 // unknown subdirectory count: 1 tells find(1) not to rely on it
+		out.Size = 4096
+	case kindSymlink:
+		out.Mode = syscall.S_IFLNK | 0o777
+		out.Nlink = 1
+		out.Size = uint64(len(info.target))
+	default:
+		out.Mode = syscall.S_IFREG | f.opts.FileMode
+		out.Nlink = 1
+		out.Size = uint64(max(info.size, 0))
+		out.Blocks = (out.Size + 511) / 512
+	}
+}
+
+// statfsOut reports a large, mostly free filesystem: GCS has no capacity to report, and tools
+// such as cp and rsync refuse to write when they see no free space.
+func statfsOut(out *fuse.StatfsOut) {
+	const blocks = 1 << 40 // 1 PiB in 1 KiB blocks
+	out.Bsize = 1024
+	out.Frsize = 1024
+	out.Blocks = blocks
+	out.Bfree = blocks
+	out.Bavail = blocks
+	out.Files = 1 << 30
+	out.Ffree = 1 << 30
+	out.NameLen = 255
+}

@@ -1,0 +1,146 @@
+package fs
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/plxfs/plxfs/store"
+)
+
+// Metadata keys plxfs writes into objects' user metadata.
+const (
+	// mdMtime holds a file's modification time (RFC 3339, nanoseconds) when it was set
+	// explicitly (utimens) or by an upload through the mount.
+	mdMtime = "plxfs-mtime"
+	// mdSymlink marks an object as a symbolic link; its value is the link target (the object's
+	// content holds the target too, for other tools).
+	mdSymlink = "plxfs-symlink-target"
+)
+
+// objInfo is what the filesystem knows about one name in a connection.
+type objInfo struct {
+	kind   kind
+	size   int64
+	gen    int64 // object generation; 0 for a directory without placeholder or a file never uploaded
+	mtime  time.Time
+	target string // symlink target
+}
+
+// infoFromAttrs converts an object's attributes. An object with the symlink key is a symlink.
+func infoFromAttrs(a store.Attrs) objInfo {
+	info := objInfo{kind: kindFile, size: a.Size, gen: a.Generation, mtime: a.Updated}
+	if v, ok := a.Metadata[mdMtime]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			info.mtime = t
+		} else if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
+			info.mtime = time.Unix(0, ns)
+		}
+	}
+	if target, ok := a.Metadata[mdSymlink]; ok {
+		info.kind = kindSymlink
+		info.target = target
+		info.size = int64(len(target))
+	}
+	return info
+}
+
+// metaCache remembers, for a bounded time (the TTL) and a bounded number of names, what a
+// lookup found: a positive entry (the name's objInfo) or a negative one (nothing there). It is
+// safe for concurrent use (the LRUs lock themselves); it holds no lock of its own.
+//
+// A zero or negative TTL disables it: every lookup asks the bucket.
+type metaCache struct {
+	ttl time.Duration
+	now func() time.Time
+	pos *lru.Cache[string, metaEntry]
+	neg *lru.Cache[string, time.Time] // value: expiry
+}
+
+type metaEntry struct {
+	info    objInfo
+	expires time.Time
+}
+
+func newMetaCache(ttl time.Duration, posEntries, negEntries int, now func() time.Time) *metaCache {
+	pos, err := lru.New[string, metaEntry](max(posEntries, 1))
+	if err != nil {
+		panic(err) // only for a size < 1, excluded above
+	}
+	neg, err := lru.New[string, time.Time](max(negEntries, 1))
+	if err != nil {
+		panic(err)
+	}
+	return &metaCache{ttl: ttl, now: now, pos: pos, neg: neg}
+}
+
+// metaKey names a path of a connection in the cache.
+func metaKey(connection, path string) string { return connection + "\x00" + path }
+
+// get returns (info, true, false) for a fresh positive entry, (_, false, true) for a fresh
+// negative entry, and (_, false, false) when the cache knows nothing.
+func (m *metaCache) get(key string) (info objInfo, found, missing bool) {
+	if m.ttl <= 0 {
+		return objInfo{}, false, false
+	}
+	now := m.now()
+	if e, ok := m.pos.Get(key); ok {
+		if now.Before(e.expires) {
+			return e.info, true, false
+		}
+		m.pos.Remove(key)
+	}
+	if exp, ok := m.neg.Get(key); ok {
+		if now.Before(exp) {
+			return objInfo{}, false, true
+		}
+		m.neg.Remove(key)
+	}
+	return objInfo{}, false, false
+}
+
+// putFound records that key exists with info.
+func (m *metaCache) putFound(key string, info objInfo) {
+	if m.ttl <= 0 {
+		return
+	}
+	m.neg.Remove(key)
+	m.pos.Add(key, metaEntry{info: info, expires: m.now().Add(m.ttl)})
+}
+
+// putMissing records that nothing exists at key.
+func (m *metaCache) putMissing(key string) {
+	if m.ttl <= 0 {
+		return
+	}
+	m.pos.Remove(key)
+	m.neg.Add(key, m.now().Add(m.ttl))
+}
+
+// forget drops whatever the cache knows about key.
+func (m *metaCache) forget(key string) {
+	m.pos.Remove(key)
+	m.neg.Remove(key)
+}
+
+// forgetTree drops key and every key below it (key + "/..."), after a directory rename or
+// removal. It walks the whole cache, which is bounded; directory renames are rare.
+func (m *metaCache) forgetTree(key string) {
+	m.forget(key)
+	below := key + "/"
+	if strings.HasSuffix(key, "\x00") { // a connection root: everything of the connection
+		below = key
+	}
+	for _, k := range m.pos.Keys() {
+		if strings.HasPrefix(k, below) {
+			m.pos.Remove(k)
+		}
+	}
+	for _, k := range m.neg.Keys() {
+		if strings.HasPrefix(k, below) {
+			m.neg.Remove(k)
+		}
+	}
+}
