@@ -1,0 +1,454 @@
+package cache
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+)
+
+// Source reads byte ranges of one object generation. store.Bucket satisfies it.
+//
+// NewRangeReader returns n bytes starting at off of generation gen of the object name. The
+// cache checks that exactly n bytes arrive: a shorter or a longer body is an error and is never
+// cached.
+type Source interface {
+	NewRangeReader(ctx context.Context, name string, gen, off, n int64) (io.ReadCloser, error)
+}
+
+// Object is the identity of one object generation. Name is the full object name in the bucket.
+// Generation must be positive: the cache never stores bytes it cannot pin to a generation.
+type Object struct {
+	Bucket, Name     string
+	Generation, Size int64
+}
+
+// Defaults for the zero values of Options.
+const (
+	DefaultMaxBytes     int64 = 10 << 30
+	DefaultChunkSize    int64 = 8 << 20
+	DefaultReadahead          = 4
+	DefaultFetchTimeout       = 2 * time.Minute
+)
+
+// Options configure a Cache. Zero values select the documented defaults.
+type Options struct {
+	// Dir is the cache directory; it is created if missing and locked (flock on Dir/lock) so
+	// that two processes cannot share it.
+	Dir string
+	// MaxBytes bounds the bytes of chunk files on disk, counted in 4 KiB blocks and including
+	// the chunk files of fetches in progress. Default DefaultMaxBytes.
+	MaxBytes int64
+	// ChunkSize is the fetch and storage unit for sequential reads. Default DefaultChunkSize.
+	ChunkSize int64
+	// Readahead is the number of chunks fetched ahead of a sequential reader. 0 selects
+	// DefaultReadahead; a negative value disables readahead.
+	Readahead int
+	// FetchTimeout bounds one shared fetch of a chunk. Default DefaultFetchTimeout.
+	FetchTimeout time.Duration
+	// Logger receives warnings (damaged chunk files, failed readahead). Default slog.Default().
+	Logger *slog.Logger
+
+	// randomPolicy and blockSize select how non-sequential reads of cold chunks are served;
+	// tests and benchmarks override them, the defaults are what doc.go argues for.
+	randomPolicy randomPolicy
+	blockSize    int64
+}
+
+// randomPolicy is how a non-sequential read of a chunk that is neither cached nor being fetched
+// is served. See doc.go "Random reads" for the measurements behind the default.
+type randomPolicy int
+
+const (
+	// policyAdaptive fetches and caches the small blocks the read touches, and fetches the whole
+	// chunk in the background once escalateAfter blocks of it are cached.
+	policyAdaptive randomPolicy = iota
+	// policyChunk fetches the whole chunk, as sequential reads do.
+	policyChunk
+	// policyBlock fetches and caches only the small blocks the read touches.
+	policyBlock
+)
+
+const (
+	// defaultBlockSize is the fetch unit of random reads: big enough that a 4 KiB–128 KiB read
+	// costs one request, small enough that its transfer time is a fraction of a GCS request's
+	// first-byte latency (256 KiB at 100 MiB/s is 2.5 ms).
+	defaultBlockSize int64 = 256 << 10
+	// escalateAfter is the number of cached blocks of a chunk after which a further random miss
+	// in that chunk also fetches the whole chunk in the background: the reader keeps coming back
+	// to this region, so the whole chunk will pay for itself.
+	escalateAfter = 2
+	// diskBlock is the allocation unit assumed when accounting chunk files against MaxBytes.
+	diskBlock = 4096
+	// maxAttempts bounds how often one read retries a chunk that was evicted or found damaged
+	// between its fetch and its read, before falling back to a direct range read.
+	maxAttempts = 3
+)
+
+// ErrClosed is returned by reads and fills on a closed Cache.
+var ErrClosed = errors.New("cache: closed")
+
+// ErrShortBody and ErrLongBody are wrapped by fetch errors when a Source returned fewer or more
+// bytes than requested. A long body is what a decompressive-transcoding (Content-Encoding:
+// gzip) object returns for a ranged read: the whole decoded object.
+var (
+	ErrShortBody = errors.New("source returned fewer bytes than requested")
+	ErrLongBody  = errors.New("source returned more bytes than requested (decompressive transcoding?)")
+)
+
+// Stats are counters since Open (Bytes and Chunks are current values).
+type Stats struct {
+	Bytes           int64 // bytes of indexed chunk files, rounded up to 4 KiB blocks
+	Chunks          int   // indexed chunk files (whole chunks and random-read blocks)
+	Hits            int64 // unit reads served from a chunk file without waiting for a fetch
+	Misses          int64 // unit reads that started or joined a fetch
+	Fetches         int64 // range requests sent to a Source (fills and direct reads)
+	BytesFetched    int64 // bytes received from Sources
+	Evictions       int64 // chunk files evicted to stay under MaxBytes
+	Damaged         int64 // chunk files found damaged (dropped, then refetched)
+	Readaheads      int64 // background fetches started by readahead or escalation
+	FetchesInFlight int64 // range requests in progress
+}
+
+// Cache is a chunked, size-bounded LRU disk cache of object bytes. It is safe for concurrent use.
+type Cache struct {
+	opts     Options
+	root     string // Options.Dir
+	log      *slog.Logger
+	lockFile *os.File
+	baseCtx  context.Context // cancelled by Close; bounds every fill
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // fills and background fetches in progress
+	fillSeq  atomic.Uint64  // last fill number used in a chunk file name
+	flights  singleflight.Group
+	bgSem    *semaphore.Weighted // bounds background fetches (readahead, escalation) globally
+	isClosed atomic.Bool
+
+	// mu guards the fields below. It is never held across network or chunk-file I/O.
+	mu       sync.Mutex
+	lru      *simplelru.LRU[key, *entry]
+	bytes    int64       // accounted bytes of indexed chunk files
+	reserved int64       // accounted bytes of chunk files being written
+	busy     map[key]int // chunks with a fetch started or queued
+	doomed   []string    // chunk files unindexed under mu, to remove after unlocking
+	closed   bool
+
+	// seqMu guards seq. It is never held together with mu.
+	seqMu sync.Mutex
+	seq   *simplelru.LRU[objectID, *streams]
+
+	hits, misses, fetches, fetched, evictions, damaged, readaheads, inFlight atomic.Int64
+}
+
+// entry is the LRU value of one indexed chunk file.
+type entry struct {
+	path     string // unique per fill: a late removal never hits a newer fill of the same key
+	dataLen  int64
+	disk     int64 // accounted size
+	verified bool  // data CRC checked (always true for fills of this process)
+}
+
+// Open locks opts.Dir, re-indexes the chunk files found there and evicts down to MaxBytes.
+func Open(opts Options) (*Cache, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("cache: Options.Dir is empty; set the cache directory")
+	}
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.ChunkSize == 0 {
+		opts.ChunkSize = DefaultChunkSize
+	}
+	if opts.Readahead == 0 {
+		opts.Readahead = DefaultReadahead
+	}
+	if opts.Readahead < 0 {
+		opts.Readahead = 0
+	}
+	if opts.FetchTimeout <= 0 {
+		opts.FetchTimeout = DefaultFetchTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.blockSize == 0 {
+		opts.blockSize = defaultBlockSize
+	}
+	if opts.MaxBytes < 0 || opts.ChunkSize < 0 {
+		return nil, fmt.Errorf("cache: MaxBytes (%d) and ChunkSize (%d) must be positive", opts.MaxBytes, opts.ChunkSize)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: create cache dir: %w", err)
+	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		opts:     opts,
+		root:     opts.Dir,
+		log:      opts.Logger,
+		lockFile: lock,
+		bgSem:    semaphore.NewWeighted(int64(max(2*opts.Readahead, 2))),
+		busy:     make(map[key]int),
+	}
+	c.baseCtx, c.cancel = context.WithCancel(context.Background())
+	// Every entry accounts at least one disk block, so this entry bound never binds before
+	// the byte bound does; it only keeps the LRU's own limit consistent with MaxBytes.
+	c.lru, _ = simplelru.NewLRU[key, *entry](int(min(opts.MaxBytes/diskBlock+1, 1<<40)), c.onRemoveLocked)
+	c.seq, _ = simplelru.NewLRU[objectID, *streams](4096, nil)
+	if err := c.reindex(); err != nil {
+		c.cancel()
+		lock.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// lockDir takes an exclusive flock on dir/lock and records our pid in it. The lock lives as long
+// as the returned file stays open (and dies with the process).
+func lockDir(dir string) (*os.File, error) {
+	name := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cache: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := "unknown pid"
+		if b, rerr := os.ReadFile(name); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = "pid " + strconv.Itoa(pid)
+			}
+		}
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("cache dir %s is in use by another plxfs process (%s holds %s); stop it or use another cache dir", dir, holder, name)
+		}
+		return nil, fmt.Errorf("cache: lock %s: %w", name, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cache: write lock file %s: %w", name, err)
+	}
+	return f, nil
+}
+
+// Close waits for fetches in progress (cancelling them) and releases the directory lock.
+// Reads after Close fail with ErrClosed.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.isClosed.Store(true)
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	if err := c.lockFile.Close(); err != nil {
+		return fmt.Errorf("cache: release lock: %w", err)
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	bytes, chunks := c.bytes, c.lru.Len()
+	c.mu.Unlock()
+	return Stats{
+		Bytes:           bytes,
+		Chunks:          chunks,
+		Hits:            c.hits.Load(),
+		Misses:          c.misses.Load(),
+		Fetches:         c.fetches.Load(),
+		BytesFetched:    c.fetched.Load(),
+		Evictions:       c.evictions.Load(),
+		Damaged:         c.damaged.Load(),
+		Readaheads:      c.readaheads.Load(),
+		FetchesInFlight: c.inFlight.Load(),
+	}
+}
+
+// Invalidate drops every cached generation of one object. Keys carry the generation, so this
+// only frees space early; it is never needed for correctness.
+func (c *Cache) Invalidate(bucket, name string) {
+	c.mu.Lock()
+	for _, k := range c.lru.Keys() {
+		if k.Bucket == bucket && k.Name == name {
+			c.lru.Remove(k)
+		}
+	}
+	doomed := c.takeDoomedLocked()
+	c.mu.Unlock()
+	c.removeFiles(doomed)
+}
+
+func diskSize(n int64) int64 { return (n + diskBlock - 1) / diskBlock * diskBlock }
+
+// onRemoveLocked is the LRU's removal callback; it runs under mu inside Remove, RemoveOldest
+// and Add, and must not call back into the LRU.
+func (c *Cache) onRemoveLocked(_ key, e *entry) {
+	c.bytes -= e.disk
+	c.doomed = append(c.doomed, e.path)
+}
+
+func (c *Cache) takeDoomedLocked() []string {
+	d := c.doomed
+	c.doomed = nil
+	return d
+}
+
+// evictLocked removes least recently used chunks until indexed and reserved bytes fit MaxBytes.
+func (c *Cache) evictLocked() {
+	for c.bytes+c.reserved > c.opts.MaxBytes && c.lru.Len() > 0 {
+		c.lru.RemoveOldest()
+		c.evictions.Add(1)
+	}
+}
+
+// insertLocked indexes a chunk file, replacing (and dooming) an older fill of the same key.
+func (c *Cache) insertLocked(k key, e *entry) {
+	if _, ok := c.lru.Peek(k); ok {
+		c.lru.Remove(k)
+	}
+	c.lru.Add(k, e)
+	c.bytes += e.disk
+	c.evictLocked()
+}
+
+func (c *Cache) removeFiles(paths []string) {
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn("cache: remove chunk file", "path", p, "err", err)
+		}
+	}
+}
+
+// found is one valid chunk file seen while re-indexing.
+type found struct {
+	key   key
+	path  string
+	fill  uint64
+	mtime time.Time
+	e     *entry
+}
+
+// reindex rebuilds the LRU from the chunk files under Dir/v1. Files are checked for a valid
+// header that matches their name and for the exact length the header announces; temp files and
+// damaged chunk files are removed. Data checksums are verified on first read (see doc.go).
+// Recency is approximated by modification time (the fill time).
+func (c *Cache) reindex() error {
+	base := filepath.Join(c.root, layoutVersion)
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return fmt.Errorf("cache: create chunk dir: %w", err)
+	}
+	subdirs, err := os.ReadDir(base)
+	if err != nil {
+		return fmt.Errorf("cache: read chunk dir: %w", err)
+	}
+	var all []found
+	var maxFill uint64
+	removed := 0
+	for _, sd := range subdirs {
+		if !sd.IsDir() || len(sd.Name()) != 2 {
+			continue
+		}
+		dir := filepath.Join(base, sd.Name())
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("cache: read chunk dir: %w", err)
+		}
+		for _, fe := range files {
+			p := filepath.Join(dir, fe.Name())
+			if strings.HasPrefix(fe.Name(), "tmp-") {
+				os.Remove(p)
+				removed++
+				continue
+			}
+			id, fill, ok := parseChunkName(fe.Name())
+			if !ok || id[:2] != sd.Name() {
+				c.log.Warn("cache: ignoring unexpected file in cache dir", "path", p)
+				continue
+			}
+			maxFill = max(maxFill, fill)
+			f, err := c.checkFile(p, id)
+			if err != nil {
+				c.log.Warn("cache: removing unusable chunk file", "path", p, "err", err)
+				os.Remove(p)
+				removed++
+				continue
+			}
+			f.fill = fill
+			all = append(all, f)
+		}
+	}
+	c.fillSeq.Store(maxFill)
+	slices.SortFunc(all, func(a, b found) int {
+		return cmp.Or(a.mtime.Compare(b.mtime), cmp.Compare(a.fill, b.fill))
+	})
+	c.mu.Lock()
+	for _, f := range all {
+		c.insertLocked(f.key, f.e) // a later fill of the same key replaces an earlier one
+	}
+	doomed := c.takeDoomedLocked()
+	st := len(all) - c.lru.Len()
+	c.mu.Unlock()
+	c.removeFiles(doomed)
+	if len(all) > 0 || removed > 0 {
+		c.log.Info("cache: re-indexed cache dir", "dir", c.root, "chunks", len(all)-st,
+			"evicted_or_duplicate", st, "removed_damaged_or_temp", removed)
+	}
+	return nil
+}
+
+// checkFile validates one chunk file's header against its name and its length.
+func (c *Cache) checkFile(p, id string) (found, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return found{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return found{}, err
+	}
+	h, err := readHeader(f)
+	if err != nil {
+		return found{}, err
+	}
+	if h.key.id() != id {
+		return found{}, fmt.Errorf("%w: header does not match file name", errBadHeader)
+	}
+	if want := h.size() + h.dataLen; st.Size() != want {
+		return found{}, fmt.Errorf("truncated or overlong chunk file: %d bytes, want %d", st.Size(), want)
+	}
+	if h.key.Unit != c.opts.ChunkSize && h.key.Unit != c.opts.blockSize {
+		return found{}, fmt.Errorf("chunk unit %d is not in use (chunk size %d)", h.key.Unit, c.opts.ChunkSize)
+	}
+	return found{
+		key:   h.key,
+		path:  p,
+		mtime: st.ModTime(),
+		e:     &entry{path: p, dataLen: h.dataLen, disk: diskSize(st.Size())},
+	}, nil
+}

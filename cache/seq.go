@@ -1,0 +1,72 @@
+package cache
+
+// objectID names one object generation for access-pattern tracking.
+type objectID struct {
+	bucket, name string
+	gen          int64
+}
+
+const (
+	// maxStreams is how many concurrent sequential readers of one object generation are told
+	// apart. Further readers share streams, which only makes them look sequential sooner.
+	maxStreams = 8
+	// maxSeqWindow is how far a read may start from where a stream last ended and still
+	// continue it. The kernel keeps several readahead requests of up to max_read (1 MiB) in
+	// flight and go-fuse serves them concurrently, so a sequential reader's requests arrive
+	// slightly out of order; 1 MiB either side covers that without taking nearby random reads
+	// for a stream. With chunks smaller than 4 MiB the window is a quarter chunk.
+	maxSeqWindow = 1 << 20
+)
+
+// stream is one reader's position in an object.
+type stream struct {
+	end     int64  // highest end offset read so far
+	matches int    // reads that continued the stream after it started
+	fromTop bool   // the stream started at offset 0
+	used    uint64 // last-use tick, to replace the least recently used stream
+}
+
+// streams tracks the sequential readers of one object generation.
+type streams struct {
+	s    [maxStreams]stream
+	n    int
+	tick uint64
+}
+
+// observe records a read of [off, end) of obj. seq reports that it continues a stream (or
+// starts one at offset 0): it is served by whole chunks. ahead reports that the stream is
+// established (started at offset 0, or continued at least twice): readahead starts.
+func (c *Cache) observe(obj Object, off, end int64) (seq, ahead bool) {
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	c.seqMu.Lock()
+	defer c.seqMu.Unlock()
+	st, ok := c.seq.Get(id)
+	if !ok {
+		st = &streams{}
+		c.seq.Add(id, st)
+	}
+	st.tick++
+	window := min(maxSeqWindow, c.opts.ChunkSize/4)
+	for i := range st.s[:st.n] {
+		s := &st.s[i]
+		if off >= s.end-window && off <= s.end+window {
+			s.end = max(s.end, end)
+			s.matches++
+			s.used = st.tick
+			return true, s.fromTop || s.matches >= 2
+		}
+	}
+	slot := st.n
+	if st.n < maxStreams {
+		st.n++
+	} else {
+		slot = 0
+		for i := range st.s {
+			if st.s[i].used < st.s[slot].used {
+				slot = i
+			}
+		}
+	}
+	st.s[slot] = stream{end: end, fromTop: off == 0, used: st.tick}
+	return off == 0, off == 0
+}
