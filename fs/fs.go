@@ -83,7 +83,7 @@ type FS struct {
 
 	// mu guards the fields below. Lock order: node locks before FS.mu (see doc.go).
 	mu           sync.Mutex
-	hiddenLogged map[string]struct{}       // names already reported as hidden (bounded)
+	hiddenLogged map[string]struct{}        // names already reported as hidden (bounded)
 	incarnation  *lru.Cache[string, uint64] // StableAttr.Gen of a path after unlink/rename-away
 	staged       map[*staging]stageRef      // every staging file, with its owner, for SyncAll
 }
