@@ -29,7 +29,9 @@
 //	conns.yaml:12: connection "gcs-data": secret.mounthPath: unknown key; did you mean "mountPath"?
 //
 // Parsing does not stop at the first problem: the returned error joins all of them (one per
-// line; use errors.As to get the first *Error). Positions from the JSON catalog have no line.
+// line; use errors.As to get the first *Error). Positions from the JSON catalog have no line,
+// nor do problems with a whole file ("no connections found"). YAML syntax errors carry the
+// line yaml.v3 reports, corrected to 1-based.
 // Messages never contain secret values: env values and schema values other than bucket are
 // never quoted, and syntax errors give a line or byte offset, not the text.
 //
@@ -52,6 +54,10 @@
 //     ParseBucketURL. Prefixes are normalised to "" or "a/b/"; empty segments are dropped and
 //     "." / ".." segments rejected, not resolved. Other schema keys of a gcs connection must
 //     be strings.
+//   - run.connections and run.init come from a component's run: or an operation's
+//     component.run:, combined with the operation's runPatch by its patchStrategy (post_merge by
+//     default, as in Polyaxon). Init entries are checked against Polyaxon's init keys; only
+//     artifacts entries are returned.
 //   - secret/configMap need a name; mountPath, when given, must be absolute; items must be
 //     file names; defaultMode is a mode up to 0777 (number, or string such as "0400").
 //

@@ -40,12 +40,12 @@ func (e *Error) Error() string {
 		b.WriteString(e.Field)
 		b.WriteString(": ")
 	}
-	b.WriteString(oneLine(e.Problem))
+	b.WriteString(e.Problem)
 	if e.Fix != "" {
 		b.WriteString("; ")
-		b.WriteString(oneLine(e.Fix))
+		b.WriteString(e.Fix)
 	}
-	return b.String()
+	return oneLine(b.String())
 }
 
 // String formats the position as "FILE:LINE", or "FILE" when the line is unknown.

@@ -3,6 +3,7 @@ package connspec
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -177,7 +178,7 @@ func findConnections(w *walker, n *yaml.Node, parent string) found {
 	scratch := &walker{file: w.file}
 	for _, e := range scratch.entries(n, at{}, "") {
 		switch {
-		case e.key == "connections" || e.key == "persistence":
+		case slices.Contains(listKeys, e.key):
 			if v := deref(e.val); v != nil && v.Kind == yaml.MappingNode && e.key == "persistence" {
 				continue // Polyaxon v0's persistence mapping (data/outputs); not connections
 			}
@@ -189,7 +190,7 @@ func findConnections(w *walker, n *yaml.Node, parent string) found {
 		}
 	}
 	for _, err := range scratch.errs {
-		if e, ok := err.(*Error); ok && (e.Field == "connections" || e.Field == "persistence" || e.Field == "artifactsStore") {
+		if e, ok := err.(*Error); ok && (slices.Contains(listKeys, e.Field) || e.Field == "artifactsStore") {
 			e.Field = qualify(parent, e.Field)
 			w.errs = append(w.errs, e)
 		}

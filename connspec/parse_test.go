@@ -132,6 +132,17 @@ mountConnections: [ds]
 			want: []Connection{{Name: "store", Kind: "gcs", Bucket: "artifacts", Prefix: "runs/", Pos: Pos{File: "c.yaml", Line: 2}}},
 		},
 		{
+			name: "top level wins over nested; other mappings' duplicate keys are not ours",
+			yaml: `agent:
+  connections:
+  - {name: nested, kind: gcs, schema: {bucket: gs://bkt}}
+gateway: {port: 1, port: 2}
+connections:
+- {name: top, kind: gcs, schema: {bucket: gs://bkt}}
+`,
+			want: []Connection{{Name: "top", Kind: "gcs", Bucket: "bkt", Pos: Pos{File: "c.yaml", Line: 6}}},
+		},
+		{
 			name: "empty connections list",
 			yaml: "connections:\n",
 			want: nil,
@@ -397,6 +408,24 @@ func TestParseYAML_Errors(t *testing.T) {
 			want: []string{`c.yaml:1: expected a mapping at the top, got a list; start the file with connections: followed by a list`},
 		},
 		{
+			name: "connections key twice",
+			yaml: "connections: []\nother: 1\nother: 2\nconnections: []\n",
+			want: []string{`c.yaml:4: connections: key given twice; keep one of them`},
+		},
+		{
+			name: "error inside artifactsStore",
+			yaml: "artifactsStore:\n  name: store\n  kind: gcs\n",
+			want: []string{`c.yaml:2: connection "store": schema.bucket: missing; add schema: {bucket: gs://BUCKET/PREFIX}`},
+		},
+		{
+			name: "empty list item and name that is a list",
+			yaml: "connections:\n-\n- name: [a]\n  kind: gcs\n  schema: {bucket: gs://bkt}\n",
+			want: []string{
+				`c.yaml:2: connection #1: empty list item; remove the "-" or fill in the connection`,
+				`c.yaml:3: connection #2: name: expected a string, got a list; write a single value`,
+			},
+		},
+		{
 			name: "gcs schema value that is not a string",
 			yaml: `connections:
 - name: ds
@@ -502,6 +531,8 @@ func TestParseCatalogJSON(t *testing.T) {
 		{"unnamed unknown key", `{"connections": [{"kind": "gcs", "schema": {"bucket": "gs://bkt"}, "secrets": {}}]}`,
 			"$POLYAXON_CONNECTIONS_CATALOG: connection #1: name: missing; give the connection a name (it becomes its directory under the mountpoint)\n" +
 				`$POLYAXON_CONNECTIONS_CATALOG: connection #1: secrets: unknown key; did you mean "secret"?`},
+		{"tab-indented JSON is fine, errors have no line", "{\n\t\"connections\": [\n\t\t{\"name\": \"ds\", \"kind\": \"gcs\", \"schema\": {\"bucket\": \"gs://UP\"}}\n\t]\n}",
+			`$POLYAXON_CONNECTIONS_CATALOG: connection "ds": schema.bucket: bucket name "UP" has uppercase letters; GCS bucket names are lowercase; write it as gs://BUCKET or gs://BUCKET/PREFIX`},
 		{"nested is not looked at", `{"agent": {"connections": []}}`, `$POLYAXON_CONNECTIONS_CATALOG: no connections found; add a top-level connections: list (or persistence:, or one under agent:), each item with name, kind and schema.bucket`},
 	}
 	for _, tc := range errTests {
@@ -587,5 +618,13 @@ func TestSuggest(t *testing.T) {
 		if got := closest(tc.word, append(connectionKeys, refKeys...)); got != tc.want {
 			t.Errorf("closest(%q) = %q, want %q", tc.word, got, tc.want)
 		}
+	}
+}
+
+func TestErrorIsOneLine(t *testing.T) {
+	_, err := ParseYAML("c.yaml", []byte("connections:\n- name: ds\n  kind: gcs\n  schema: {bucket: gs://bkt}\n  \"bad\\nkey\": 1\n"))
+	want := `c.yaml:5: connection "ds": bad\nkey: unknown key; expected one of: name, kind, description, tags, schema, secret, configMap, env, annotations, isAlias`
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n got %v\nwant %s", err, want)
 	}
 }
