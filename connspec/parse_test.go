@@ -275,6 +275,11 @@ func TestParseYAML_Errors(t *testing.T) {
 			},
 		},
 		{
+			name: "name with a control character",
+			yaml: "connections:\n- name: \"a\\tb\"\n  kind: gcs\n  schema: {bucket: gs://bkt}\n",
+			want: []string{`c.yaml:2: connection "a\tb": name: "a\tb" contains a control character; use letters, digits, '-', '_' and '.', as Polyaxon names do`},
+		},
+		{
 			name: "name too long",
 			yaml: "connections:\n- name: " + strings.Repeat("n", 256) + "\n  kind: gcs\n  schema: {bucket: gs://bkt}\n",
 			want: []string{`c.yaml:2: connection "` + strings.Repeat("n", 256) + `": name: "` + strings.Repeat("n", 256) + `" cannot be a directory name (unsafe name: segment is 256 bytes (at most 255)); use letters, digits, '-', '_' and '.', as Polyaxon names do`},
