@@ -102,3 +102,8 @@ func assertNoLeak(t *testing.T, what string, v any) {
 		}
 	}
 }
+
+// pkcs1PEM is the test RSA key in the older "RSA PRIVATE KEY" (PKCS#1) form.
+func pkcs1PEM() string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(testRSAKey())}))
+}
