@@ -62,6 +62,8 @@ func newApp() *cli.App {
 		Flags:                commonFlags(),
 		Commands: []*cli.Command{
 			connectionsCommand(),
+			kubeCommand(),
+			waitCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors and picks exit codes
 		OnUsageError:   onUsageError,
