@@ -247,7 +247,7 @@ func DownloadTree(ctx context.Context, b store.Bucket, remoteDir, localRoot stri
 	for _, ev := range refused {
 		t.done(ev)
 	}
-	if opts.DryRun && len(items)+len(dirs) == 0 {
+	if len(items)+len(dirs) == 0 { // nothing to write: do not even create localRoot
 		return t.summary(), nil
 	}
 	if err := os.MkdirAll(localRoot, 0o777); err != nil {
