@@ -1,0 +1,223 @@
+package fs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("readdir %s: %v", dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestSemantics_RootListsConnections(t *testing.T) {
+	e := newEnv(t, envOptions{
+		buckets: []string{"b1", "b2"},
+		conns:   []connSpec{{name: "gcs-dataset2", bucket: "b2"}, {name: "gcs-dataset1", bucket: "b1", prefix: "path1/"}},
+	})
+	if got, want := names(t, e.mnt), []string{"gcs-dataset1", "gcs-dataset2"}; !slices.Equal(got, want) {
+		t.Fatalf("root lists %v, want %v", got, want)
+	}
+	for _, n := range []string{"gcs-dataset1", "gcs-dataset2"} {
+		fi, err := os.Stat(filepath.Join(e.mnt, n))
+		if err != nil || !fi.IsDir() {
+			t.Fatalf("stat %s: %v %v", n, fi, err)
+		}
+	}
+	assertErrno(t, os.Mkdir(filepath.Join(e.mnt, "new-conn"), 0o755), syscall.EPERM)
+}
+
+// TestSemantics_PrefixConnection: a connection on gs://bucket/path1 shows only path1/..., and
+// ".." from its root leads to the mount root, never to other objects of the bucket.
+func TestSemantics_PrefixConnection(t *testing.T) {
+	e := newEnv(t, envOptions{conns: []connSpec{{name: "p1", bucket: testBucket, prefix: "path1/"}, {name: "all", bucket: testBucket}}})
+	for name, data := range map[string]string{"path1/a": "A", "path1/sub/b": "B", "other/x": "X", "path10/y": "Y", "path1": "shadow"} {
+		e.put(testBucket, name, []byte(data))
+	}
+	if got, want := names(t, e.path("p1", "")), []string{"a", "sub"}; !slices.Equal(got, want) {
+		t.Fatalf("p1 lists %v, want %v", got, want)
+	}
+	if got := string(mustRead(t, e.path("p1", "sub/b"))); got != "B" {
+		t.Fatalf("p1/sub/b = %q", got)
+	}
+	for _, escape := range []string{"../other/x", "sub/../../other/x", "../all/../other/x", "../path10/y"} {
+		_, err := os.Stat(filepath.Join(e.mnt, "p1") + "/" + escape)
+		assertErrno(t, err, syscall.ENOENT)
+	}
+	if got := string(mustRead(t, e.path("p1", "../all/other/x"))); got != "X" {
+		t.Fatalf("the whole-bucket connection reads other/x as %q", got)
+	}
+	if got, want := names(t, e.path("all", "")), []string{"other", "path1", "path10"}; !slices.Equal(got, want) {
+		t.Fatalf("all lists %v, want %v", got, want)
+	}
+}
+
+// TestSemantics_DirectoryShadowsObject: when both the object "dup" and objects under "dup/"
+// exist, "dup" is a directory and the object is hidden (in listings and in lookups).
+func TestSemantics_DirectoryShadowsObject(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put(testBucket, "dup", []byte("object"))
+	e.put(testBucket, "dup/inner", []byte("inner"))
+	// A lookup before any listing.
+	fi, err := os.Stat(e.path("c", "dup"))
+	if err != nil || !fi.IsDir() {
+		t.Fatalf("stat dup: %v, %v; want a directory", fi, err)
+	}
+	if got, want := names(t, e.path("c", "")), []string{"dup"}; !slices.Equal(got, want) {
+		t.Fatalf("root lists %v, want %v", got, want)
+	}
+	ents, err := os.ReadDir(e.path("c", ""))
+	if err != nil || !ents[0].IsDir() {
+		t.Fatalf("readdir: %v %v; want dup as a directory", ents, err)
+	}
+	if got := string(mustRead(t, e.path("c", "dup/inner"))); got != "inner" {
+		t.Fatalf("dup/inner = %q", got)
+	}
+}
+
+// TestSemantics_ImplicitDirectories: a prefix with objects and no placeholder is a directory.
+func TestSemantics_ImplicitDirectories(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.put(testBucket, "imp/deep/file", []byte("f"))
+	for _, d := range []string{"imp", "imp/deep"} {
+		fi, err := os.Stat(e.path("c", d))
+		if err != nil || !fi.IsDir() {
+			t.Fatalf("stat %s: %v %v; want a directory", d, fi, err)
+		}
+	}
+	if got := names(t, e.path("c", "imp")); !slices.Equal(got, []string{"deep"}) {
+		t.Fatalf("imp lists %v", got)
+	}
+}
+
+// TestSemantics_HiddenNames: object names that cannot be file names are not shown, and the
+// reserved .plxfs-tmp directory is hidden.
+func TestSemantics_HiddenNames(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	long := strings.Repeat("x", 256)
+	for _, n := range []string{"ok", "bad//x", "a/./b", "a/../c", "d/" + long, ".plxfs-tmp/owner-1/part-00001", "/abs"} {
+		e.put(testBucket, n, []byte("data"))
+	}
+	// "bad" is a directory (objects exist below it) whose only entry is hidden.
+	if got, want := names(t, e.path("c", "")), []string{"a", "bad", "d", "ok"}; !slices.Equal(got, want) {
+		t.Fatalf("root lists %v, want %v", got, want)
+	}
+	for _, d := range []string{"a", "bad", "d"} {
+		if got := names(t, e.path("c", d)); len(got) != 0 {
+			t.Fatalf("%s lists %v, want nothing", d, got)
+		}
+	}
+	_, err := os.Stat(e.path("c", ".plxfs-tmp"))
+	assertErrno(t, err, syscall.ENOENT)
+}
+
+// TestSemantics_GzipStoredBytes: an object stored with Content-Encoding gzip is read as its
+// stored (compressed) bytes, with the stored size, never as decompressed bytes of another size.
+func TestSemantics_GzipStoredBytes(t *testing.T) {
+	const chunk = 256 << 10
+	e := newEnv(t, envOptions{chunkSize: chunk})
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(bytes.Repeat([]byte("plxfs gzip "), 200_000)) // ~2 MiB, compresses well
+	zw.Close()
+	stored := buf.Bytes()
+	if err := e.emu.PutObject(testBucket, "z/data.txt", stored, "gzip"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(e.path("c", "z/data.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != int64(len(stored)) {
+		t.Fatalf("size %d, want the stored size %d", fi.Size(), len(stored))
+	}
+	equalBytes(t, "gzip object", mustRead(t, e.path("c", "z/data.txt")), stored)
+
+	big := randBytes(3, 3*chunk) // incompressible, several chunks
+	buf.Reset()
+	zw = gzip.NewWriter(&buf)
+	zw.Write(big)
+	zw.Close()
+	if err := e.emu.PutObject(testBucket, "z/big.gz", buf.Bytes(), "gzip"); err != nil {
+		t.Fatal(err)
+	}
+	equalBytes(t, "multi-chunk gzip object", mustRead(t, e.path("c", "z/big.gz")), buf.Bytes())
+}
+
+// TestSemantics_NegativeLookupTTL: a name found missing stays missing for the TTL even if the
+// object appears meanwhile, and is found after the TTL.
+func TestSemantics_NegativeLookupTTL(t *testing.T) {
+	const ttl = 700 * time.Millisecond
+	e := newEnv(t, envOptions{ttl: ttl})
+	p := e.path("c", "later")
+	_, err := os.Stat(p)
+	assertErrno(t, err, syscall.ENOENT)
+	e.put(testBucket, "later", []byte("now"))
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Logf("note: the new object was visible within the TTL (%v); allowed but unexpected", err)
+	}
+	time.Sleep(ttl + 200*time.Millisecond)
+	if got := string(mustRead(t, p)); got != "now" {
+		t.Fatalf("after the TTL: %q", got)
+	}
+}
+
+// TestSemantics_LargeDirectory: a directory of 10,000 objects lists completely, in pages, and
+// stat'ing every entry afterwards (what ls -l does) sends no request per entry.
+func TestSemantics_LargeDirectory(t *testing.T) {
+	const n = 10_000
+	e := newEnv(t, envOptions{backend: "filesystem"})
+	for i := 0; i < n; i++ {
+		e.put(testBucket, fmt.Sprintf("big/f%05d", i), []byte(strings.Repeat("x", i%100)))
+	}
+	dir := e.path("c", "big")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	}
+	e.emu.ResetCounts()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != n {
+		t.Fatalf("listed %d entries, want %d", len(ents), n)
+	}
+	for i, ent := range ents {
+		if want := fmt.Sprintf("f%05d", i); ent.Name() != want {
+			t.Fatalf("entry %d is %q, want %q", i, ent.Name(), want)
+		}
+		fi, err := os.Lstat(filepath.Join(dir, ent.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != int64(i%100) {
+			t.Fatalf("%s: size %d, want %d", ent.Name(), fi.Size(), i%100)
+		}
+	}
+	c := e.emu.Requests()
+	t.Logf("requests for readdir + 10,000 lstat: %+v", struct{ Total, Lists, Stats, MediaGets int }{c.Total, c.Lists, c.Stats, c.MediaGets})
+	if c.Stats != 0 || c.MediaGets != 0 {
+		t.Fatalf("per-entry requests: %d stats, %d reads", c.Stats, c.MediaGets)
+	}
+	if c.Lists > n/listPageSize+1 {
+		t.Fatalf("%d list requests for %d entries", c.Lists, n)
+	}
+}
