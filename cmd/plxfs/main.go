@@ -62,8 +62,10 @@ func newApp() *cli.App {
 		Flags:                commonFlags(),
 		Commands: []*cli.Command{
 			connectionsCommand(),
+			lsCommand(), rmCommand(), uploadCommand(), downloadCommand(),
 			kubeCommand(),
 			waitCommand(),
+			demoCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors and picks exit codes
 		OnUsageError:   onUsageError,
