@@ -227,8 +227,12 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 	return server, nil
 }
 
+// staleParts is the age after which anyone's temporary upload parts are considered abandoned.
+const staleParts = 24 * time.Hour
+
 // CleanupTempParts deletes the temporary upload parts this daemon's owner id left in every
-// connection (after a crash or kill), and reports how many it removed.
+// connection (after a crash or kill), and anyone's parts older than a day, and reports how
+// many it removed. Call it before mounting: parts of live uploads of the same owner go too.
 func (f *FS) CleanupTempParts(ctx context.Context) (int, error) {
 	if f.opts.ReadOnly {
 		return 0, nil
@@ -236,7 +240,7 @@ func (f *FS) CleanupTempParts(ctx context.Context) (int, error) {
 	total := 0
 	var errs []error
 	for _, c := range f.conns {
-		n, err := transfer.CleanupParts(ctx, c.view, f.opts.Upload.Owner, 0)
+		n, err := transfer.CleanupParts(ctx, c.view, f.opts.Upload.Owner, staleParts)
 		total += n
 		if err != nil {
 			errs = append(errs, fmt.Errorf("connection %q: %w", c.name, err))
