@@ -18,9 +18,9 @@ import (
 
 // Paths and names shared by the generated pods and the example manifests.
 const (
-	// DefaultMemory is the memory request and limit of every plxfs container: plxfs's measured
-	// RSS for the default cache, buffer and upload flags, with headroom. Change it here and in
-	// the example manifests (a test keeps them equal).
+	// DefaultMemory is the memory request and limit of every plxfs container: the budget for
+	// plxfs with its default buffer and upload flags, to be kept in line with its measured RSS.
+	// Change it here and in the example manifests (a test keeps them equal).
 	DefaultMemory = "256Mi"
 	// DefaultCPU is the CPU request of every plxfs container (no limit: throttling a FUSE daemon
 	// stalls every reader).
