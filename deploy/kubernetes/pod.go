@@ -26,6 +26,10 @@ const (
 	// stalls every reader).
 	DefaultCPU = "100m"
 
+	// DefaultCacheSize is plxfs mount --cache-size: the bound on cached chunks in CacheDir's
+	// emptyDir (node disk, not memory). Staged writes live there too, beyond this bound.
+	DefaultCacheSize = "1GiB"
+
 	DefaultMountPath = "/plx"                   // where the mount appears, in both containers
 	DefaultInitPath  = "/plx-context/artifacts" // where plxfs init copies, as Polyaxon does
 	DefaultConfigMap = "plxfs-connections"      // the ConfigMap holding the connections file
@@ -132,7 +136,7 @@ func (b *builder) mountPod(conns []connspec.Connection) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir}
+	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", DefaultCacheSize}
 	if !b.opts.Native {
 		args = append(args, "--exit-on-file", DoneFile)
 	}
