@@ -431,3 +431,31 @@ func TestBuildOddNames(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeStrict checks that Decode rejects what kubectl would silently drop or misread.
+func TestDecodeStrict(t *testing.T) {
+	job := func(mount string) string {
+		return "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    spec:\n      containers:\n      - name: main\n        volumeMounts:\n        - " + mount + "\n"
+	}
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"good", job("{name: plx, mountPath: /plx, mountPropagation: HostToContainer}"), ""},
+		{"unknown field", job("{name: plx, mountPath: /plx, mountPropogation: HostToContainer}"), "mountPropogation"},
+		{"duplicate field", job("{name: plx, mountPath: /plx, mountPath: /other}"), "mountPath"},
+		{"unknown kind", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", `kind "Secret"`},
+		{"bare pod spec", "containers: [{name: main}]\nvolumes: [{name: plx, emptyDir: {}}]\n", ""},
+		{"bare pod spec, unknown field", "containers: [{name: main}]\nvolumez: []\n", "volumez"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := kubetest.Decode([]byte("# comment only\n---\n" + tc.doc))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Decode: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Decode = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}

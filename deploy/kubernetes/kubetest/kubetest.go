@@ -1,7 +1,3 @@
-// Package kubetest decodes plxfs's Kubernetes manifests strictly into the k8s.io/api types and
-// checks that a pod runs plxfs the way its connection specs say: every secret and configMap
-// where its spec puts it, the mount shared with the right propagation, the sidecar's lifecycle.
-// Tests of the example manifests and of `plxfs kube sidecar` share it.
 package kubetest
 
 import (
