@@ -89,9 +89,9 @@ const (
 	// costs one request, small enough that its transfer time is a fraction of a GCS request's
 	// first-byte latency (256 KiB at 100 MiB/s is 2.5 ms).
 	defaultBlockSize int64 = 256 << 10
-	// escalateAfter is the number of cached blocks of a chunk after which a further random miss
-	// in that chunk also fetches the whole chunk in the background: the reader keeps coming back
-	// to this region, so the whole chunk will pay for itself.
+	// escalateAfter is the number of cached (or arriving) blocks of a chunk after which a further
+	// random miss in that chunk also fetches the whole chunk in the background: readers keep
+	// coming back to this region, so the whole chunk will pay for itself.
 	escalateAfter = 2
 	// diskBlock is the allocation unit assumed when accounting chunk files against MaxBytes.
 	diskBlock = 4096
@@ -289,8 +289,9 @@ func (c *Cache) Stats() Stats {
 	}
 }
 
-// Invalidate drops every cached generation of one object. Keys carry the generation, so this
-// only frees space early; it is never needed for correctness.
+// Invalidate drops every cached generation of one object (and what the cache learnt about its
+// readers' access pattern). Keys carry the generation, so this only frees space early; it is
+// never needed for correctness.
 func (c *Cache) Invalidate(bucket, name string) {
 	c.mu.Lock()
 	for _, k := range c.lru.Keys() {
@@ -301,6 +302,13 @@ func (c *Cache) Invalidate(bucket, name string) {
 	doomed := c.takeDoomedLocked()
 	c.mu.Unlock()
 	c.removeFiles(doomed)
+	c.seqMu.Lock()
+	for _, id := range c.seq.Keys() {
+		if id.bucket == bucket && id.name == name {
+			c.seq.Remove(id)
+		}
+	}
+	c.seqMu.Unlock()
 }
 
 func diskSize(n int64) int64 { return (n + diskBlock - 1) / diskBlock * diskBlock }

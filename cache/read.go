@@ -81,7 +81,7 @@ func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, 
 	if !useChunk && c.opts.randomPolicy == policyAdaptive {
 		have := 0
 		for i := ck.off() / bs; i*bs < ck.off()+ck.length(obj.Size); i++ {
-			if c.lru.Contains(key{Bucket: obj.Bucket, Name: obj.Name, Gen: obj.Generation, Unit: bs, Index: i}) {
+			if bk := (key{Bucket: obj.Bucket, Name: obj.Name, Gen: obj.Generation, Unit: bs, Index: i}); c.lru.Contains(bk) || c.busy[bk] > 0 {
 				have++
 			}
 		}
