@@ -1,0 +1,651 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/plxfs/plxfs/store"
+)
+
+// Namespace operations of directories: create, mkdir, symlink, unlink, rmdir, rename. Each
+// is one or a few conditional GCS calls; none is atomic beyond what GCS gives for one object
+// (SEMANTICS.md "Namespace operations").
+
+var (
+	_ = (fusefs.NodeCreater)((*dirNode)(nil))
+	_ = (fusefs.NodeMkdirer)((*dirNode)(nil))
+	_ = (fusefs.NodeMknoder)((*dirNode)(nil))
+	_ = (fusefs.NodeSymlinker)((*dirNode)(nil))
+	_ = (fusefs.NodeLinker)((*dirNode)(nil))
+	_ = (fusefs.NodeUnlinker)((*dirNode)(nil))
+	_ = (fusefs.NodeRmdirer)((*dirNode)(nil))
+	_ = (fusefs.NodeRenamer)((*dirNode)(nil))
+)
+
+// renameWorkers bounds the copies and deletes in flight during a directory rename.
+const renameWorkers = 8
+
+// checkNewName refuses names plxfs cannot store or would hide.
+func (d *dirNode) checkNewName(name string) error {
+	if d.fsys.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	if name == tempDirName {
+		return fmt.Errorf("%s is reserved for temporary upload parts: %w", tempDirName, syscall.EPERM)
+	}
+	if hideReason(name) != "" {
+		return syscall.EINVAL
+	}
+	if len(d.conn.objectName(childPath(d.getPath(), name)))+1 > maxObjectName {
+		return syscall.ENAMETOOLONG
+	}
+	return nil
+}
+
+// maxObjectName is GCS's limit on object names, in bytes.
+const maxObjectName = 1024
+
+// newChildStable is the stable attribute of a new child at path p: if a node with the same
+// identity is still known (e.g. deleted behind the mount, or unlinked and still open), the
+// path's generation moves on so that the new file is a new inode.
+func (d *dirNode) newChildStable(name, p string, k kind, mode uint32) fusefs.StableAttr {
+	key := metaKey(d.conn.name, p)
+	if d.GetChild(name) != nil {
+		d.fsys.bumpGen(key)
+	}
+	return fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, k), Gen: d.fsys.genOf(key)}
+}
+
+// Create makes a new file that exists locally until its first flush uploads it (with the
+// precondition that no object exists by then).
+func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+	p := childPath(d.getPath(), name)
+	if err := d.checkNewName(name); err != nil {
+		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
+	}
+	now := d.fsys.now()
+	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{kind: kindFile, mtime: now}, infoAt: now}
+	st, err := d.fsys.newStage(fn)
+	if err != nil {
+		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
+	}
+	st.filled, st.dirty, st.modified = true, true, now
+	fn.stage, fn.writers, fn.handles = st, 1, 1
+	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
+	info := fn.currentInfo()
+	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.invalidate()
+	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
+	return ch, &fileHandle{n: fn, write: true}, 0, 0
+}
+
+// Mknod creates regular files only (as an empty object); devices, FIFOs and sockets are EPERM.
+func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	p := childPath(d.getPath(), name)
+	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != 0 {
+		return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("only regular files can be stored: %w", syscall.EPERM))
+	}
+	if err := d.checkNewName(name); err != nil {
+		return nil, d.fsys.fail("mknod", d.conn, p, err)
+	}
+	attrs, err := d.putObject(ctx, p, nil, nil)
+	if err != nil {
+		return nil, d.fsys.fail("mknod", d.conn, p, err)
+	}
+	info := infoFromAttrs(attrs)
+	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
+	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
+	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.invalidate()
+	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
+	return ch, 0
+}
+
+// putObject writes a small object at path p (or p/ for a directory placeholder) that must not
+// exist yet.
+func (d *dirNode) putObject(ctx context.Context, objName string, data []byte, md map[string]string) (store.Attrs, error) {
+	full := d.conn.objectName(objName)
+	w, err := d.conn.bucket.NewWriter(ctx, full, store.WriteOptions{IfGen: 0, Metadata: md, ContentType: contentType(objName)})
+	if err != nil {
+		return store.Attrs{}, err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Abort()
+		return store.Attrs{}, err
+	}
+	attrs, err := w.Commit()
+	if errors.Is(err, store.ErrPrecondition) {
+		return store.Attrs{}, fmt.Errorf("gs://%s/%s exists: %w", d.conn.bucket.Name(), full, syscall.EEXIST)
+	}
+	return attrs, err
+}
+
+// Mkdir creates the placeholder object "dir/".
+func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	p := childPath(d.getPath(), name)
+	if err := d.checkNewName(name); err != nil {
+		return nil, d.fsys.fail("mkdir", d.conn, p, err)
+	}
+	attrs, err := d.putObject(ctx, p+"/", nil, nil)
+	if err != nil {
+		return nil, d.fsys.fail("mkdir", d.conn, p, err)
+	}
+	info := objInfo{kind: kindDir, mtime: attrs.Updated}
+	nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, mtime: attrs.Updated}
+	ch := d.NewInode(ctx, nd, d.newChildStable(name, p, kindDir, syscall.S_IFDIR))
+	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.invalidate()
+	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
+	return ch, 0
+}
+
+// Symlink stores the link as a small object: content and metadata both hold the target.
+func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	p := childPath(d.getPath(), name)
+	if err := d.checkNewName(name); err != nil {
+		return nil, d.fsys.fail("symlink", d.conn, p, err)
+	}
+	attrs, err := d.putObject(ctx, p, []byte(target), map[string]string{mdSymlink: target})
+	if err != nil {
+		return nil, d.fsys.fail("symlink", d.conn, p, err)
+	}
+	info := infoFromAttrs(attrs)
+	info.kind, info.target = kindSymlink, target
+	sn := &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
+	ch := d.NewInode(ctx, sn, d.newChildStable(name, p, kindSymlink, syscall.S_IFLNK))
+	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.invalidate()
+	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
+	return ch, 0
+}
+
+// Link is not supported: objects have one name.
+func (d *dirNode) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if d.fsys.opts.ReadOnly {
+		return nil, syscall.EROFS
+	}
+	return nil, syscall.EPERM
+}
+
+// childState is what a rename or removal needs to know about a child.
+type childState struct {
+	info objInfo
+	node *fusefs.Inode // nil when the kernel has no inode for it
+}
+
+// stateOf finds the child name: from its node when there is one, else by lookup.
+func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) {
+	ch := d.GetChild(name)
+	if ch != nil {
+		switch n := ch.Operations().(type) {
+		case *fileNode:
+			return childState{info: n.currentInfo(), node: ch}, nil
+		case *symlinkNode:
+			n.mu.Lock()
+			info := n.info
+			n.mu.Unlock()
+			return childState{info: info, node: ch}, nil
+		case *dirNode:
+			return childState{info: objInfo{kind: kindDir}, node: ch}, nil
+		}
+	}
+	info, err := d.lookupInfo(ctx, d.getPath(), name)
+	if err != nil {
+		return childState{}, err
+	}
+	return childState{info: info}, nil
+}
+
+// Unlink deletes the object (the generation this mount knows: an object replaced behind the
+// mount is not deleted and the unlink fails with ESTALE). Staged data of the file is dropped.
+func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	p := childPath(d.getPath(), name)
+	if d.fsys.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	cs, err := d.stateOf(ctx, name)
+	if err != nil {
+		return d.fsys.fail("unlink", d.conn, p, err)
+	}
+	if cs.info.kind == kindDir {
+		return syscall.EISDIR
+	}
+	gen := cs.info.gen
+	var fn *fileNode
+	if cs.node != nil {
+		fn, _ = cs.node.Operations().(*fileNode)
+	}
+	if fn != nil {
+		fn.syncMu.Lock() // no upload of this file is in flight while it goes
+		defer fn.syncMu.Unlock()
+		fn.mu.Lock()
+		gen = fn.info.gen
+		fn.mu.Unlock()
+	}
+	if gen != 0 {
+		if err := d.deleteObject(ctx, p, gen); err != nil {
+			return d.fsys.fail("unlink", d.conn, p, err)
+		}
+	}
+	if fn != nil {
+		fn.markUnlinked()
+	}
+	d.removed(p)
+	return 0
+}
+
+// deleteObject deletes generation gen of the object at p. If that generation is already gone
+// and another one is live, someone replaced the object: the delete fails with ESTALE rather
+// than removing what this mount never saw.
+func (d *dirNode) deleteObject(ctx context.Context, p string, gen int64) error {
+	full := d.conn.objectName(p)
+	err := d.conn.bucket.Delete(ctx, full, gen)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotExist) && !errors.Is(err, store.ErrPrecondition) {
+		return err
+	}
+	live, serr := d.conn.bucket.Stat(ctx, full)
+	if errors.Is(serr, store.ErrNotExist) {
+		return nil // already gone: the outcome asked for
+	}
+	if serr != nil {
+		return serr
+	}
+	return fmt.Errorf("delete gs://%s/%s: generation %d was replaced by %d behind the mount: %w", d.conn.bucket.Name(), full, gen, live.Generation, errStale)
+}
+
+// markUnlinked drops the file's staged data (never uploaded now) unless handles still use it.
+func (n *fileNode) markUnlinked() {
+	n.mu.Lock()
+	n.unlinked = true
+	var drop *staging
+	if n.stage != nil && n.writers == 0 {
+		drop, n.stage = n.stage, nil
+	}
+	n.mu.Unlock()
+	if drop != nil {
+		n.fsys.dropStage(drop)
+	}
+}
+
+// removed records that the child at p is gone.
+func (d *dirNode) removed(p string) {
+	key := metaKey(d.conn.name, p)
+	d.fsys.meta.forgetTree(key)
+	d.fsys.meta.putMissing(key)
+	d.fsys.bumpGen(key)
+	d.invalidate()
+}
+
+// Rmdir deletes the placeholder of an empty directory; ENOTEMPTY if any object (even one
+// hidden from listings) or any file being written is below it.
+func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	p := childPath(d.getPath(), name)
+	if d.fsys.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	cs, err := d.stateOf(ctx, name)
+	if err != nil {
+		return d.fsys.fail("rmdir", d.conn, p, err)
+	}
+	if cs.info.kind != kindDir {
+		return syscall.ENOTDIR
+	}
+	if err := d.checkEmpty(ctx, p, cs.node); err != nil {
+		return d.fsys.fail("rmdir", d.conn, p, err)
+	}
+	placeholder := d.conn.dirPrefix(p)
+	if err := d.conn.bucket.Delete(ctx, placeholder, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
+		return d.fsys.fail("rmdir", d.conn, p, err)
+	}
+	d.removed(p)
+	return 0
+}
+
+// checkEmpty fails with ENOTEMPTY if the directory at p has anything below it.
+func (d *dirNode) checkEmpty(ctx context.Context, p string, node *fusefs.Inode) error {
+	if node != nil && hasLocalFiles(node) {
+		return fmt.Errorf("files are being written below it: %w", syscall.ENOTEMPTY)
+	}
+	prefix := d.conn.dirPrefix(p)
+	page, err := d.conn.bucket.List(ctx, store.ListOptions{Prefix: prefix, Delimiter: "/", PageSize: 2})
+	if err != nil {
+		return err
+	}
+	if len(page.Prefixes) > 0 {
+		return syscall.ENOTEMPTY
+	}
+	for _, o := range page.Objects {
+		if o.Name != prefix {
+			return syscall.ENOTEMPTY
+		}
+	}
+	return nil
+}
+
+// hasLocalFiles reports whether any file below the directory node has local state.
+func hasLocalFiles(dir *fusefs.Inode) bool {
+	for _, ch := range dir.Children() {
+		switch n := ch.Operations().(type) {
+		case *fileNode:
+			if _, ok := n.localInfo(); ok {
+				return true
+			}
+		case *dirNode:
+			if hasLocalFiles(ch) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Rename moves a file (copy + delete, with generation preconditions on both) or a directory
+// (copy + delete of every object below it; not atomic). It replaces an existing target file
+// or empty directory, as rename(2) does. RENAME_EXCHANGE is not supported (EINVAL).
+func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	src := childPath(d.getPath(), name)
+	if d.fsys.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	nd, ok := newParent.(*dirNode)
+	if !ok {
+		return syscall.EPERM // into the mount root
+	}
+	if nd.conn != d.conn {
+		return syscall.EXDEV // another connection: mv falls back to copy + delete
+	}
+	if flags&^uint32(unixRenameNoreplace) != 0 {
+		return syscall.EINVAL
+	}
+	dst := childPath(nd.getPath(), newName)
+	if err := nd.checkNewName(newName); err != nil {
+		return d.fsys.fail("rename", d.conn, src, err)
+	}
+	if err := d.rename(ctx, name, src, nd, newName, dst, flags&unixRenameNoreplace != 0); err != nil {
+		return d.fsys.fail("rename", d.conn, src+" -> "+dst, err)
+	}
+	return 0
+}
+
+// unixRenameNoreplace is RENAME_NOREPLACE from renameat2(2).
+const unixRenameNoreplace = 1
+
+func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, newName, dst string, noReplace bool) error {
+	from, err := d.stateOf(ctx, name)
+	if err != nil {
+		return err
+	}
+	to, err := nd.stateOf(ctx, newName)
+	exists := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
+	if exists && noReplace {
+		return syscall.EEXIST
+	}
+	if src == dst {
+		return nil
+	}
+	if exists {
+		switch {
+		case from.info.kind == kindDir && to.info.kind != kindDir:
+			return syscall.ENOTDIR
+		case from.info.kind != kindDir && to.info.kind == kindDir:
+			return syscall.EISDIR
+		case to.info.kind == kindDir:
+			if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
+				return err
+			}
+		}
+	}
+	if from.info.kind == kindDir {
+		if strings.HasPrefix(dst+"/", src+"/") {
+			return syscall.EINVAL // into itself
+		}
+		return d.renameDir(ctx, src, from, nd, dst, exists)
+	}
+	return d.renameFile(ctx, src, from, nd, dst, to, exists)
+}
+
+// renameFile copies the object to dst (replacing the target generation this mount knows, or
+// requiring that none exists), then deletes the source generation.
+func (d *dirNode) renameFile(ctx context.Context, src string, from childState, nd *dirNode, dst string, to childState, exists bool) error {
+	var fn *fileNode
+	if from.node != nil {
+		fn, _ = from.node.Operations().(*fileNode)
+	}
+	gen := from.info.gen
+	if fn != nil {
+		// A file with changes is uploaded first, then renamed as an object; its uploads are
+		// held off until the rename is done so none lands at the old name.
+		if err := fn.sync(ctx); err != nil {
+			return err
+		}
+		fn.syncMu.Lock()
+		defer fn.syncMu.Unlock()
+		fn.mu.Lock()
+		gen = fn.info.gen
+		fn.mu.Unlock()
+	}
+	if gen == 0 {
+		return fmt.Errorf("%s has no object to rename: %w", src, store.ErrNotExist)
+	}
+	ifGen := int64(0)
+	if exists {
+		ifGen = to.info.gen
+		if tn, ok := nodeFile(to.node); ok {
+			if err := tn.sync(ctx); err != nil {
+				return err
+			}
+			tn.mu.Lock()
+			ifGen = tn.info.gen
+			tn.mu.Unlock()
+		}
+	}
+	if exists && ifGen == 0 {
+		return fmt.Errorf("target %s is not uploaded yet: %w", dst, syscall.EBUSY)
+	}
+	srcFull, dstFull := d.conn.objectName(src), d.conn.objectName(dst)
+	attrs, err := d.conn.bucket.Copy(ctx, srcFull, gen, dstFull, store.WriteOptions{IfGen: ifGen})
+	if err != nil {
+		return fmt.Errorf("copy gs://%s/%s gen %d to %s: %w", d.conn.bucket.Name(), srcFull, gen, dstFull, err)
+	}
+	info := infoFromAttrs(attrs)
+	if from.info.kind == kindSymlink && info.kind != kindSymlink {
+		info.kind, info.target = kindSymlink, from.info.target
+	}
+	delErr := d.deleteObject(ctx, src, gen)
+
+	if fn != nil {
+		fn.mu.Lock()
+		if old := fn.info.gen; old != 0 && old != info.gen {
+			if fn.successor == nil {
+				fn.successor = map[int64]objInfo{}
+			}
+			fn.successor[old] = info
+		}
+		fn.path, fn.info, fn.infoAt = dst, info, d.fsys.now()
+		if fn.stage != nil {
+			fn.stage.baseGen, fn.stage.baseSize = info.gen, info.size
+		}
+		fn.mu.Unlock()
+	} else if from.node != nil {
+		if sn, ok := from.node.Operations().(*symlinkNode); ok {
+			sn.mu.Lock()
+			sn.path, sn.info, sn.infoAt = dst, info, d.fsys.now()
+			sn.mu.Unlock()
+		}
+	}
+	if exists {
+		if tn, ok := nodeFile(to.node); ok {
+			tn.markUnlinked()
+		}
+		d.fsys.bumpGen(metaKey(d.conn.name, dst))
+	}
+	d.removed(src)
+	d.fsys.meta.putFound(metaKey(d.conn.name, dst), info)
+	nd.invalidate()
+	if delErr != nil {
+		return fmt.Errorf("copied to %s but could not delete the source (both names exist now): %w", dst, delErr)
+	}
+	return nil
+}
+
+func nodeFile(ch *fusefs.Inode) (*fileNode, bool) {
+	if ch == nil {
+		return nil, false
+	}
+	fn, ok := ch.Operations().(*fileNode)
+	return fn, ok
+}
+
+// renameDir copies every object below src to the same relative name below dst, then deletes
+// the sources. It is not atomic: a failure part way leaves objects under both names (never
+// fewer than before), and another client can see the intermediate state.
+func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd *dirNode, dst string, dstExists bool) error {
+	if from.node != nil {
+		if err := syncTree(ctx, from.node); err != nil {
+			return err
+		}
+	}
+	srcPrefix, dstPrefix := d.conn.dirPrefix(src), d.conn.dirPrefix(dst)
+	var objs []store.Attrs
+	token := ""
+	for {
+		page, err := d.conn.bucket.List(ctx, store.ListOptions{Prefix: srcPrefix, PageToken: token, PageSize: listPageSize})
+		if err != nil {
+			return fmt.Errorf("list %q: %w", srcPrefix, err)
+		}
+		objs = append(objs, page.Objects...)
+		if page.NextPageToken == "" || page.NextPageToken == token {
+			break
+		}
+		token = page.NextPageToken
+	}
+	if dstExists {
+		// The target is an empty directory: its placeholder makes way for the source's.
+		if err := d.conn.bucket.Delete(ctx, dstPrefix, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
+			return err
+		}
+	}
+	if len(objs) == 0 {
+		// An implicit directory this mount knows only from its own state: nothing to move.
+		if _, err := nd.putObject(ctx, dst+"/", nil, nil); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return err
+		}
+	}
+	copied := make([]store.Attrs, len(objs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(renameWorkers)
+	for i, o := range objs {
+		g.Go(func() error {
+			to := dstPrefix + strings.TrimPrefix(o.Name, srcPrefix)
+			a, err := d.conn.bucket.Copy(gctx, o.Name, o.Generation, to, store.WriteOptions{IfGen: 0})
+			if err != nil {
+				return fmt.Errorf("copy %s to %s: %w", o.Name, to, err)
+			}
+			copied[i] = a
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("rename directory %s to %s (not atomic: some objects may exist under both names): %w", src, dst, err)
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(renameWorkers)
+	for _, o := range objs {
+		g.Go(func() error {
+			if err := d.conn.bucket.Delete(gctx, o.Name, o.Generation); err != nil && !errors.Is(err, store.ErrNotExist) {
+				return fmt.Errorf("delete %s: %w", o.Name, err)
+			}
+			return nil
+		})
+	}
+	delErr := g.Wait()
+
+	if from.node != nil {
+		moved := make(map[string]objInfo, len(objs))
+		for i, o := range objs {
+			moved[dst+"/"+strings.TrimPrefix(o.Name, srcPrefix)] = infoFromAttrs(copied[i])
+		}
+		setPathTree(from.node, dst, moved, d.fsys.now())
+	}
+	d.fsys.meta.forgetTree(metaKey(d.conn.name, dst))
+	d.removed(src)
+	d.fsys.meta.putFound(metaKey(d.conn.name, dst), objInfo{kind: kindDir})
+	if dstExists {
+		d.fsys.bumpGen(metaKey(d.conn.name, dst))
+	}
+	nd.invalidate()
+	if delErr != nil {
+		return fmt.Errorf("rename directory %s to %s: copied, but some sources remain: %w", src, dst, delErr)
+	}
+	return nil
+}
+
+// syncTree uploads every file with changes below a directory node.
+func syncTree(ctx context.Context, dir *fusefs.Inode) error {
+	for _, ch := range dir.Children() {
+		switch n := ch.Operations().(type) {
+		case *fileNode:
+			if err := n.sync(ctx); err != nil {
+				return err
+			}
+		case *dirNode:
+			if err := syncTree(ctx, ch); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setPathTree gives a moved node, and every node the kernel knows below it, its new path, and
+// files their new generations (moved, by new path).
+func setPathTree(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Time) {
+	switch n := ch.Operations().(type) {
+	case *fileNode:
+		n.mu.Lock()
+		n.path = p
+		if info, ok := moved[p]; ok {
+			if old := n.info.gen; old != 0 && old != info.gen {
+				if n.successor == nil {
+					n.successor = map[int64]objInfo{}
+				}
+				n.successor[old] = info
+			}
+			n.info, n.infoAt = info, now
+			if n.stage != nil {
+				n.stage.baseGen, n.stage.baseSize = info.gen, info.size
+			}
+		}
+		n.mu.Unlock()
+	case *symlinkNode:
+		n.mu.Lock()
+		n.path = p
+		if info, ok := moved[p]; ok {
+			n.info.gen = info.gen
+		}
+		n.mu.Unlock()
+	case *dirNode:
+		n.mu.Lock()
+		n.path = p
+		n.listing = nil
+		n.listGen++
+		n.mu.Unlock()
+		for name, c := range ch.Children() {
+			setPathTree(c, childPath(p, name), moved, now)
+		}
+	}
+}
