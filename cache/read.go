@@ -67,7 +67,8 @@ func (c *Cache) chunkKey(obj Object, index int64) key {
 }
 
 // readRandom serves a non-sequential read within chunk ck, following opts.randomPolicy: from
-// the chunk when it is cached or already being fetched, otherwise from small blocks.
+// the chunk when it (or the chunk before it) is cached or being fetched, otherwise from small
+// blocks.
 func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, buf []byte, pos int64) error {
 	bs := c.opts.blockSize
 	if c.opts.randomPolicy == policyChunk || ck.length(obj.Size) <= 2*bs {
@@ -75,8 +76,14 @@ func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, 
 	}
 	b0, b1 := pos/bs, (pos+int64(len(buf))-1)/bs
 	c.mu.Lock()
-	_, cached := c.lru.Peek(ck)
-	useChunk := cached || c.busy[ck] > 0
+	// The whole chunk serves the read when it is cached or on its way, and also when the chunk
+	// before it is: the read then most likely continues a sequential reader the stream table
+	// lost track of (more concurrent readers than maxStreams), and blocks would fetch its
+	// bytes twice.
+	prev := ck
+	prev.Index--
+	useChunk := c.lru.Contains(ck) || c.busy[ck] > 0 ||
+		(prev.Index >= 0 && (c.lru.Contains(prev) || c.busy[prev] > 0))
 	escalate := false
 	if !useChunk && c.opts.randomPolicy == policyAdaptive {
 		have := 0
