@@ -57,6 +57,7 @@ const (
 // Client is a GCS client. It is safe for concurrent use.
 type Client struct {
 	c             *storage.Client
+	maxAttempts   int
 	retryDeadline time.Duration
 }
 
@@ -103,7 +104,7 @@ func NewClient(ctx context.Context, opts Options) (*Client, error) {
 		storage.WithMaxAttempts(attempts),
 		storage.WithMaxRetryDuration(deadline),
 	)
-	return &Client{c: c, retryDeadline: deadline}, nil
+	return &Client{c: c, maxAttempts: attempts, retryDeadline: deadline}, nil
 }
 
 // Close releases the client's connections.
@@ -112,12 +113,13 @@ func (c *Client) Close() error { return c.c.Close() }
 // Bucket returns the named bucket. It does not check that the bucket exists; the first call
 // on a missing bucket fails with an error wrapping store.ErrNotExist.
 func (c *Client) Bucket(name string) store.Bucket {
-	return &bucket{name: name, h: c.c.Bucket(name), retryDeadline: c.retryDeadline}
+	return &bucket{name: name, h: c.c.Bucket(name), maxAttempts: c.maxAttempts, retryDeadline: c.retryDeadline}
 }
 
 type bucket struct {
 	name          string
 	h             *storage.BucketHandle
+	maxAttempts   int
 	retryDeadline time.Duration
 }
 
@@ -237,16 +239,24 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 		return nil, fmt.Errorf("gcs: write gs://%s/%s: negative IfGen %d", b.name, name, opts.IfGen)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := b.obj(name).If(conds(opts.IfGen)).NewWriter(ctx)
+	// Upload requests are retried by the API layer below the storage client, which applies
+	// neither MaxAttempts nor the retry deadline to them; the budget does (handles from
+	// Bucket.Object carry their own copy of the retry configuration, so this affects only
+	// this writer).
+	budget := &retryBudget{max: b.maxAttempts, deadline: b.retryDeadline}
+	o := b.obj(name).If(conds(opts.IfGen)).Retryer(storage.WithErrorFunc(budget.shouldRetry))
+	w := o.NewWriter(ctx)
 	w.ChunkSize = opts.ChunkSize
 	if w.ChunkSize <= 0 {
 		w.ChunkSize = defaultChunkSize
 	}
 	w.ChunkRetryDeadline = b.retryDeadline
 	w.ContentType = opts.ContentType
-	if opts.ContentType == "" {
-		// Let the server apply its default rather than sniffing the first bytes.
-		w.ForceEmptyContentType = true
+	if w.ContentType == "" {
+		// GCS's own default. Not ForceEmptyContentType (which would also skip sniffing): with
+		// an empty content type the client cannot re-send a resumable session's first
+		// request, so it would not be retried.
+		w.ContentType = "application/octet-stream"
 	}
 	w.Metadata = maps.Clone(opts.Metadata)
 	if opts.HasCRC32C {
@@ -257,6 +267,35 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// retryBudget decides retries for one upload: a retryable error is retried until maxAttempts
+// consecutive failures or until the failures have lasted the retry deadline. The client
+// calls shouldRetry after every request, with a nil error on success, which ends a streak.
+type retryBudget struct {
+	max      int
+	deadline time.Duration
+
+	mu    sync.Mutex // protects fails, since
+	fails int
+	since time.Time // start of the current failure streak
+}
+
+func (r *retryBudget) shouldRetry(err error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.fails = 0
+		return false
+	}
+	if !storage.ShouldRetry(err) {
+		return false
+	}
+	if r.fails == 0 {
+		r.since = time.Now()
+	}
+	r.fails++
+	return r.fails < r.max && time.Since(r.since) < r.deadline
+}
 
 // writer is a store.Writer over a storage.Writer. The upload is finalised only by Commit
 // (storage.Writer.Close); Abort cancels the context, which stops the upload before the final
