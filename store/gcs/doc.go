@@ -7,8 +7,20 @@
 //     ifGenerationMatch=0 (DoesNotExist), IfGen > 0 becomes ifGenerationMatch=IfGen. Because of
 //     that the client's own retry (RetryIdempotent) retries writes; plxfs has no retry loops of
 //     its own. Retries use exponential backoff with full jitter (gax.Backoff), at most
-//     Options.MaxAttempts attempts and Options.RetryDeadline per call. Resumable uploads retry
-//     per chunk, bounded by the same deadline (storage.Writer.ChunkRetryDeadline).
+//     Options.MaxAttempts attempts and Options.RetryDeadline per call.
+//   - Upload requests (session start, single-request uploads, chunks) are retried by the API
+//     layer under the storage client, which ignores MaxAttempts and, outside chunks, any
+//     deadline: a refused upload would retry until its context ends. Each writer therefore
+//     installs its own retry predicate (retryBudget): at most MaxAttempts consecutive failures,
+//     lasting at most RetryDeadline; a successful request ends the streak.
+//   - An empty WriteOptions.ContentType becomes application/octet-stream (GCS's default). The
+//     client cannot re-send a resumable session's first request when the content type is
+//     empty, so that request would not be retried.
+//   - Commit checks the bytes: with HasCRC32C it compares the CRC32C of the bytes written
+//     with the declared one and cancels the upload (nothing is created) on a mismatch; after
+//     the upload it compares the server's size and CRC32C with what was written and, on a
+//     mismatch, deletes that generation and fails. Either way no wrong object is left behind.
+//     (If the upload was an overwrite, the replaced generation is gone by then.)
 //   - UpdateMetadata merges keys, which is idempotent, so it is retried too (RetryAlways for
 //     that call only). Delete of a specific generation is retried; Delete of the live
 //     generation (gen 0) is not, since a retry after a lost response would report ErrNotExist.
@@ -47,7 +59,14 @@
 //   - Copy with metadata: a non-empty Metadata map replaces the copy's metadata; an empty or
 //     nil map keeps the source's.
 //   - Metadata update: keys are merged; a key set to "" is stored with value "" rather than
-//     removed (hidden by the rule above); the response omits the metageneration.
+//     removed (hidden by the rule above); the response omits the metageneration. The
+//     filesystem backend rewrites the object under a NEW generation (memory and GCS keep it):
+//     always use the Attrs UpdateMetadata returns.
+//   - A resumable upload's declared CRC32C is forgotten after its first chunk, so a wrong
+//     CRC32C on a multi-chunk upload is accepted; Commit's own check (above) refuses it.
+//   - Listing with a delimiter and a page size returns every prefix on every page (GCS bounds
+//     objects and prefixes together); objects are paginated correctly.
+//   - JSON-API reads refuse ReadCompressed in the client itself, hence XML reads (above).
 //   - Placeholder objects ("dir/"): kept by the memory backend; the filesystem backend only
 //     makes a host directory. The filesystem backend also cannot hold both "a" and "a/b".
 //   - Resumable uploads append every chunk received, even a re-sent one: a chunk retried after

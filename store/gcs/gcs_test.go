@@ -8,6 +8,9 @@ import (
 	"hash/crc32"
 	"io"
 	"testing"
+	"time"
+
+	"google.golang.org/api/googleapi"
 
 	"github.com/plxfs/plxfs/internal/emulator"
 	"github.com/plxfs/plxfs/store"
@@ -129,5 +132,35 @@ func TestGzipStoredBytes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRetryBudget(t *testing.T) {
+	transient := &googleapi.Error{Code: 503}
+	tests := []struct {
+		name  string
+		max   int
+		errs  []error
+		wants []bool
+	}{
+		{"stops after max consecutive failures", 3, []error{transient, transient, transient}, []bool{true, true, false}},
+		{"success ends a streak", 2, []error{transient, nil, transient, nil, transient}, []bool{true, false, true, false, true}},
+		{"permanent errors are not retried", 5, []error{&googleapi.Error{Code: 412}, &googleapi.Error{Code: 404}}, []bool{false, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &retryBudget{max: tc.max, deadline: time.Hour}
+			for i, err := range tc.errs {
+				if got := b.shouldRetry(err); got != tc.wants[i] {
+					t.Fatalf("call %d (%v): %v, want %v", i, err, got, tc.wants[i])
+				}
+			}
+		})
+	}
+	b := &retryBudget{max: 100, deadline: time.Nanosecond}
+	b.shouldRetry(transient)
+	time.Sleep(time.Millisecond)
+	if b.shouldRetry(transient) {
+		t.Fatal("retry allowed after the streak outlasted the deadline")
 	}
 }
