@@ -164,3 +164,49 @@ func TestRetryBudget(t *testing.T) {
 		t.Fatal("retry allowed after the streak outlasted the deadline")
 	}
 }
+
+// TestStorageEmulatorHost checks the path the plxfs binary takes in integration tests: no
+// Endpoint, STORAGE_EMULATOR_HOST set to the emulator's Host().
+func TestStorageEmulatorHost(t *testing.T) {
+	ctx := context.Background()
+	em, err := emulator.Start(emulator.Options{Buckets: []string{"env"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer em.Stop()
+	if err := em.PutObject("env", "o", []byte("via env"), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STORAGE_EMULATOR_HOST", em.Host())
+	c, err := NewClient(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := c.Bucket("env")
+	r, err := b.NewRangeReader(ctx, "o", 0, 4, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || string(got) != "env" {
+		t.Fatalf("read %q %v", got, err)
+	}
+	a, err := write(ctx, b, "w", []byte("written"))
+	if err != nil || a.Size != 7 {
+		t.Fatalf("write %+v %v", a, err)
+	}
+}
+
+func write(ctx context.Context, b store.Bucket, name string, data []byte) (store.Attrs, error) {
+	w, err := b.NewWriter(ctx, name, store.WriteOptions{})
+	if err != nil {
+		return store.Attrs{}, err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Abort()
+		return store.Attrs{}, err
+	}
+	return w.Commit()
+}
