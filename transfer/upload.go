@@ -65,18 +65,17 @@ func Upload(ctx context.Context, b store.Bucket, name string, src io.ReaderAt, s
 	return a, nil
 }
 
-// chunkFor picks the resumable chunk size for an upload of size bytes: the configured chunk,
-// but no bigger than the content (rounded up to 256 KiB), since the store client buffers a
-// whole chunk per upload.
+// chunkFor picks the resumable chunk size for an upload of size bytes. Content that fits in
+// one chunk gets a chunk just bigger than itself (rounded up to 256 KiB), so that the client
+// sees the end of the content within the first chunk and sends it in one request instead of
+// a full chunk plus an empty final one; the store client buffers a whole chunk per upload,
+// so this also keeps small uploads small. Bigger content uses the configured chunk. Memory
+// per upload is therefore at most chunk + 256 KiB.
 func chunkFor(size int64, chunk int) int {
-	need := (size + minChunk - 1) / minChunk * minChunk
-	if need < minChunk {
-		need = minChunk
+	if size >= int64(chunk)+minChunk {
+		return chunk
 	}
-	if int64(chunk) > need {
-		return int(need)
-	}
-	return chunk
+	return int((size/minChunk + 1) * minChunk)
 }
 
 // writeObject streams r into a new generation of name; report gets the bytes sent.
