@@ -708,3 +708,86 @@ func TestBadArguments(t *testing.T) {
 		t.Fatalf("read at EOF: %d, %v", n, err)
 	}
 }
+
+// TestFetchTimeout: a source that never answers fails the read with a deadline error after
+// FetchTimeout, for every waiter, and nothing is cached.
+func TestFetchTimeout(t *testing.T) {
+	src := newFakeSource()
+	obj := src.put("slow", 1, pattern(1, testChunk))
+	src.gate = make(chan struct{}) // never opened
+	c := openTest(t, Options{ChunkSize: testChunk, FetchTimeout: 50 * time.Millisecond})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			_, err := c.ReadAt(context.Background(), src, obj, make([]byte, 10), 0)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("ReadAt of a stuck source: %v, want DeadlineExceeded", err)
+			}
+		})
+	}
+	wg.Wait()
+	if st := c.Stats(); st.Chunks != 0 {
+		t.Fatalf("stuck fetch cached something: %+v", st)
+	}
+}
+
+// TestFillIsBoundedToHalfTheCache: Fill of an object larger than MaxBytes/2 stores its first
+// chunks only; the rest is fetched on demand.
+func TestFillIsBoundedToHalfTheCache(t *testing.T) {
+	src := newFakeSource()
+	ref := pattern(11, 10*testChunk)
+	obj := src.put("huge", 11, ref)
+	maxBytes := int64(8 * (testChunk + 4096))
+	c := openTest(t, Options{ChunkSize: testChunk, MaxBytes: maxBytes, Readahead: -1})
+	if err := c.Fill(obj, bytes.NewReader(ref)); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Bytes > maxBytes/2 || st.Chunks != 4 {
+		t.Fatalf("after Fill: %+v, want the first 4 chunks within %d bytes", st, maxBytes/2)
+	}
+	mustEqual(t, "read", readAll(t, c, src, obj, 50000), ref)
+	for _, r := range src.reqs() {
+		if r.Off < 4*testChunk {
+			t.Fatalf("filled chunk fetched: %+v", r)
+		}
+	}
+}
+
+// TestReopenWithSmallerBound: re-indexing evicts down to a smaller MaxBytes, least recently
+// filled first.
+func TestReopenWithSmallerBound(t *testing.T) {
+	dir := t.TempDir()
+	src := newFakeSource()
+	ref := pattern(12, 8*testChunk)
+	obj := src.put("shrink", 12, ref)
+	c, err := Open(Options{Dir: dir, ChunkSize: testChunk, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(8) { // fill chunk by chunk, so modification times follow the index
+		if _, err := c.ReadAt(context.Background(), src, obj, make([]byte, 1), i*testChunk+100); err != nil {
+			t.Fatal(err)
+		}
+		waitIdle(t, c)
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Close()
+	maxBytes := int64(3 * (testChunk + 4096))
+	c2 := openTest(t, Options{Dir: dir, ChunkSize: testChunk, MaxBytes: maxBytes, Readahead: -1})
+	st := c2.Stats()
+	if st.Bytes > maxBytes || st.Chunks != 3 {
+		t.Fatalf("after reopen: %+v, want 3 chunks within %d bytes", st, maxBytes)
+	}
+	if _, total := chunkFiles(t, dir); total > maxBytes {
+		t.Fatalf("chunk files total %d > %d after reopen", total, maxBytes)
+	}
+	src.reset()
+	p := make([]byte, 3*testChunk)
+	if _, err := c2.ReadAt(context.Background(), src, obj, p, 5*testChunk); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "newest chunks", p, ref[5*testChunk:])
+	if r := src.reqs(); len(r) != 0 {
+		t.Fatalf("the most recently filled chunks were evicted: %+v", r)
+	}
+}
