@@ -460,3 +460,38 @@ func (c *Cache) checkFile(p, id string) (found, error) {
 		e:     &entry{path: p, dataLen: h.dataLen, disk: diskSize(st.Size())},
 	}, nil
 }
+
+// checkInvariants reports the first broken invariant of the index, for tests: byte counters
+// agree with the entries, nothing is reserved or busy while idle (idle says the caller waited
+// for fetches to finish), and every indexed file exists with the size accounted for.
+func (c *Cache) checkInvariants(idle bool) error {
+	c.mu.Lock()
+	var sum int64
+	paths := make(map[string]int64, c.lru.Len())
+	for _, k := range c.lru.Keys() {
+		e, _ := c.lru.Peek(k)
+		sum += e.disk
+		paths[e.path] = header{key: k}.size() + e.dataLen
+	}
+	bytes, reserved, busy := c.bytes, c.reserved, len(c.busy)
+	c.mu.Unlock()
+	if sum != bytes {
+		return fmt.Errorf("entries account %d bytes, counter says %d", sum, bytes)
+	}
+	if idle && (reserved != 0 || busy != 0) {
+		return fmt.Errorf("idle cache has %d bytes reserved and %d chunks busy", reserved, busy)
+	}
+	if bytes+reserved > c.opts.MaxBytes && idle {
+		return fmt.Errorf("%d bytes indexed over MaxBytes %d", bytes, c.opts.MaxBytes)
+	}
+	for p, size := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("indexed chunk file: %w", err)
+		}
+		if fi.Size() != size {
+			return fmt.Errorf("indexed chunk file %s has %d bytes, want %d", p, fi.Size(), size)
+		}
+	}
+	return nil
+}

@@ -134,7 +134,15 @@ func openTest(t testing.TB, opts Options) *Cache {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() {
+		if !c.isClosed.Load() {
+			waitIdle(t, c)
+			if err := c.checkInvariants(true); err != nil {
+				t.Errorf("cache invariant: %v", err)
+			}
+		}
+		c.Close()
+	})
 	return c
 }
 
