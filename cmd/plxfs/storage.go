@@ -536,10 +536,12 @@ func addSummary(a, b transfer.Summary) transfer.Summary {
 // Dry-run lines ("would upload NAME") go to stdout, sorted, whatever the mode: they are the
 // output.
 type reporter struct {
-	verb  string // "upload", "download", "delete"
-	out   io.Writer
-	err   io.Writer
-	quiet bool
+	verb   string // "upload", "download", "delete"
+	out    io.Writer
+	err    io.Writer
+	quiet  bool
+	dryRun bool
+	width  int // terminal columns, when on a terminal
 
 	totalFiles, doneFiles atomic.Int64
 
@@ -550,9 +552,10 @@ type reporter struct {
 }
 
 func newReporter(c *cli.Context, verb string) *reporter {
-	r := &reporter{verb: verb, out: c.App.Writer, err: c.App.ErrWriter, quiet: c.Bool("quiet")}
-	if f, ok := r.err.(*os.File); ok && !r.quiet && verb != "delete" {
+	r := &reporter{verb: verb, out: c.App.Writer, err: c.App.ErrWriter, quiet: c.Bool("quiet"), dryRun: c.Bool("dry-run")}
+	if f, ok := r.err.(*os.File); ok && !r.quiet && !r.dryRun && verb != "delete" {
 		r.tty = term.IsTerminal(int(f.Fd()))
+		r.width, _, _ = term.GetSize(int(f.Fd()))
 	}
 	return r
 }
@@ -568,11 +571,12 @@ func (r *reporter) Total(files, bytes int64) {
 		r.bar = progressbar.NewOptions64(bytes,
 			progressbar.OptionSetWriter(r.err),
 			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
 			progressbar.OptionUseIECUnits(true),
 			progressbar.OptionSetPredictTime(true),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionFullWidth(),
+			progressbar.OptionSetWidth(max(10, min(40, r.width-70))),
 			progressbar.OptionSetDescription(r.describe()),
 		)
 		return
@@ -623,7 +627,7 @@ func (r *reporter) finish(s transfer.Summary, err error) error {
 		fmt.Fprintf(r.err, "plxfs: %s: %v\n", display(f.Name), f.Err)
 	}
 	if !r.quiet {
-		fmt.Fprintln(r.err, summaryLine(r.verb, s))
+		fmt.Fprintln(r.err, summaryLine(r.verb, r.dryRun, s))
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -638,11 +642,15 @@ func (r *reporter) finish(s transfer.Summary, err error) error {
 
 var pastTense = map[string]string{"upload": "uploaded", "download": "downloaded", "delete": "deleted"}
 
-// summaryLine: "downloaded 1000 files, 209.7 MiB in 4.2s (49.9 MiB/s), 3 skipped, 0 failed".
-func summaryLine(verb string, s transfer.Summary) string {
+// summaryLine: "downloaded 1000 files, 209.7 MiB in 4.2s (49.9 MiB/s), 3 skipped, 0 failed";
+// for a dry run, "would download 1000 files, 209.7 MiB, 3 skipped, 0 failed".
+func summaryLine(verb string, dryRun bool, s transfer.Summary) string {
 	noun := "files"
 	if verb == "delete" {
 		noun = "objects"
+	}
+	if dryRun {
+		return fmt.Sprintf("would %s %d %s, %s, %d skipped, %d failed", verb, s.Files, noun, humanBytes(s.Bytes), s.Skipped, s.Failed)
 	}
 	secs := s.Elapsed.Seconds()
 	rate := ""

@@ -335,10 +335,13 @@ func TestParseSize(t *testing.T) {
 func TestSummaryLine(t *testing.T) {
 	s := transfer.Summary{Files: 1000, Bytes: 200 << 20, Skipped: 3, Failed: 2, Elapsed: 4 * time.Second}
 	want := "downloaded 1000 files, 200.0 MiB in 4s (50.0 MiB/s), 3 skipped, 2 failed"
-	if got := summaryLine("download", s); got != want {
+	if got := summaryLine("download", false, s); got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	if got := summaryLine("delete", transfer.Summary{Files: 2, Bytes: 10}); got != "deleted 2 objects, 10 B in 0s, 0 skipped, 0 failed" {
+	if got := summaryLine("delete", false, transfer.Summary{Files: 2, Bytes: 10}); got != "deleted 2 objects, 10 B in 0s, 0 skipped, 0 failed" {
+		t.Fatalf("got %q", got)
+	}
+	if got := summaryLine("upload", true, transfer.Summary{Files: 3, Bytes: 2048, Skipped: 1}); got != "would upload 3 files, 2.0 KiB, 1 skipped, 0 failed" {
 		t.Fatalf("got %q", got)
 	}
 }
