@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"os"
@@ -352,5 +353,35 @@ func TestConfirm(t *testing.T) {
 		if got := confirm(strings.NewReader(in), &out, "delete 11 objects?"); got != want || out.String() != "delete 11 objects? [y/N] " {
 			t.Errorf("confirm(%q) = %v, prompt %q", in, got, out.String())
 		}
+	}
+}
+
+func TestDownloadGzipEncoded(t *testing.T) {
+	e := newStorageEnv(t)
+	plain := strings.Repeat("a line of a csv file\n", 5000)
+	var stored bytes.Buffer
+	zw := gzip.NewWriter(&stored)
+	zw.Write([]byte(plain))
+	zw.Close()
+	if err := e.emu.PutObject("bkt", "pre/z/data.csv", stored.Bytes(), "gzip"); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if code, _, errOut := e.plxfs(t, "download", "--part-size", "1KiB", "ds:z/data.csv", dst); code != 0 {
+		t.Fatalf("download: %d %q", code, errOut)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "data.csv")); string(got) != plain {
+		t.Fatalf("decompressed download: %d bytes, want %d", len(got), len(plain))
+	}
+	// Re-running skips it (same mtime), and --raw keeps the stored bytes.
+	if code, _, errOut := e.plxfs(t, "download", "-r", "--no-basename", "ds:z", dst); code != 0 || !strings.Contains(errOut, "1 skipped") {
+		t.Fatalf("re-run: %d %q", code, errOut)
+	}
+	raw := t.TempDir()
+	if code, _, errOut := e.plxfs(t, "download", "--raw", "ds:z/data.csv", raw); code != 0 {
+		t.Fatalf("download --raw: %d %q", code, errOut)
+	}
+	if got, _ := os.ReadFile(filepath.Join(raw, "data.csv")); !bytes.Equal(got, stored.Bytes()) {
+		t.Fatalf("raw download: %d bytes, want the %d stored", len(got), stored.Len())
 	}
 }
