@@ -62,7 +62,9 @@ func newApp() *cli.App {
 		Flags:                commonFlags(),
 		Commands: []*cli.Command{
 			connectionsCommand(),
+			mountCommand(), unmountCommand(),
 			lsCommand(), rmCommand(), uploadCommand(), downloadCommand(),
+			initCommand(),
 			kubeCommand(),
 			waitCommand(),
 			demoCommand(),

@@ -1,0 +1,91 @@
+package integration
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDemo runs the README's first command as a user would (plxfs demo MOUNTPOINT), lists and
+// reads the mount, writes to the outputs connection, then stops it with Ctrl-C.
+func TestDemo(t *testing.T) {
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	cmd := exec.Command(plxfsBin, "demo", "--files", "60", "--large-mib", "9", mnt)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+
+	if res := runPlxfs(t, nil, "wait", "--timeout", "60s", mnt); res.Code != 0 {
+		t.Fatalf("plxfs wait: exit %d %s\ndemo stderr:\n%s", res.Code, res.Stderr, stderr.String())
+	}
+	entries, err := os.ReadDir(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"dataset", "outputs"}) {
+		t.Errorf("mount root = %v, want [dataset outputs]", names)
+	}
+	labels, err := os.ReadFile(filepath.Join(mnt, "dataset", "labels.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(string(labels), "\n"); lines != 61 {
+		t.Errorf("labels.csv has %d lines, want 61 (header + 60 files)", lines)
+	}
+	st, err := os.Stat(filepath.Join(mnt, "dataset", "large", "weights.bin"))
+	if err != nil || st.Size() != 9<<20 {
+		t.Errorf("large file: %v, size %d, want %d", err, st.Size(), 9<<20)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "outputs", "note.txt"), []byte("hello"), 0o644); err != nil {
+		t.Fatalf("writing to the outputs connection: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "outputs", "note.txt")); err != nil || string(got) != "hello" {
+		t.Errorf("read back %q, %v", got, err)
+	}
+
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("demo exited with %v after Ctrl-C\n%s", err, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("demo did not exit after Ctrl-C\n%s", stderr.String())
+	}
+	if ok, _ := isMounted(mnt); ok {
+		t.Errorf("%s is still mounted after the demo stopped", mnt)
+	}
+}
+
+// isMounted reports whether dir is a FUSE mount.
+func isMounted(dir string) (bool, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return false, err
+	}
+	return st.Type == 0x65735546, nil
+}
