@@ -45,8 +45,8 @@
 //
 // Options.Workers bounds the requests moving bytes at once, across all files and parts of
 // one call (a weighted semaphore shared by the call). Each upload request buffers at most one
-// ChunkSize chunk in the store client (chunks are clipped to the content for small files),
-// and downloads copy through a 64 KiB buffer per request, so memory is about
+// chunk in the store client (ChunkSize, or the content plus less than 256 KiB when that is
+// smaller), and downloads copy through a 64 KiB buffer per request, so memory is about
 // Workers × ChunkSize whatever the sizes. No goroutine holds a slot while waiting for
 // another, so the shared semaphore cannot deadlock.
 //

@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// Defaults for the zero values of Options. Memory is bounded by Workers × ChunkSize for
-// uploads (each in-flight upload request buffers one chunk in the store client) and by
-// Workers × a 32 KiB copy buffer for downloads.
+// Defaults for the zero values of Options. Memory is bounded by Workers × (ChunkSize + 256
+// KiB) for uploads (each upload in flight buffers one chunk in the store client) and by
+// Workers × a 64 KiB copy buffer for downloads.
 const (
 	DefaultWorkers          = 8
 	DefaultPartSize         = 16 << 20 // parallel ranged reads and compose parts
@@ -41,7 +41,8 @@ type Options struct {
 	// with compose (0: 64 MiB; < 0: never).
 	ComposeThreshold int64
 	// ChunkSize is the resumable-upload chunk size (0: 16 MiB); each upload in flight
-	// buffers one chunk.
+	// buffers one chunk. Content (a file, or a part) smaller than ChunkSize + 256 KiB goes
+	// in one request with a chunk just bigger than itself.
 	ChunkSize int
 	// Owner names the temporary parts of this process's uploads (0: "plxfs"), so that
 	// CleanupParts can find them after a crash. Use something stable per host or job.

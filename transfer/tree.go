@@ -169,7 +169,7 @@ func excluded(rel string, globs []string) bool {
 func CheckGlobs(globs []string) error {
 	for _, g := range globs {
 		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("--exclude %q: %w", g, err)
+			return fmt.Errorf("exclude glob %q: %w", g, err)
 		}
 	}
 	return nil

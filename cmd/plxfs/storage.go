@@ -350,7 +350,7 @@ func transferOptions(c *cli.Context, rt *runtime, rep *reporter) (transfer.Optio
 		return opts, usageErrorf("--force and --skip-unchanged contradict each other: pick one")
 	}
 	if err := transfer.CheckGlobs(opts.Exclude); err != nil {
-		return opts, usageError{err.Error()}
+		return opts, usageErrorf("--exclude: %v", err)
 	}
 	if s := c.String("since"); s != "" {
 		t, err := parseSince(s, time.Now())
