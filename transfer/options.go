@@ -60,7 +60,8 @@ type Options struct {
 	// destination is skipped and a different one is a failure ("exists").
 	SkipUnchanged bool
 	// Exclude lists path.Match globs; a file is left out when a glob matches its path
-	// relative to the tree root or its base name.
+	// relative to the tree root, its base name, or one of its parent directories (by
+	// relative path or base name).
 	Exclude []string
 	// Since, when non-zero, keeps only files modified after it (Polyaxon's last_time):
 	// local mtime for uploads, the object's Updated time for downloads.

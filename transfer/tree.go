@@ -165,6 +165,20 @@ func excluded(rel string, globs []string) bool {
 	return false
 }
 
+// excludedTree reports whether rel or one of its ancestor directories is excluded, which is
+// what UploadTree's walk does by skipping excluded directories.
+func excludedTree(rel string, globs []string) bool {
+	if len(globs) == 0 {
+		return false
+	}
+	for i := 0; i < len(rel); i++ {
+		if rel[i] == '/' && excluded(rel[:i], globs) {
+			return true
+		}
+	}
+	return excluded(rel, globs)
+}
+
 // CheckGlobs reports the first malformed glob in globs.
 func CheckGlobs(globs []string) error {
 	for _, g := range globs {
@@ -224,7 +238,7 @@ func DownloadTree(ctx context.Context, b store.Bucket, remoteDir, localRoot stri
 	var total int64
 	for _, a := range objs {
 		rel := a.Name[len(prefix):]
-		if excluded(strings.TrimSuffix(rel, "/"), opts.Exclude) || !opts.Since.IsZero() && !a.Updated.After(opts.Since) {
+		if excludedTree(strings.TrimSuffix(rel, "/"), opts.Exclude) || !opts.Since.IsZero() && !a.Updated.After(opts.Since) {
 			continue
 		}
 		p, err := connspec.NameToPath(rel)

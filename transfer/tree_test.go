@@ -243,7 +243,8 @@ func TestDownloadTreeFilters(t *testing.T) {
 	e.put(t, "r/c.log", []byte("c"))
 	e.put(t, "r/empty/", nil) // placeholder: an empty directory
 	dir := t.TempDir()
-	s, err := DownloadTree(ctx, e.b, "r", dir, Options{Exclude: []string{"*.log"}})
+	e.put(t, "r/cache/deep/x.txt", []byte("x")) // excluded through its directory
+	s, err := DownloadTree(ctx, e.b, "r", dir, Options{Exclude: []string{"*.log", "cache"}})
 	if err != nil || s.Files != 1 {
 		t.Fatalf("%+v %v", s, err)
 	}
