@@ -23,19 +23,26 @@ func TestDemo(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{}) // closed once the process has exited; waitErr is then set
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		select {
 		case <-exited:
+			return
 		default:
-			cmd.Process.Kill()
-			<-exited
-			syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
+		cmd.Process.Kill()
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			t.Errorf("the demo process did not exit after SIGKILL")
+		}
+		t.Logf("demo stderr:\n%s", stderr.String())
 	})
 
-	if res := runPlxfs(t, nil, "wait", "--timeout", "60s", mnt); res.Code != 0 {
+	if res := runPlxfs(t, nil, "wait", "--timeout", "30s", mnt); res.Code != 0 {
 		t.Fatalf("plxfs wait: exit %d %s\ndemo stderr:\n%s", res.Code, res.Stderr, stderr.String())
 	}
 	entries, err := os.ReadDir(mnt)
@@ -69,9 +76,9 @@ func TestDemo(t *testing.T) {
 
 	cmd.Process.Signal(os.Interrupt)
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("demo exited with %v after Ctrl-C\n%s", err, stderr.String())
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("demo exited with %v after Ctrl-C\n%s", waitErr, stderr.String())
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("demo did not exit after Ctrl-C\n%s", stderr.String())
