@@ -62,7 +62,7 @@ func newApp() *cli.App {
 		Flags:                commonFlags(),
 		Commands: []*cli.Command{
 			connectionsCommand(),
-			mountCommand(), unmountCommand(),
+			mountCommand(), unmountCommand(), statusCommand(),
 			lsCommand(), rmCommand(), uploadCommand(), downloadCommand(),
 			initCommand(),
 			kubeCommand(),
@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr *os.File) int {
 	rts := &runtimes{stderr: stderr}
 	defer rts.close()
 	app.Metadata = map[string]any{runtimesKey: rts}
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil {
 		return 0
 	}
