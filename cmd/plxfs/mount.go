@@ -425,10 +425,12 @@ func prepareMountpoint(mnt string, log *slog.Logger) error {
 	return nil
 }
 
-// isStaleMount reports whether mnt is a FUSE mount whose daemon is gone.
+// isStaleMount reports whether mnt is a FUSE mount whose daemon is gone. It asks statfs,
+// which always reaches the daemon (a stat may be answered from the kernel's attribute cache).
 func isStaleMount(mnt string) (bool, error) {
-	_, err := os.Stat(mnt)
-	if errors.Is(err, syscall.ENOTCONN) {
+	var st syscall.Statfs_t
+	err := syscall.Statfs(mnt, &st)
+	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
 		return true, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
