@@ -1,0 +1,76 @@
+package control
+
+import "time"
+
+// Status is what a running daemon reports at GET /status. It never holds key material:
+// connections name their credential source only.
+type Status struct {
+	Version    string    `json:"version"`
+	PID        int       `json:"pid"`
+	Mountpoint string    `json:"mountpoint"`
+	Started    time.Time `json:"started"`
+	ReadOnly   bool      `json:"read_only"`
+
+	Connections  []Connection `json:"connections"`
+	Cache        Cache        `json:"cache"`
+	Uploads      Uploads      `json:"uploads"`
+	OpenHandles  int64        `json:"open_handles"`
+	RecentErrors []LogRecord  `json:"recent_errors"` // oldest first
+	// ErrorsLogged counts every warning and error logged since start; RecentErrors keeps the
+	// last few.
+	ErrorsLogged int64 `json:"errors_logged"`
+}
+
+// Connection is one mounted connection.
+type Connection struct {
+	Name        string `json:"name"`
+	Bucket      string `json:"bucket"`
+	Prefix      string `json:"prefix"`
+	Credentials string `json:"credentials"` // where the credentials came from (creds.Credentials.Source)
+}
+
+// Cache is the read cache's use.
+type Cache struct {
+	Dir       string  `json:"dir"`
+	Bytes     int64   `json:"bytes"`
+	MaxBytes  int64   `json:"max_bytes"`
+	Chunks    int     `json:"chunks"`
+	Hits      int64   `json:"hits"`
+	Misses    int64   `json:"misses"`
+	HitRatio  float64 `json:"hit_ratio"` // hits / (hits + misses); 0 before any read
+	Evictions int64   `json:"evictions"`
+	// GCSReadBytes is what was downloaded; ServedBytes what the cache returned to reads.
+	GCSReadBytes int64 `json:"gcs_read_bytes"`
+	ServedBytes  int64 `json:"served_bytes"`
+}
+
+// Uploads are the daemon's uploads of written files.
+type Uploads struct {
+	InFlight int64 `json:"in_flight"`
+	Done     int64 `json:"done"` // finished, successful or not
+	Bytes    int64 `json:"bytes"`
+	Failures int64 `json:"failures"`
+	Pending  int   `json:"pending"` // files with changes not uploaded yet
+}
+
+// LogRecord is one warning or error the daemon logged.
+type LogRecord struct {
+	Time    time.Time `json:"time"`
+	Level   string    `json:"level"`
+	Message string    `json:"message"`
+	Attrs   []Attr    `json:"attrs,omitempty"`
+}
+
+// Attr is one key=value of a LogRecord, in logging order; grouped keys are dotted ("g.key").
+type Attr struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// HitRatio is hits / (hits + misses), 0 when both are 0.
+func HitRatio(hits, misses int64) float64 {
+	if hits+misses == 0 {
+		return 0
+	}
+	return float64(hits) / float64(hits+misses)
+}
