@@ -22,6 +22,7 @@ const maxCachedListing = 50_000
 // dirNode is a directory of a connection: the connection root (path "") or a prefix below it.
 type dirNode struct {
 	fusefs.Inode
+	noXattrs
 	fsys *FS
 	conn *conn
 

@@ -21,6 +21,7 @@ import (
 // writes go to a staging file (see staging.go) and are uploaded on fsync and close.
 type fileNode struct {
 	fusefs.Inode
+	noXattrs
 	fsys *FS
 	conn *conn
 
@@ -115,7 +116,13 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	if !local {
 		info = n.info
 	}
-	if local || n.unlinked || n.fsys.fresh(n.infoAt) || info.gen == 0 {
+	if n.unlinked {
+		n.mu.Unlock()
+		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
+		out.Nlink = 0 // still open, no longer has a name
+		return 0
+	}
+	if local || n.fsys.fresh(n.infoAt) || info.gen == 0 {
 		n.mu.Unlock()
 		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
 		return 0
@@ -345,6 +352,7 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 // symlinkNode is a symbolic link: an object whose metadata holds the target.
 type symlinkNode struct {
 	fusefs.Inode
+	noXattrs
 	fsys *FS
 	conn *conn
 
@@ -381,11 +389,26 @@ func (s *symlinkNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fu
 	return 0
 }
 
-// Setattr accepts and ignores changes: a symlink's mode is always 0777 and its times are its
-// object's.
+// Setattr keeps a modification time in the link object's metadata, as for files; mode and
+// owner changes are accepted and ignored (a symlink's mode is always 0777).
 func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	mtime, hasMtime := in.GetMTime()
 	if s.fsys.opts.ReadOnly {
 		return syscall.EROFS
+	}
+	if hasMtime {
+		s.mu.Lock()
+		p, gen := s.path, s.info.gen
+		s.mu.Unlock()
+		_, err := s.conn.bucket.UpdateMetadata(ctx, s.conn.objectName(p), gen, map[string]string{mdMtime: mtime.UTC().Format(time.RFC3339Nano)})
+		if err != nil {
+			return s.fsys.fail("utimens", s.conn, p, err)
+		}
+		s.mu.Lock()
+		s.info.mtime = mtime
+		info := s.info
+		s.mu.Unlock()
+		s.fsys.meta.putFound(metaKey(s.conn.name, p), info)
 	}
 	return s.Getattr(ctx, fh, out)
 }

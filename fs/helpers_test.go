@@ -149,11 +149,15 @@ func (e *testEnv) unmount() {
 		e.t.Errorf("sync at unmount: %v", err)
 	}
 	var err error
+	start := time.Now()
 	for i := 0; i < 50; i++ {
 		if err = e.server.Unmount(); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if d := time.Since(start); d > time.Second {
+		e.t.Logf("unmount took %v (last error %v)", d, err)
 	}
 	if err != nil {
 		e.t.Errorf("unmount %s: %v", e.mnt, err)

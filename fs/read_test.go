@@ -81,9 +81,9 @@ func TestRandomPreads(t *testing.T) {
 	}
 }
 
-// TestConcurrentReadersFetchOnce: 64 readers of one file all read the right bytes, and the
+// TestSemantics_ConcurrentReadersFetchOnce: 64 readers of one file all read the right bytes, and the
 // emulator sees every byte of the object requested once.
-func TestConcurrentReadersFetchOnce(t *testing.T) {
+func TestSemantics_ConcurrentReadersFetchOnce(t *testing.T) {
 	const chunk = 1 << 20
 	e := newEnv(t, envOptions{chunkSize: chunk})
 	data := randBytes(9, 16*chunk+5)
@@ -167,9 +167,9 @@ func parseRange(h string, size int64) (lo, hi int64, ok bool) {
 	return lo, min(end+1, size), true
 }
 
-// TestOverwriteBehindMount: an object rewritten in the bucket is read with its new bytes once
+// TestSemantics_OverwriteBehindMount: an object rewritten in the bucket is read with its new bytes once
 // the TTL has passed, and no read ever returns a mix of the two generations.
-func TestOverwriteBehindMount(t *testing.T) {
+func TestSemantics_OverwriteBehindMount(t *testing.T) {
 	const chunk = 256 << 10
 	const ttl = 500 * time.Millisecond
 	e := newEnv(t, envOptions{chunkSize: chunk, ttl: ttl})

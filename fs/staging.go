@@ -271,6 +271,11 @@ func (n *fileNode) sync(ctx context.Context) error {
 		return nil
 	}
 	p, size, baseGen, mtime, version := n.path, st.size, st.baseGen, st.mtime, st.version
+	if mtime.IsZero() {
+		// The file's time is its last local change, not the upload's: what stat showed
+		// before the upload stays true after it.
+		mtime = st.modified
+	}
 	n.mu.Unlock()
 
 	attrs, err := n.fsys.upload(ctx, n.conn, p, st.f, size, baseGen, mtime)
@@ -357,6 +362,9 @@ func (f *FS) SyncAll(ctx context.Context) error {
 		st.ioMu.Lock()
 		f.mu.Lock()
 		size, gen, mtime, dirty := st.size, st.baseGen, st.mtime, st.dirty
+		if mtime.IsZero() {
+			mtime = st.modified
+		}
 		f.mu.Unlock()
 		if dirty {
 			if _, err := f.upload(ctx, ref.conn, ref.path, st.f, size, gen, mtime); err != nil {

@@ -144,9 +144,9 @@ func TestSemantics_ConcurrentOverwriteFailsESTALE(t *testing.T) {
 	assertErrno(t, g.Close(), syscall.ESTALE)
 }
 
-// TestCheckpointPattern: a writer writes ckpt.tmp, fsyncs and renames it onto ckpt again and
+// TestSemantics_ReplaceWhileReading: a writer writes ckpt.tmp, fsyncs and renames it onto ckpt again and
 // again while a reader reads ckpt: every read the reader completes is one whole checkpoint.
-func TestCheckpointPattern(t *testing.T) {
+func TestSemantics_ReplaceWhileReading(t *testing.T) {
 	const chunk = 256 << 10
 	e := newEnv(t, envOptions{chunkSize: chunk})
 	dir := e.path("c", "run")
@@ -223,8 +223,8 @@ func TestCheckpointPattern(t *testing.T) {
 	}
 }
 
-// TestConcurrentWriters: 32 writers of different files in one directory all land.
-func TestConcurrentWriters(t *testing.T) {
+// TestSemantics_ConcurrentWriters: 32 writers of different files in one directory all land.
+func TestSemantics_ConcurrentWriters(t *testing.T) {
 	e := newEnv(t, envOptions{upload: smallUploads})
 	if err := os.Mkdir(e.path("c", "many"), 0o755); err != nil {
 		t.Fatal(err)
