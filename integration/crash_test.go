@@ -1,0 +1,341 @@
+package integration
+
+// Crashes: the mount daemon is SIGKILLed in the middle of chunk fetches and of uploads, then
+// restarted on the same mountpoint and cache dir.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plxfs/plxfs/internal/emulator"
+	"github.com/plxfs/plxfs/internal/faultproxy"
+)
+
+// chunkFiles returns the cache's chunk files (complete ones) and temporary files (chunks
+// being written), under DIR/chunks/v1/<hh>/.
+func chunkFiles(cacheDir string) (complete, temp []string) {
+	dirs, _ := filepath.Glob(filepath.Join(cacheDir, "chunks", "v1", "*"))
+	for _, dir := range dirs {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			if strings.HasPrefix(e.Name(), "tmp-") {
+				temp = append(temp, p)
+			} else {
+				complete = append(complete, p)
+			}
+		}
+	}
+	return complete, temp
+}
+
+// chunkFilesOf returns the complete chunk files whose header names the object.
+func chunkFilesOf(cacheDir, object string) []string {
+	complete, _ := chunkFiles(cacheDir)
+	var out []string
+	for _, p := range complete {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		head := make([]byte, 4096)
+		n, _ := f.Read(head)
+		f.Close()
+		if bytes.Contains(head[:n], []byte(object)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestCrashDuringReads kills the daemon (SIGKILL) while chunk fetches are half written, three
+// times, restarting it on the same mountpoint and cache dir each time: the stale mountpoint is
+// replaced, half-written chunks are removed, the complete ones are re-indexed and served
+// without a refetch, damaged ones are refetched, and every byte read is the object's.
+func TestCrashDuringReads(t *testing.T) {
+	tr := &trickle{piece: 16 << 10, pause: 15 * time.Millisecond}
+	p := faultproxy.New(21)
+	srv := startEmulator(t, emulator.Options{Buckets: []string{relBucket}, Handler: mwChain(p.Middleware, tr.Middleware)})
+	objs := map[string][]byte{"warm.bin": randData(30, 4<<20+77)}
+	for i := range 12 {
+		objs[fmt.Sprintf("c%02d.bin", i)] = randData(uint64(31+i), 3<<20+i*1001)
+	}
+	for name, data := range objs {
+		if err := srv.PutObject(relBucket, "pre/"+name, data, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startRelMount(t, mountOpts{endpoint: srv.URL(), config: relConns(t),
+		flags: []string{"--chunk-size", "1MiB", "--cache-size", "128MiB", "--readahead", "2"}})
+	if err := readVerified(d.path("ds", "warm.bin"), objs["warm.bin"]); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(chunkFilesOf(d.cacheDir, "pre/warm.bin")); n != 5 {
+		t.Fatalf("warm.bin has %d chunk files after a whole read, want 5", n)
+	}
+
+	var reads tally
+	survived := 0
+	for cycle := range 3 {
+		tr.on.Store(true)
+		var wg sync.WaitGroup
+		names := []string{"warm.bin"}
+		for i := range 4 {
+			name := fmt.Sprintf("c%02d.bin", cycle*4+i)
+			names = append(names, name)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := readVerified(d.path("ds", name), objs[name])
+				if isWrong(err) {
+					reads.bad("cycle %d: %v", cycle, err)
+				} else if err != nil {
+					reads.add("interrupted by the kill")
+				} else {
+					reads.add("verified before the kill")
+				}
+			}()
+		}
+		// Kill while chunk files are being written.
+		if !pollUntil(30*time.Second, func() bool {
+			_, temp := chunkFiles(d.cacheDir)
+			for _, p := range temp {
+				if fi, err := os.Stat(p); err == nil && fi.Size() > 64<<10 {
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("cycle %d: no chunk file was ever half written (trickled responses: %d)", cycle, tr.active.Load())
+		}
+		d.kill()
+		wg.Wait()
+		_, temp := chunkFiles(d.cacheDir)
+		if len(temp) == 0 {
+			t.Fatalf("cycle %d: no half-written chunk file left by the kill; the test proves nothing", cycle)
+		}
+		if !isStale(d.mnt) {
+			t.Fatalf("cycle %d: after SIGKILL the mountpoint is not stale (ENOTCONN expected)", cycle)
+		}
+		damaged := 0
+		if cycle == 0 {
+			// Damage two complete chunks of warm.bin the way a power loss could: a flipped data
+			// byte, and a file cut short.
+			files := chunkFilesOf(d.cacheDir, "pre/warm.bin")
+			if len(files) < 2 {
+				t.Fatalf("warm.bin chunk files: %q", files)
+			}
+			flipLastByte(t, files[0])
+			if err := truncateBy(files[1], 100); err != nil {
+				t.Fatal(err)
+			}
+			damaged = 2
+		}
+		tr.on.Store(false)
+
+		d.restart()
+		survived++
+		checkStaleReplaced(t, fmt.Sprintf("cycle %d", cycle), d)
+		if _, temp := chunkFiles(d.cacheDir); len(temp) != 0 {
+			t.Errorf("cycle %d: half-written chunk files survive the restart: %q", cycle, temp)
+		}
+		// The complete chunks were re-indexed: warm.bin is read from the cache, except the
+		// chunks that were damaged, which are refetched.
+		srv.ResetCounts()
+		if err := readVerified(d.path("ds", "warm.bin"), objs["warm.bin"]); err != nil {
+			t.Fatalf("cycle %d: warm.bin after the restart: %v", cycle, err)
+		}
+		if got := len(srv.Requests().ReadsOf(relBucket, "pre/warm.bin")); got != damaged {
+			t.Errorf("cycle %d: warm.bin needed %d fetches after the restart, want %d (the damaged chunks only): the cache was not re-indexed", cycle, got, damaged)
+		}
+		for _, name := range names {
+			if err := readVerified(d.path("ds", name), objs[name]); err != nil {
+				reads.bad("cycle %d: %s after the restart: %v", cycle, name, err)
+			} else {
+				reads.add("verified after a restart")
+			}
+		}
+	}
+	t.Logf("crashes survived during reads: %d; reads: %v", survived, reads.String())
+	reads.failIfBad(t, "reads around crashes")
+	if err := d.stop(60 * time.Second); err != nil {
+		t.Errorf("daemon exit: %v\n%s", err, d.log())
+	}
+}
+
+func flipLastByte(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-1] ^= 0xff
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncateBy(path string, n int64) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return os.Truncate(path, fi.Size()-n)
+}
+
+// checkStaleReplaced checks, after a restart on the mountpoint of a killed daemon, that the
+// stale mount was detected and removed (not hidden under the new one) and that the daemon
+// said so.
+func checkStaleReplaced(t *testing.T, what string, d *relDaemon) {
+	t.Helper()
+	if n := mountsAt(d.mnt); n != 1 {
+		t.Errorf("%s: %d mounts are stacked at %s after the restart, want 1: the stale mount of the killed daemon was "+
+			"not detached but mounted over (cmd/plxfs/mount.go isStaleMount uses os.Stat, which the kernel answers from the "+
+			"root's cached attributes for up to --ttl after the daemon died; statfs(2) reaches the daemon and gives ENOTCONN)", what, n, d.mnt)
+	}
+	if !strings.Contains(d.lastRunLog(), "daemon is gone") {
+		t.Errorf("%s: the restarted daemon did not report the stale mountpoint it replaced (\"daemon is gone\"); log:\n%s", what, d.lastRunLog())
+	}
+}
+
+// lastRunLog is the log of the daemon's current (last) run.
+func (d *relDaemon) lastRunLog() string {
+	d.mu.Lock()
+	runs := d.runs
+	d.mu.Unlock()
+	data, _ := os.ReadFile(filepath.Join(d.logDir, fmt.Sprintf("run%d.log", runs)))
+	return string(data)
+}
+
+// TestCrashDuringWrites kills the daemon (SIGKILL) in the middle of uploads: a composed upload
+// (parts uploaded, compose pending), a resumable upload (some chunks sent), an overwrite of an
+// existing object, and a file still being written. The writer never hears success, the
+// bucket never holds a partial object (an overwritten object keeps its old bytes), and the
+// restarted daemon replaces the stale mountpoint, deletes the temporary parts and uploads again.
+func TestCrashDuringWrites(t *testing.T) {
+	p := faultproxy.New(22)
+	srv := startEmulator(t, emulator.Options{Buckets: []string{relBucket}, Handler: p.Middleware})
+	old := randData(40, 2<<20+3)
+	if err := srv.PutObject(relBucket, "pre/keep.bin", old, ""); err != nil {
+		t.Fatal(err)
+	}
+	d := startRelMount(t, mountOpts{endpoint: srv.URL(), config: relConns(t), flags: []string{
+		"--chunk-size", "1MiB", "--cache-size", "64MiB",
+		"--upload-chunk-size", "256KiB", "--compose-threshold", "1MiB", "--part-size", "256KiB", "--upload-workers", "2"}})
+
+	stall := func(match ...string) faultproxy.Rule {
+		return faultproxy.Rule{Name: "stall", Match: match, Action: faultproxy.Stall, Stall: 10 * time.Minute}
+	}
+	cases := []struct {
+		name     string
+		object   string
+		data     []byte
+		rule     faultproxy.Rule // what hangs while the daemon is killed
+		parts    bool            // temporary parts exist when the daemon dies
+		old      []byte          // the object's bytes before (nil: none)
+		noUpload bool            // killed before close: the data is still being written
+	}{
+		{name: "composed upload, compose pending", object: "big.bin", data: randData(41, 3<<20+5), rule: stall("/compose"), parts: true},
+		{name: "resumable upload, third chunk pending", object: "mid.bin", data: randData(42, 900_000),
+			rule: faultproxy.Rule{Name: "stall", Match: []string{"upload_id="}, Action: faultproxy.Stall, Stall: 10 * time.Minute, Skip: 2}},
+		{name: "overwrite, compose pending", object: "keep.bin", data: randData(43, 3<<20+9), rule: stall("/compose"), parts: true, old: old},
+		{name: "file still being written", object: "open.bin", data: randData(44, 500_000), noUpload: true},
+	}
+	survived := 0
+	for _, tc := range cases {
+		func() {
+			p.Clear()
+			if !tc.noUpload {
+				p.SetRules(tc.rule)
+			}
+			p.ResetStats()
+			closed := make(chan error, 1)
+			path := d.path("ds", tc.object)
+			if tc.noUpload {
+				f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+				if err != nil {
+					t.Fatalf("%s: create: %v; log:\n%s", tc.name, err, d.lastRunLog())
+				}
+				if _, err := f.Write(tc.data[:len(tc.data)/2]); err != nil {
+					t.Fatalf("%s: write: %v", tc.name, err)
+				}
+				d.kill()
+				_, werr := f.Write(tc.data[len(tc.data)/2:])
+				cerr := f.Close()
+				if werr == nil && cerr == nil {
+					t.Errorf("%s: write and close after the daemon died both succeeded", tc.name)
+				}
+			} else {
+				go func() { closed <- writeThroughMount(path, tc.data, false) }()
+				if !pollUntil(60*time.Second, func() bool { return p.Stats().ByRule["stall"] > 0 }) {
+					t.Fatalf("%s: the upload never reached the stalled request; log:\n%s", tc.name, d.log())
+				}
+				parts, _ := srv.ObjectNames(relBucket, "pre/.plxfs-tmp/")
+				if tc.parts && len(parts) == 0 {
+					t.Fatalf("%s: no temporary part exists while the compose hangs; the test proves nothing", tc.name)
+				}
+				d.kill()
+				select {
+				case err := <-closed:
+					if err == nil {
+						t.Fatalf("%s: close returned success although the daemon was killed before the upload finished", tc.name)
+					}
+					t.Logf("%s: the writer heard: %v", tc.name, err)
+				case <-time.After(30 * time.Second):
+					t.Fatalf("%s: close still blocked 30s after the daemon was killed", tc.name)
+				}
+			}
+			obj, err := srv.GetObject(relBucket, "pre/"+tc.object)
+			switch {
+			case tc.old == nil && err == nil:
+				t.Errorf("%s: an object (%d bytes) appeared although the upload never finished", tc.name, len(obj.Content))
+			case tc.old != nil && (err != nil || !bytes.Equal(obj.Content, tc.old)):
+				t.Errorf("%s: the overwritten object lost its old bytes: %v, %d bytes", tc.name, err, len(obj.Content))
+			}
+			if !isStale(d.mnt) {
+				t.Fatalf("%s: after SIGKILL the mountpoint is not stale (ENOTCONN expected)", tc.name)
+			}
+
+			p.Clear()
+			d.restart()
+			survived++
+			log := d.lastRunLog()
+			if !strings.Contains(log, "daemon is gone") {
+				t.Errorf("%s: the restarted daemon did not report the stale mountpoint it replaced; log:\n%s", tc.name, log)
+			}
+			if parts, _ := srv.ObjectNames(relBucket, "pre/.plxfs-tmp/"); len(parts) != 0 {
+				t.Errorf("%s: temporary parts left after the restart: %q", tc.name, parts)
+			} else if tc.parts && !strings.Contains(log, "removed temporary upload parts") {
+				t.Errorf("%s: the parts are gone but the restarted daemon did not say it removed them; log:\n%s", tc.name, log)
+			}
+			// The mount reads the object as the bucket has it, and uploads again.
+			if tc.old != nil {
+				if err := readVerified(path, tc.old); err != nil {
+					t.Errorf("%s: old object through the restarted mount: %v", tc.name, err)
+				}
+			} else if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Errorf("%s: stat %s after the restart: %v, want ENOENT", tc.name, tc.object, err)
+			}
+			if err := writeThroughMount(path, tc.data, true); err != nil {
+				t.Fatalf("%s: write after the restart: %v", tc.name, err)
+			}
+			obj, err = srv.GetObject(relBucket, "pre/"+tc.object)
+			if err != nil || !bytes.Equal(obj.Content, tc.data) {
+				t.Errorf("%s: object after the rewrite: %v, %d bytes, want %d", tc.name, err, len(obj.Content), len(tc.data))
+			}
+			if err := readVerified(path, tc.data); err != nil {
+				t.Errorf("%s: reading back after the rewrite: %v", tc.name, err)
+			}
+		}()
+	}
+	t.Logf("crashes survived during writes: %d", survived)
+	if err := d.stop(60 * time.Second); err != nil {
+		t.Errorf("daemon exit: %v\n%s", err, d.log())
+	}
+}
