@@ -10,6 +10,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/plxfs/plxfs/store"
 )
@@ -22,7 +23,6 @@ const maxCachedListing = 50_000
 // dirNode is a directory of a connection: the connection root (path "") or a prefix below it.
 type dirNode struct {
 	fusefs.Inode
-	noXattrs
 	fsys *FS
 	conn *conn
 
@@ -33,7 +33,19 @@ type dirNode struct {
 	listing  []dirEntry // cached listing (sorted), nil when none
 	listedAt time.Time
 	listGen  uint64 // bumped by every change made through the mount; a listing started before is not kept
+	// misses counts lookups sent to the bucket since missesSince (within one TTL); past
+	// lookupListThreshold the directory is listed instead (see lookupInfo).
+	misses      int
+	missesSince time.Time
+	bigListedAt time.Time // last listing too big to keep: no listing-for-lookups until the TTL passes
+
+	lists singleflight.Group // one listing of this directory at a time
 }
+
+// lookupListThreshold is how many lookups of one directory may go to the bucket within a TTL
+// before the next one lists the whole directory instead: a reader that opens a directory's
+// files by name (without readdir) then costs one paginated listing, not two requests per file.
+const lookupListThreshold = 4
 
 var (
 	_ = (fusefs.NodeGetattrer)((*dirNode)(nil))
@@ -135,7 +147,22 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		}
 		return e.info, nil
 	}
+	now := d.fsys.now()
+	if !d.fsys.fresh(d.missesSince) {
+		d.misses, d.missesSince = 0, now
+	}
+	d.misses++
+	listInstead := d.misses > lookupListThreshold && d.fsys.opts.TTL > 0 && !d.fsys.fresh(d.bigListedAt)
 	d.mu.Unlock()
+	if listInstead {
+		if entries, err := d.list(ctx); err == nil {
+			if e, ok := findEntry(entries, name); ok {
+				return e.info, nil
+			}
+			d.fsys.meta.putMissing(key)
+			return objInfo{}, store.ErrNotExist
+		}
+	}
 	info, err := statPath(ctx, d.conn, p)
 	if errors.Is(err, store.ErrNotExist) {
 		d.fsys.meta.putMissing(key)
@@ -249,6 +276,26 @@ func (d *dirNode) list(ctx context.Context) ([]dirEntry, error) {
 		d.mu.Unlock()
 		return l, nil
 	}
+	d.mu.Unlock()
+	// Concurrent opendirs and lookups share one listing; it is not cancelled by one caller's
+	// interrupt.
+	ch := d.lists.DoChan("list", func() (any, error) {
+		return d.listNow(context.WithoutCancel(ctx))
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]dirEntry), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// listNow lists the directory from the bucket.
+func (d *dirNode) listNow(ctx context.Context) ([]dirEntry, error) {
+	d.mu.Lock()
 	path, gen := d.path, d.listGen
 	d.mu.Unlock()
 
@@ -272,6 +319,9 @@ func (d *dirNode) list(ctx context.Context) ([]dirEntry, error) {
 	}
 	if cacheable && d.listGen == gen {
 		d.listing, d.listedAt = entries, d.fsys.now()
+	}
+	if !cacheable {
+		d.bigListedAt = d.fsys.now()
 	}
 	return entries, nil
 }

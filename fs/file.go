@@ -21,7 +21,6 @@ import (
 // writes go to a staging file (see staging.go) and are uploaded on fsync and close.
 type fileNode struct {
 	fusefs.Inode
-	noXattrs
 	fsys *FS
 	conn *conn
 
@@ -352,7 +351,6 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 // symlinkNode is a symbolic link: an object whose metadata holds the target.
 type symlinkNode struct {
 	fusefs.Inode
-	noXattrs
 	fsys *FS
 	conn *conn
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -207,6 +208,9 @@ func (f *FS) FuseOptions(mo MountOptions) *fusefs.Options {
 			MaxWrite:     kernelTransfer,
 			MaxReadAhead: kernelTransfer,
 			DirectMount:  os.Geteuid() == 0,
+			// No extended attributes: ENOSYS makes the kernel stop asking (ls -l would
+			// otherwise send a getxattr per entry).
+			DisableXAttrs: true,
 			// The kernel checks permissions against the uid/gid/mode plxfs reports.
 			Options: []string{"default_permissions"},
 		},
@@ -224,7 +228,24 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	if err := raiseReadahead(mountpoint, kernelTransfer); err != nil {
+		f.log.Debug("kernel readahead stays at its default (128 KiB): sequential reads use smaller requests", "err", err)
+	}
 	return server, nil
+}
+
+// raiseReadahead sets the kernel readahead window of the mount's backing device to n bytes.
+// The kernel caps a FUSE mount's readahead at the device default (128 KiB) whatever
+// max_readahead says, so without this every sequential read arrives in 128 KiB requests. It
+// needs root (sysfs); failure only costs speed.
+func raiseReadahead(mountpoint string, n int) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(mountpoint, &st); err != nil {
+		return err
+	}
+	major, minor := (st.Dev>>8)&0xfff|(st.Dev>>32)&^0xfff, st.Dev&0xff|(st.Dev>>12)&^0xff
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
+	return os.WriteFile(p, []byte(strconv.Itoa(n>>10)), 0)
 }
 
 // staleParts is the age after which anyone's temporary upload parts are considered abandoned.

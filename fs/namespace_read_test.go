@@ -221,3 +221,28 @@ func TestSemantics_LargeDirectory(t *testing.T) {
 		t.Fatalf("%d list requests for %d entries", c.Lists, n)
 	}
 }
+
+// TestSemantics_LookupsBecomeListing: opening many files of one directory by name (no
+// readdir) costs a few lookups, then one listing of the directory, not two requests per file.
+func TestSemantics_LookupsBecomeListing(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for i := 0; i < 50; i++ {
+		e.put(testBucket, fmt.Sprintf("walk/f%02d", i), []byte{byte(i)})
+	}
+	if _, err := os.Stat(e.path("c", "walk")); err != nil {
+		t.Fatal(err)
+	}
+	e.emu.ResetCounts()
+	for i := 0; i < 50; i++ {
+		if got := mustRead(t, e.path("c", fmt.Sprintf("walk/f%02d", i))); len(got) != 1 || got[0] != byte(i) {
+			t.Fatalf("walk/f%02d = %v", i, got)
+		}
+	}
+	_, err := os.Stat(e.path("c", "walk/missing"))
+	assertErrno(t, err, syscall.ENOENT)
+	c := e.emu.Requests()
+	t.Logf("requests: %d lists, %d stats, %d reads", c.Lists, c.Stats, c.MediaGets)
+	if c.Lists != lookupListThreshold+1 || c.Stats != lookupListThreshold {
+		t.Fatalf("%d lists and %d stats for 50 lookups; want %d lookups (a list and a stat each) then one listing", c.Lists, c.Stats, lookupListThreshold)
+	}
+}

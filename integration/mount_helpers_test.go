@@ -22,7 +22,7 @@ import (
 
 // daemon is a running `plxfs mount` process.
 type daemon struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	mnt    string
 	stderr *lockedBuffer
@@ -49,7 +49,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // mountConf writes a connections file with the given "name: gs://bucket/prefix" pairs.
-func mountConf(t *testing.T, conns map[string]string) string {
+func mountConf(t testing.TB, conns map[string]string) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("connections:\n")
@@ -61,13 +61,17 @@ func mountConf(t *testing.T, conns map[string]string) string {
 	for _, n := range names {
 		fmt.Fprintf(&b, "- name: %s\n  kind: gcs\n  schema: {bucket: %q}\n", n, conns[n])
 	}
-	return writeFile(t, "connections.yaml", b.String())
+	p := filepath.Join(t.TempDir(), "connections.yaml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // startMount runs `plxfs mount` against srv with conf, mounting at mnt (created if needed)
 // with its cache under cacheDir, and waits until the mount is ready. The daemon is stopped
 // (SIGTERM, then SIGKILL and a lazy unmount) when the test ends.
-func startMount(t *testing.T, srv *emulator.Server, conf, mnt, cacheDir string, extra ...string) *daemon {
+func startMount(t testing.TB, srv *emulator.Server, conf, mnt, cacheDir string, extra ...string) *daemon {
 	t.Helper()
 	if err := os.MkdirAll(mnt, 0o755); err != nil && !isENOTCONN(err) {
 		t.Fatal(err)
@@ -166,7 +170,7 @@ func fillRand(r *rand.Rand, b []byte) {
 func sha(b []byte) string { s := sha256.Sum256(b); return fmt.Sprintf("%x", s) }
 
 // fileSHA hashes a file.
-func fileSHA(t *testing.T, p string) (string, int64) {
+func fileSHA(t testing.TB, p string) (string, int64) {
 	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
@@ -183,7 +187,7 @@ func fileSHA(t *testing.T, p string) (string, int64) {
 
 // run runs a command (not on the mount: its binary and working directory are local) and fails
 // the test with its output if it fails.
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
