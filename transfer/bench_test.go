@@ -6,17 +6,22 @@ package transfer
 //
 //	go test -run XXX -bench . ./transfer/
 //
-// and BenchmarkTransfer prints a table of throughputs and ratios (plxfs ÷ baseline) at the end.
+// and BenchmarkTransfer prints a table of throughputs and ratios (baseline time ÷ plxfs time)
+// at the end. The small-file cases run twice: on bare loopback, where the emulator and both
+// clients share the machine's CPUs and per-file CPU cost decides, and with a 5 ms delay
+// before each request, a nearby region's round trip, which is what parallel transfers hide.
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +34,7 @@ import (
 )
 
 const (
+	benchRTT        = 5 * time.Millisecond // a nearby GCS region, for the small-file cases
 	benchBigSize    = 1 << 30
 	benchSmallCount = 2000
 	benchSmallSize  = 64 << 10
@@ -53,29 +59,41 @@ func (t *benchTable) record(name string, r benchResult) {
 	}
 }
 
-// timed runs op b.N times, with setup and cleanup outside the timer, and records the result.
+// timed runs op b.N times, with setup and cleanup outside the timer. For the table it records
+// the fastest single run, repeating runs shorter than 5 s (outside the timer) up to 3 in all:
+// the machine is shared, and the fastest run is the one least disturbed.
 func (t *benchTable) timed(b *testing.B, name string, bytes, files int64, setup func(i int), op func(i int) error, cleanup func(i int)) {
 	b.Run(name, func(b *testing.B) {
 		b.SetBytes(bytes)
-		var total time.Duration
-		for i := range b.N {
+		// once runs op i; only the op itself is timed, and only when timed is set.
+		once := func(i int, timed bool) time.Duration {
 			b.StopTimer()
 			if setup != nil {
 				setup(i)
 			}
-			b.StartTimer()
+			if timed {
+				b.StartTimer()
+			}
 			start := time.Now()
-			if err := op(i); err != nil {
+			err := op(i)
+			d := time.Since(start)
+			b.StopTimer()
+			if err != nil {
 				b.Fatal(err)
 			}
-			total += time.Since(start)
-			b.StopTimer()
 			if cleanup != nil {
 				cleanup(i)
 			}
-			b.StartTimer()
+			return d
 		}
-		t.record(name, benchResult{bytes: bytes, files: files, perOp: total / time.Duration(b.N)})
+		best := time.Duration(1<<63 - 1)
+		for i := range b.N {
+			best = min(best, once(i, true))
+		}
+		for extra := b.N; extra < 3 && best < 5*time.Second; extra++ {
+			best = min(best, once(extra, false))
+		}
+		t.record(name, benchResult{bytes: bytes, files: files, perOp: best})
 	})
 }
 
@@ -90,7 +108,18 @@ func BenchmarkTransfer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(work)
-	emu, err := emulator.Start(emulator.Options{Backend: "filesystem", Buckets: []string{testBucket}})
+	// latency, when set, delays every request before the emulator sees it: the round trip to
+	// a GCS region, which is what parallel requests hide and loopback does not show.
+	var latency atomic.Int64
+	delay := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d := time.Duration(latency.Load()); d > 0 {
+				time.Sleep(d)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	emu, err := emulator.Start(emulator.Options{Backend: "filesystem", Buckets: []string{testBucket}, Handler: delay})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -164,22 +193,6 @@ func BenchmarkTransfer(b *testing.B) {
 		}
 		return nil
 	})
-	t.timed(b, "upload-2000x64KiB/baseline", nSmall, benchSmallCount, nil, func(i int) error {
-		for _, p := range smallFiles {
-			rel, _ := filepath.Rel(smallDir, p)
-			if err := plainUpload(ctx, ph, p, fmt.Sprintf("sup-base/%d/%s", i, filepath.ToSlash(rel)), -1); err != nil {
-				return err
-			}
-		}
-		return nil
-	}, removeRemote("sup-base/"))
-	t.timed(b, "upload-2000x64KiB/plxfs", nSmall, benchSmallCount, nil, func(i int) error {
-		s, err := UploadTree(ctx, bkt, smallDir, fmt.Sprintf("sup-plxfs/%d", i), Options{})
-		if err == nil && s.Failed > 0 {
-			err = s.Failures[0].Err
-		}
-		return err
-	}, removeRemote("sup-plxfs/"))
 	var seeded []string
 	if _, files, err := List(ctx, bkt, "seed/small", true); err != nil {
 		b.Fatal(err)
@@ -188,21 +201,43 @@ func BenchmarkTransfer(b *testing.B) {
 			seeded = append(seeded, a.Name)
 		}
 	}
-	t.timed(b, "download-2000x64KiB/baseline", nSmall, benchSmallCount, nil, func(i int) error {
-		for _, rel := range seeded {
-			if err := plainDownload(ctx, ph, "seed/small/"+rel, filepath.Join(work, "sdl", filepath.FromSlash(rel))); err != nil {
-				return err
+	smallCases := func(suffix string) {
+		t.timed(b, "upload-2000x64KiB"+suffix+"/baseline", nSmall, benchSmallCount, nil, func(i int) error {
+			for _, p := range smallFiles {
+				rel, _ := filepath.Rel(smallDir, p)
+				if err := plainUpload(ctx, ph, p, fmt.Sprintf("sup-base/%d/%s", i, filepath.ToSlash(rel)), -1); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	}, removeLocal("sdl"))
-	t.timed(b, "download-2000x64KiB/plxfs", nSmall, benchSmallCount, nil, func(i int) error {
-		s, err := DownloadTree(ctx, bkt, "seed/small", filepath.Join(work, "sdl"), Options{})
-		if err == nil && s.Failed > 0 {
-			err = s.Failures[0].Err
-		}
-		return err
-	}, removeLocal("sdl"))
+			return nil
+		}, removeRemote("sup-base/"))
+		t.timed(b, "upload-2000x64KiB"+suffix+"/plxfs", nSmall, benchSmallCount, nil, func(i int) error {
+			s, err := UploadTree(ctx, bkt, smallDir, fmt.Sprintf("sup-plxfs/%d", i), Options{})
+			if err == nil && s.Failed > 0 {
+				err = s.Failures[0].Err
+			}
+			return err
+		}, removeRemote("sup-plxfs/"))
+		t.timed(b, "download-2000x64KiB"+suffix+"/baseline", nSmall, benchSmallCount, nil, func(i int) error {
+			for _, rel := range seeded {
+				if err := plainDownload(ctx, ph, "seed/small/"+rel, filepath.Join(work, "sdl", filepath.FromSlash(rel))); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, removeLocal("sdl"))
+		t.timed(b, "download-2000x64KiB"+suffix+"/plxfs", nSmall, benchSmallCount, nil, func(i int) error {
+			s, err := DownloadTree(ctx, bkt, "seed/small", filepath.Join(work, "sdl"), Options{})
+			if err == nil && s.Failed > 0 {
+				err = s.Failures[0].Err
+			}
+			return err
+		}, removeLocal("sdl"))
+	}
+	smallCases("")
+	latency.Store(int64(benchRTT))
+	smallCases("+" + benchRTT.String() + "-rtt")
+	latency.Store(0)
 
 	fmt.Print(t.String())
 }
@@ -220,7 +255,7 @@ func (t *benchTable) String() string {
 	}
 	sort.Strings(names)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-22s %-32s %14s %14s %8s\n", "case", "vs baseline", "baseline", "plxfs", "ratio")
+	fmt.Fprintf(&sb, "\n%-28s %-36s %14s %14s %8s\n", "case", "baseline", "baseline", "plxfs", "ratio")
 	rate := func(r benchResult) string {
 		s := r.perOp.Seconds()
 		if r.files > 1 {
@@ -242,7 +277,7 @@ func (t *benchTable) String() string {
 			if base == "baseline-one-request" {
 				label = "Go client, one request (no chunks)"
 			}
-			fmt.Fprintf(&sb, "%-22s %-32s %14s %14s %7.2fx\n", c, label, rate(bl), rate(p), bl.perOp.Seconds()/p.perOp.Seconds())
+			fmt.Fprintf(&sb, "%-28s %-36s %14s %14s %7.2fx\n", c, label, rate(bl), rate(p), bl.perOp.Seconds()/p.perOp.Seconds())
 		}
 	}
 	return sb.String()
