@@ -160,37 +160,34 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 		return transfer.DownloadTree(ctx, b, "", dest, opts)
 	}
 	var total transfer.Summary
-	for _, d := range job.dirs {
-		from, local, err := initPaths(dest, d)
+	copyEntry := func(p connspec.PathPair, dir bool) {
+		from, local, err := initPaths(dest, p)
 		if err == nil {
 			var s transfer.Summary
-			s, err = transfer.DownloadTree(ctx, b, from, local, opts)
+			if dir {
+				s, err = transfer.DownloadTree(ctx, b, from, local, opts)
+				if err == nil && s.Files+int64(s.Skipped+s.Failed) == 0 {
+					err = fmt.Errorf("nothing under %s:%s/", conn.Name, from)
+				}
+			} else {
+				s, err = transfer.DownloadFile(ctx, b, from, local, opts)
+				if errors.Is(err, store.ErrNotExist) {
+					err = fmt.Errorf("no such object %s:%s", conn.Name, from)
+				}
+			}
 			total = addSummary(total, s)
 			total.Elapsed += s.Elapsed
-			if err == nil && s.Files+int64(s.Skipped+s.Failed) == 0 {
-				err = fmt.Errorf("nothing under %s:%s/", conn.Name, from)
-			}
 		}
 		if err != nil {
 			total.Failed++
-			total.Failures = append(total.Failures, transfer.Failure{Name: conn.Name + ":" + d.From, Err: err})
+			total.Failures = append(total.Failures, transfer.Failure{Name: conn.Name + ":" + p.From, Err: err})
 		}
 	}
+	for _, d := range job.dirs {
+		copyEntry(d, true)
+	}
 	for _, f := range job.files {
-		from, local, err := initPaths(dest, f)
-		if err == nil {
-			var s transfer.Summary
-			s, err = transfer.DownloadFile(ctx, b, from, local, opts)
-			total = addSummary(total, s)
-			total.Elapsed += s.Elapsed
-			if errors.Is(err, store.ErrNotExist) {
-				err = fmt.Errorf("no such object %s:%s", conn.Name, from)
-			}
-		}
-		if err != nil {
-			total.Failed++
-			total.Failures = append(total.Failures, transfer.Failure{Name: conn.Name + ":" + f.From, Err: err})
-		}
+		copyEntry(f, false)
 	}
 	return total, nil
 }
