@@ -32,7 +32,10 @@ type dirNode struct {
 	mtime    time.Time  // the placeholder object's time, if one was seen
 	listing  []dirEntry // cached listing (sorted), nil when none
 	listedAt time.Time
-	listGen  uint64 // bumped by every change made through the mount; a listing started before is not kept
+	// changes are what this mount changed in the directory since the cached listing was
+	// made (nil: removed); they override the listing, so a change does not cost a relisting.
+	changes map[string]*objInfo
+	listGen uint64 // bumped by every change made through the mount; a listing started before is not kept
 	// misses counts lookups sent to the bucket since missesSince (within one TTL); past
 	// lookupListThreshold the directory is listed instead (see lookupInfo).
 	misses      int
@@ -140,12 +143,18 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 	}
 	d.mu.Lock()
 	if d.listing != nil && d.fsys.fresh(d.listedAt) {
-		e, ok := findEntry(d.listing, name)
-		d.mu.Unlock()
+		info, ok := d.changes[name]
 		if !ok {
+			var e dirEntry
+			if e, ok = findEntry(d.listing, name); ok {
+				info = &e.info
+			}
+		}
+		d.mu.Unlock()
+		if !ok || info == nil {
 			return objInfo{}, store.ErrNotExist
 		}
-		return e.info, nil
+		return *info, nil
 	}
 	now := d.fsys.now()
 	if !d.fsys.fresh(d.missesSince) {
@@ -272,7 +281,7 @@ func nodeInfo(ch *fusefs.Inode, info objInfo) objInfo {
 func (d *dirNode) list(ctx context.Context) ([]dirEntry, error) {
 	d.mu.Lock()
 	if d.listing != nil && d.fsys.fresh(d.listedAt) {
-		l := d.listing
+		l := d.mergedLocked()
 		d.mu.Unlock()
 		return l, nil
 	}
@@ -318,7 +327,7 @@ func (d *dirNode) listNow(ctx context.Context) ([]dirEntry, error) {
 		d.mtime = placeholder.Updated
 	}
 	if cacheable && d.listGen == gen {
-		d.listing, d.listedAt = entries, d.fsys.now()
+		d.listing, d.listedAt, d.changes = entries, d.fsys.now(), nil
 	}
 	if !cacheable {
 		d.bigListedAt = d.fsys.now()
@@ -355,12 +364,44 @@ func (d *dirNode) mergeLocal(entries []dirEntry) []dirEntry {
 	return entries
 }
 
-// invalidate drops the cached listing after a change made through the mount.
-func (d *dirNode) invalidate() {
+// noteChange records a change made through the mount to the entry name (info nil: removed).
+// A cached listing stays valid with the change applied over it; a listing in flight when the
+// change happens is not kept (it may or may not include the change).
+func (d *dirNode) noteChange(name string, info *objInfo) {
 	d.mu.Lock()
-	d.listing = nil
+	defer d.mu.Unlock()
 	d.listGen++
-	d.mu.Unlock()
+	if d.listing == nil {
+		return
+	}
+	if d.changes == nil {
+		d.changes = map[string]*objInfo{}
+	}
+	if info != nil {
+		c := *info
+		info = &c
+	}
+	d.changes[name] = info
+}
+
+// mergedLocked is the cached listing with the changes applied, sorted.
+func (d *dirNode) mergedLocked() []dirEntry {
+	if len(d.changes) == 0 {
+		return d.listing
+	}
+	out := make([]dirEntry, 0, len(d.listing)+len(d.changes))
+	for _, e := range d.listing {
+		if _, changed := d.changes[e.name]; !changed {
+			out = append(out, e)
+		}
+	}
+	for name, info := range d.changes {
+		if info != nil {
+			out = append(out, dirEntry{name: name, info: *info})
+		}
+	}
+	sortEntries(out)
+	return out
 }
 
 // OpendirHandle returns a handle that lists the directory once and answers READDIRPLUS lookups

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"syscall"
 	"time"
@@ -82,7 +83,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
 	info := fn.currentInfo()
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
-	d.invalidate()
+	d.noteChange(name, &info)
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, &fileHandle{n: fn, write: true}, 0, 0
 }
@@ -104,7 +105,7 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
-	d.invalidate()
+	d.noteChange(name, &info)
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, 0
 }
@@ -142,7 +143,7 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, mtime: attrs.Updated}
 	ch := d.NewInode(ctx, nd, d.newChildStable(name, p, kindDir, syscall.S_IFDIR))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
-	d.invalidate()
+	d.noteChange(name, &info)
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, 0
 }
@@ -162,7 +163,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	sn := &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	ch := d.NewInode(ctx, sn, d.newChildStable(name, p, kindSymlink, syscall.S_IFLNK))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
-	d.invalidate()
+	d.noteChange(name, &info)
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, 0
 }
@@ -284,7 +285,7 @@ func (d *dirNode) removed(p string) {
 	d.fsys.meta.forgetTree(key)
 	d.fsys.meta.putMissing(key)
 	d.fsys.bumpGen(key)
-	d.invalidate()
+	d.noteChange(path.Base(p), nil)
 }
 
 // Rmdir deletes the placeholder of an empty directory; ENOTEMPTY if any object (even one
@@ -495,7 +496,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 	}
 	d.removed(src)
 	d.fsys.meta.putFound(metaKey(d.conn.name, dst), info)
-	nd.invalidate()
+	nd.noteChange(path.Base(dst), &info)
 	if delErr != nil {
 		return fmt.Errorf("copied to %s but could not delete the source (both names exist now): %w", dst, delErr)
 	}
@@ -587,7 +588,7 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 	if dstExists {
 		d.fsys.bumpGen(metaKey(d.conn.name, dst))
 	}
-	nd.invalidate()
+	nd.noteChange(path.Base(dst), &objInfo{kind: kindDir})
 	if delErr != nil {
 		return fmt.Errorf("rename directory %s to %s: copied, but some sources remain: %w", src, dst, delErr)
 	}

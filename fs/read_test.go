@@ -84,9 +84,9 @@ func TestRandomPreads(t *testing.T) {
 // TestSemantics_ConcurrentReadersFetchOnce: 64 readers of one file all read the right bytes, and the
 // emulator sees every byte of the object requested once.
 func TestSemantics_ConcurrentReadersFetchOnce(t *testing.T) {
-	const chunk = 1 << 20
+	const chunk = 8 << 20 // the default
 	e := newEnv(t, envOptions{chunkSize: chunk})
-	data := randBytes(9, 16*chunk+5)
+	data := randBytes(9, 4*chunk+5)
 	e.put(testBucket, "shared.bin", data)
 	p := e.path("c", "shared.bin")
 	if _, err := os.Stat(p); err != nil {
@@ -278,8 +278,10 @@ func TestCacheEvictionBound(t *testing.T) {
 	const max = 2 << 20
 	e := newEnv(t, envOptions{chunkSize: chunk, cacheMax: max})
 	for i := 0; i < 6; i++ {
+		e.put(testBucket, fmt.Sprintf("ev/%d", i), randBytes(uint64(i), 1<<20+i))
+	}
+	for i := 0; i < 6; i++ {
 		data := randBytes(uint64(i), 1<<20+i)
-		e.put(testBucket, fmt.Sprintf("ev/%d", i), data)
 		equalBytes(t, "read", mustRead(t, e.path("c", fmt.Sprintf("ev/%d", i))), data)
 		if st := e.cache.Stats(); st.Bytes > max {
 			t.Fatalf("cache holds %d bytes, bound %d", st.Bytes, max)

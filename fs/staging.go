@@ -300,9 +300,9 @@ func (n *fileNode) sync(ctx context.Context) error {
 	n.mu.Unlock()
 
 	n.fsys.meta.putFound(metaKey(n.conn.name, p), info)
-	if _, parent := n.Parent(); parent != nil {
+	if name, parent := n.Parent(); parent != nil {
 		if d, ok := parent.Operations().(*dirNode); ok {
-			d.invalidate()
+			d.noteChange(name, &info)
 		}
 	}
 	if err := n.fsys.opts.Cache.Fill(n.conn.objectOf(p, info), st.f); err != nil {
