@@ -3,6 +3,8 @@ package fs
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"slices"
 	"syscall"
 	"testing"
@@ -273,11 +275,21 @@ func TestSemantics_Symlink(t *testing.T) {
 	}
 }
 
-// TestSemantics_ReservedName: .plxfs-tmp cannot be created.
-func TestSemantics_ReservedName(t *testing.T) {
+// TestSemantics_NamesPlxfsRefuses: .plxfs-tmp cannot be created, and names whose object name
+// would exceed GCS's 1,024 bytes are ENAMETOOLONG.
+func TestSemantics_NamesPlxfsRefuses(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	err := os.Mkdir(e.path("c", ".plxfs-tmp"), 0o755)
 	if !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("mkdir .plxfs-tmp: %v, want EPERM", err)
 	}
+	dir := e.path("c", "")
+	for i := 0; i < 4; i++ {
+		dir = filepath.Join(dir, strings.Repeat(string(rune('a'+i)), 250))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertErrno(t, os.WriteFile(filepath.Join(dir, strings.Repeat("x", 30)), nil, 0o644), syscall.ENAMETOOLONG)
+	mustWrite(t, filepath.Join(dir, "ok"), []byte("fits"))
 }

@@ -1,0 +1,116 @@
+// Package fs is plxfs's filesystem: a go-fuse node tree that shows every mounted connection
+// (a bucket plus an optional prefix) as one directory of the mountpoint, reads objects through
+// the chunk cache (package cache) and writes files as uploads (package transfer). SEMANTICS.md
+// at the repository root is the user-facing contract; this comment is the design.
+//
+// # Structure
+//
+// The tree has four node types, each embedding fusefs.Inode:
+//
+//   - rootNode: the mountpoint. Its children, one dirNode per connection, are created once
+//     (persistent inodes); it refuses every change with EPERM (EROFS on a read-only mount).
+//   - dirNode: a directory of a connection, path "" for the connection root. A directory is a
+//     prefix "path/": it exists if any object starts with it (implicit directory) or if the
+//     placeholder object "path/" exists (mkdir writes one).
+//   - fileNode: a regular file, i.e. one object; or a file created through the mount that is not
+//     uploaded yet.
+//   - symlinkNode: an object whose metadata carries plxfs-symlink-target.
+//
+// Handles: dirHandle (an open directory: one listing, served to READDIR and READDIRPLUS) and
+// fileHandle (an open file). Every node knows its connection and its path relative to the
+// connection root; the object name is conn.prefix + path. Only connspec decides which object
+// names are valid file names (hideReason).
+//
+// Inode numbers are stable: a hash of (connection, path, kind), so st_ino survives restarts.
+// StableAttr.Gen moves on when a path is removed or renamed away (FS.incarnation), so that a
+// new file at a reused path is a new inode even while the old one is still open.
+//
+// # Metadata and the kernel's caches
+//
+// One TTL (Options.TTL, --ttl, default 60 s) bounds every piece of reused metadata:
+//
+//   - the kernel's entry, attribute and negative-entry timeouts are the TTL;
+//   - metaCache: positive and negative lookup results, bounded LRUs, expiring after the TTL;
+//   - a dirNode's cached listing (directories of at most maxCachedListing entries), reused by
+//     opendir and by lookups for the TTL; changes made through the mount are applied over it
+//     (dirNode.changes) rather than discarding it;
+//   - a fileNode's info (size, generation, mtime) is refreshed by Getattr after the TTL.
+//
+// A lookup asks, in order: a child with local state (a file being written), an orphaned
+// staging file, the stat cache, the parent's cached listing, and finally the bucket
+// (statPath: a one-item listing of "path/" and a stat of "path", at once; a directory wins).
+// After lookupListThreshold bucket lookups in one directory within a TTL, the next one lists the
+// whole directory instead, so a reader opening a directory's files by name costs one paginated
+// listing. READDIRPLUS is answered from the dirHandle's listing (FileLookuper), so `ls -l`
+// costs the listing's pages and no request per entry. Extended attributes are disabled at
+// mount (ENOSYS), so the kernel does not ask for them per entry either.
+//
+// # Reads
+//
+// Open pins the handle to the generation the node knows; reads go to cache.ReadAt with that
+// generation, so bytes of two generations are never mixed within a handle. A generation that
+// is gone (overwritten or deleted behind the mount) fails the read with ESTALE, forgets the
+// node's info and invalidates the kernel's entry and attributes (asynchronously: a
+// notification must not run inside an operation on the same inode), so the next open sees the
+// new object. FOPEN_KEEP_CACHE is set while the generation is the one the kernel cached at the
+// previous open. The mount raises the kernel readahead of its device to 1 MiB (sysfs, as root),
+// since the kernel otherwise caps a FUSE mount's readahead at 128 KiB whatever max_readahead
+// says; reads then arrive as 1 MiB requests.
+//
+// # Writes
+//
+// A file open for writing gets a staging file (staging): an unlinked temporary file under
+// Options.StagingDir, so a crash leaves nothing behind and memory stays bounded. A new or
+// truncated file starts empty; an existing object is copied in through the read cache on the
+// first write (unchanged ranges come from the cache). Flush (every close) and Fsync upload the
+// staged content with transfer.Upload under a generation precondition (the generation the
+// staging file replaces, 0 for a new file), on a context the caller's interrupts do not
+// cancel. A failed upload returns EIO (ESTALE for a failed precondition) and keeps the staged
+// data dirty; a later flush retries. After a successful upload the node serves the new
+// generation, handles opened earlier follow it (fileNode.successor), and the written bytes
+// are stored in the cache (cache.Fill) so they are not fetched again. Release drops a clean
+// staging file; a dirty one outlives its node (FS.staged, orphan) until a flush succeeds or
+// SyncAll runs at unmount.
+//
+// # Namespace operations
+//
+// Each is one or a few conditional GCS calls: mkdir writes "dir/"; rmdir deletes it after a
+// two-item listing proves the directory empty; unlink deletes the generation the mount knows;
+// rename of a file is copy (with the target's generation, or "must not exist", as
+// precondition) then delete of the source generation; rename of a directory copies then
+// deletes every object below it and is not atomic. Symlinks are small objects whose content and
+// metadata hold the target. Hard links are EPERM; chmod and chown are accepted and ignored.
+//
+// # Errors
+//
+// toErrno (errno.go) is the only place an error becomes an errno; unknown errors are EIO.
+// Node methods report failures through FS.fail, which logs one line (op, connection, path,
+// cause) and returns the errno. Below that boundary errors are wrapped with %w, not logged.
+//
+// # Lock order
+//
+// Acquire left before right, never the reverse:
+//
+//	fileNode.syncMu → staging.ioMu → fileNode.mu → FS.mu
+//	dirNode.mu, symlinkNode.mu → FS.mu
+//
+// A dirNode.mu is never held while another node's lock is taken. fileNode.syncMu (one upload
+// of a file at a time) and staging.ioMu (writers shared, upload/fill/truncate exclusive) are the
+// only locks held across network I/O, and each concerns one file. No plxfs lock is held while
+// calling into go-fuse's tree (GetChild, Children, NewInode, Parent, Notify*), whose own inode
+// locks therefore never nest inside ours. metaCache and the golang-lru caches lock themselves
+// and call nothing back.
+//
+// # Decisions
+//
+//   - A directory wins over an object of the same name: "a/" hides the object "a" (logged
+//     once). GCS allows both; a file tree cannot show both.
+//   - Object names that are not valid file names are hidden, never mapped elsewhere; so is
+//     .plxfs-tmp, where transfer keeps upload parts.
+//   - Objects stored with Content-Encoding gzip are served as their stored bytes (the sizes
+//     then agree with what GCS reports); the store asks for them without decompression.
+//   - A file's mtime is its last local change (kept in plxfs-mtime metadata), not the upload's
+//     time, so stat tells the same before and after an upload.
+//   - FUSE passthrough is not used: the cache stores objects as chunk files with headers, and
+//     passthrough needs one backing file holding the whole object.
+package fs
