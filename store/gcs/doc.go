@@ -21,6 +21,13 @@
 //     the upload it compares the server's size and CRC32C with what was written and, on a
 //     mismatch, deletes that generation and fails. Either way no wrong object is left behind.
 //     (If the upload was an overwrite, the replaced generation is gone by then.)
+//   - A retried write can meet its own result: when the response of the request that created
+//     the object (a single-request upload, a resumable session's final chunk, a compose) is
+//     lost, the retry fails its precondition (412) or finds the session finalised (404).
+//     After a retry, Commit and Compose therefore treat 412/404 as success when the live
+//     object is a new generation holding exactly the bytes written (size and CRC32C; for
+//     Compose the declared CRC32C). Otherwise a 412 stays ErrPrecondition, and a 404 of a
+//     retried upload is an I/O error ("upload session lost"), never ErrNotExist.
 //   - UpdateMetadata merges keys, which is idempotent, so it is retried too (RetryAlways for
 //     that call only). Delete of a specific generation is retried; Delete of the live
 //     generation (gen 0) is not, since a retry after a lost response would report ErrNotExist.

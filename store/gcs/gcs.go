@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -263,7 +264,7 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 		w.CRC32C = opts.CRC32C
 		w.SendCRC32C = true
 	}
-	return &writer{w: w, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts}, nil
+	return &writer{w: w, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts, budget: budget}, nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -275,9 +276,17 @@ type retryBudget struct {
 	max      int
 	deadline time.Duration
 
-	mu    sync.Mutex // protects fails, since
-	fails int
-	since time.Time // start of the current failure streak
+	mu      sync.Mutex // protects fails, since, retried
+	fails   int
+	since   time.Time // start of the current failure streak
+	retried bool      // some request was sent again
+}
+
+// didRetry reports whether some request of the upload was sent again.
+func (r *retryBudget) didRetry() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.retried
 }
 
 func (r *retryBudget) shouldRetry(err error) bool {
@@ -294,7 +303,9 @@ func (r *retryBudget) shouldRetry(err error) bool {
 		r.since = time.Now()
 	}
 	r.fails++
-	return r.fails < r.max && time.Since(r.since) < r.deadline
+	retry := r.fails < r.max && time.Since(r.since) < r.deadline
+	r.retried = r.retried || retry
+	return retry
 }
 
 // writer is a store.Writer over a storage.Writer. The upload is finalised only by Commit
@@ -306,8 +317,9 @@ type writer struct {
 	b      *bucket
 	name   string
 	want   store.WriteOptions // for the declared CRC32C
-	crc    hash.Hash32        // CRC32C of the bytes written so far; used only by Write
-	size   int64              // bytes written so far; used only by Write
+	budget *retryBudget
+	crc    hash.Hash32 // CRC32C of the bytes written so far; used only by Write
+	size   int64       // bytes written so far; used only by Write
 
 	mu    sync.Mutex // protects done, attrs, err
 	done  bool
@@ -346,6 +358,22 @@ func (w *writer) Commit() (store.Attrs, error) {
 	}
 	err := w.w.Close()
 	w.cancel()
+	if err != nil && w.budget.didRetry() && isOwnResultCode(err) {
+		// A request was sent again after its response was lost, and the retry met the upload's
+		// own result: 412 (the object it created now fails "does not exist") or 404 (the
+		// resumable session it finalised is gone). The write landed if the live object holds
+		// exactly the bytes written.
+		if a, ok := w.b.landed(w.name, w.want.IfGen, w.size, sum); ok {
+			w.attrs = a
+			return a, nil
+		}
+		if httpCode(err) == http.StatusNotFound {
+			// Not a missing object: the upload session is gone and the bytes did not land.
+			w.err = fmt.Errorf("gcs: write gs://%s/%s: the upload session was lost after a retry and the object does not hold the bytes written: %v",
+				w.b.name, w.name, err)
+			return store.Attrs{}, w.err
+		}
+	}
 	if err != nil {
 		w.err = w.b.wrap("write", w.name, err)
 		return store.Attrs{}, w.err
@@ -390,7 +418,8 @@ func (b *bucket) Compose(ctx context.Context, dst string, srcs []string, opts st
 		}
 		hs[i] = b.obj(s)
 	}
-	c := b.obj(dst).If(conds(opts.IfGen)).ComposerFrom(hs...)
+	rec := &retryRecorder{}
+	c := b.obj(dst).If(conds(opts.IfGen)).Retryer(storage.WithErrorFunc(rec.shouldRetry)).ComposerFrom(hs...)
 	c.ContentType = opts.ContentType
 	c.Metadata = maps.Clone(opts.Metadata)
 	if opts.HasCRC32C {
@@ -398,11 +427,50 @@ func (b *bucket) Compose(ctx context.Context, dst string, srcs []string, opts st
 		c.SendCRC32C = true
 	}
 	a, err := c.Run(ctx)
+	if err != nil && opts.HasCRC32C && rec.didRetry() && httpCode(err) == http.StatusPreconditionFailed {
+		// As in writer.Commit: the retry of a compose whose response was lost fails its own
+		// precondition. The compose landed if the live object has the declared CRC32C.
+		if got, ok := b.landed(dst, opts.IfGen, -1, opts.CRC32C); ok {
+			return got, nil
+		}
+	}
 	if err != nil {
 		return store.Attrs{}, b.wrap("compose", dst, err)
 	}
 	return toAttrs(a), nil
 }
+
+// isOwnResultCode reports whether err is an answer a retried write gets when its first
+// attempt succeeded: 412 or 404.
+func isOwnResultCode(err error) bool {
+	c := httpCode(err)
+	return c == http.StatusPreconditionFailed || c == http.StatusNotFound
+}
+
+// landed checks whether the live generation of name is the result of a write whose response
+// was lost: a generation other than ifGen, holding size bytes (size < 0: any) with CRC32C crc.
+func (b *bucket) landed(name string, ifGen, size int64, crc uint32) (store.Attrs, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.retryDeadline)
+	defer cancel()
+	a, err := b.Stat(ctx, name)
+	if err != nil || !a.HasCRC32C || a.CRC32C != crc || (size >= 0 && a.Size != size) || a.Generation == ifGen {
+		return store.Attrs{}, false
+	}
+	return a, true
+}
+
+// retryRecorder is the client's retry predicate, noting whether any request was retried.
+type retryRecorder struct{ retried atomic.Bool }
+
+func (r *retryRecorder) shouldRetry(err error) bool {
+	retry := storage.ShouldRetry(err)
+	if retry {
+		r.retried.Store(true)
+	}
+	return retry
+}
+
+func (r *retryRecorder) didRetry() bool { return r.retried.Load() }
 
 func (b *bucket) Copy(ctx context.Context, src string, srcGen int64, dst string, opts store.WriteOptions) (store.Attrs, error) {
 	if err := checkName("copy", src); err != nil {
