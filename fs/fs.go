@@ -87,6 +87,8 @@ type FS struct {
 	hiddenLogged map[string]struct{}        // names already reported as hidden (bounded)
 	incarnation  *lru.Cache[string, uint64] // StableAttr.Gen of a path after unlink/rename-away
 	staged       map[*staging]stageRef      // every staging file, with its owner, for SyncAll
+
+	partSlots chan struct{} // bounds the parts of streamed uploads in flight (Upload.Workers)
 }
 
 // conn is a mounted connection.
@@ -156,6 +158,7 @@ func New(opts Options) (*FS, error) {
 		hiddenLogged: map[string]struct{}{},
 		incarnation:  inc,
 		staged:       map[*staging]stageRef{},
+		partSlots:    make(chan struct{}, uploadWorkers(opts.Upload)),
 	}
 	seen := map[string]bool{}
 	for _, c := range opts.Connections {
@@ -173,6 +176,14 @@ func New(opts Options) (*FS, error) {
 	}
 	f.root = &rootNode{fsys: f}
 	return f, nil
+}
+
+// uploadWorkers is the bound on parts in flight: Upload.Workers, or transfer's default.
+func uploadWorkers(o transfer.Options) int {
+	if o.Workers > 0 {
+		return o.Workers
+	}
+	return transfer.DefaultWorkers
 }
 
 // Root is the root node, for fusefs.Mount.

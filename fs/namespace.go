@@ -269,6 +269,10 @@ func (d *dirNode) deleteObject(ctx context.Context, p string, gen int64) error {
 func (n *fileNode) markUnlinked() {
 	n.mu.Lock()
 	n.unlinked = true
+	if n.stage != nil && n.stage.stream != nil {
+		n.stage.stream.abandonLocked()
+		n.stage.stream = nil
+	}
 	var drop *staging
 	if n.stage != nil && n.writers == 0 {
 		drop, n.stage = n.stage, nil

@@ -27,14 +27,15 @@ type staging struct {
 	ioMu sync.RWMutex
 
 	// Guarded by the owning fileNode's mu (or FS.mu while orphaned).
-	filled   bool      // f holds the content: the base object was copied in, or replaced
-	dirty    bool      // f has changes the bucket does not have
-	size     int64     // content size
-	baseGen  int64     // generation the content replaces: the upload precondition (0: must not exist)
-	baseSize int64     // size of baseGen, for filling
-	mtime    time.Time // explicit modification time to store with the next upload
-	modified time.Time // time of the last change
-	version  uint64    // bumped by every change
+	filled   bool        // f holds the content: the base object was copied in, or replaced
+	dirty    bool        // f has changes the bucket does not have
+	size     int64       // content size
+	baseGen  int64       // generation the content replaces: the upload precondition (0: must not exist)
+	baseSize int64       // size of baseGen, for filling
+	mtime    time.Time   // explicit modification time to store with the next upload
+	modified time.Time   // time of the last change
+	version  uint64      // bumped by every change
+	stream   *partStream // parts uploaded while a new file is written in order; nil when none
 }
 
 // stageRef is where a staging file belongs: its node, or (orphaned) its connection and path.
@@ -185,6 +186,7 @@ func (st *staging) write(n *fileNode, data []byte, off int64) (int, error) {
 	defer st.ioMu.RUnlock()
 	k, err := st.f.WriteAt(data, off)
 	n.mu.Lock()
+	prev := st.size
 	if end := off + int64(k); end > st.size {
 		st.size = end
 	}
@@ -192,6 +194,13 @@ func (st *staging) write(n *fileNode, data []byte, off int64) (int, error) {
 		st.dirty = true
 		st.modified = n.fsys.now()
 		st.version++
+		if st.stream == nil && off == 0 && prev == 0 && !n.unlinked && n.fsys.streaming() {
+			st.stream = n.fsys.newPartStream(n.conn, st.f)
+		}
+		if st.stream != nil && !st.stream.wroteLocked(data[:k], off) {
+			st.stream.abandonLocked()
+			st.stream = nil
+		}
 	}
 	n.mu.Unlock()
 	if err != nil {
@@ -246,6 +255,10 @@ func (n *fileNode) truncate(ctx context.Context, size int64) error {
 	st.modified = n.fsys.now()
 	st.version++
 	n.keepGen = 0
+	if st.stream != nil {
+		st.stream.abandonLocked()
+		st.stream = nil
+	}
 	n.mu.Unlock()
 	return nil
 }
@@ -276,9 +289,29 @@ func (n *fileNode) sync(ctx context.Context) error {
 		// before the upload stays true after it.
 		mtime = st.modified
 	}
+	ps := st.stream
+	st.stream = nil
+	var streamEnd int64
+	var streamCRC uint32
+	streamParts := 0
+	if ps != nil {
+		streamEnd, streamCRC, streamParts = ps.end, ps.crc, ps.launched
+	}
 	n.mu.Unlock()
 
-	attrs, err := n.fsys.upload(ctx, n.conn, p, st.f, size, baseGen, mtime)
+	var attrs store.Attrs
+	var err error
+	if ps != nil && streamParts > 0 {
+		attrs, err = ps.finish(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime), streamEnd, streamCRC, streamParts)
+		if err != nil {
+			n.fsys.log.Warn("upload of parts written so far failed; uploading the whole file again", "connection", n.conn.name, "path", p, "err", err)
+		}
+	} else if ps != nil {
+		go ps.discard()
+	}
+	if ps == nil || streamParts == 0 || err != nil {
+		attrs, err = n.fsys.upload(ctx, n.conn, p, st.f, size, baseGen, mtime)
+	}
 	if err != nil {
 		return err
 	}
@@ -315,10 +348,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 // the object must not exist). It is not cancelled by the caller's interrupts: a close cannot
 // be retried by the application, so an upload once started runs to its end.
 func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, size, ifGen int64, mtime time.Time) (store.Attrs, error) {
-	wo := store.WriteOptions{IfGen: ifGen, ContentType: contentType(p)}
-	if !mtime.IsZero() {
-		wo.Metadata = map[string]string{mdMtime: mtime.UTC().Format(time.RFC3339Nano)}
-	}
+	wo := f.writeOptions(p, ifGen, mtime)
 	ctx = context.WithoutCancel(ctx)
 	start := f.now()
 	attrs, err := transfer.Upload(ctx, c.view, p, src, size, wo, f.opts.Upload)
@@ -327,6 +357,15 @@ func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, siz
 	}
 	f.log.Debug("uploaded", "connection", c.name, "path", p, "bytes", size, "generation", attrs.Generation, "elapsed", f.now().Sub(start))
 	return attrs, nil
+}
+
+// writeOptions are the options of a new generation of the file at p.
+func (f *FS) writeOptions(p string, ifGen int64, mtime time.Time) store.WriteOptions {
+	wo := store.WriteOptions{IfGen: ifGen, ContentType: contentType(p)}
+	if !mtime.IsZero() {
+		wo.Metadata = map[string]string{mdMtime: mtime.UTC().Format(time.RFC3339Nano)}
+	}
+	return wo
 }
 
 // contentType guesses an object's content type from its extension.
