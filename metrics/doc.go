@@ -8,9 +8,9 @@
 // over an interface plxfs already has, so the measured code does not change:
 //
 //   - FUSE wraps go-fuse's fuse.RawFileSystem (what fs.NewNodeFS returns): every request
-//     is counted and timed by operation, every non-OK status counted by errno, read and
-//     written bytes summed, and open file handles tracked (successful Open/Create/Tmpfile
-//     minus Release).
+//     is counted and timed by operation, every non-OK status (and negative lookup entry)
+//     counted by errno, read and written bytes summed, and open file handles tracked
+//     (successful Open/Create/Tmpfile minus Release).
 //   - Bucket wraps a store.Bucket: one request per call by method and outcome, latency, and
 //     the bytes read from (and written to) GCS.
 //   - NewCacheCollector reads cache.Stats at scrape time (func() cache.Stats, so any cache

@@ -10,6 +10,8 @@ import (
 // FUSE returns raw with every FUSE request recorded in m: plxfs_fuse_operations_total{op},
 // plxfs_fuse_operation_duration_seconds{op}, plxfs_fuse_errors_total{op,errno}, the bytes
 // read and written, and plxfs_open_handles (successful opens and creates minus releases).
+// A lookup answered with a negative entry (node id 0, which go-fuse sends for ENOENT when
+// negative caching is on) counts as an ENOENT error, as the application sees it.
 // Wrap the file system go-fuse's fs.NewNodeFS returns and hand the result to fuse.NewServer.
 //
 // (go-fuse v2.12's Server.RecordLatencies is a no-op kept for compatibility, so timing has to
@@ -42,6 +44,12 @@ func (w *rawFS) OnUnmount()          { w.raw.OnUnmount() }
 func (w *rawFS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	start := time.Now()
 	st := w.raw.Lookup(cancel, header, name, out)
+	if st == fuse.OK && out.NodeId == 0 {
+		// A negative entry: the kernel caches "no such name" for the entry timeout. The
+		// application sees ENOENT, so it counts as one.
+		w.done("lookup", start, fuse.ENOENT)
+		return st
+	}
 	w.done("lookup", start, st)
 	return st
 }

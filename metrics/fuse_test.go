@@ -97,6 +97,26 @@ func TestFUSEOperationNames(t *testing.T) {
 	}
 }
 
+// negativeFS answers every lookup with a negative entry, as go-fuse does for ENOENT when
+// the mount caches negative lookups.
+type negativeFS struct{ fuse.RawFileSystem }
+
+func (negativeFS) Lookup(_ <-chan struct{}, _ *fuse.InHeader, _ string, out *fuse.EntryOut) fuse.Status {
+	out.NodeId = 0
+	return fuse.OK
+}
+
+func TestFUSENegativeLookupIsENOENT(t *testing.T) {
+	m := metrics.New()
+	w := metrics.FUSE(negativeFS{fuse.NewDefaultRawFileSystem()}, m)
+	if st := w.Lookup(nil, &fuse.InHeader{}, "x", &fuse.EntryOut{}); st != fuse.OK {
+		t.Fatalf("status %v changed on the way through", st)
+	}
+	if got := value(t, m, "plxfs_fuse_errors_total", "op", "lookup", "errno", "ENOENT"); got != 1 {
+		t.Errorf("errors{lookup,ENOENT} = %v after a negative entry, want 1", got)
+	}
+}
+
 // memRoot is a directory holding one in-memory file, "hello".
 type memRoot struct {
 	fusefs.Inode
