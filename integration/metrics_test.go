@@ -232,8 +232,26 @@ func TestMetricsAndStatusMatchTheWork(t *testing.T) {
 		t.Errorf("pprof goroutine profile: %s\n%.200s", resp.Status, prof)
 	}
 
+	// A file replaced behind the mount while open fails to read; the warning the daemon logs
+	// is among the recent errors that plxfs status shows.
+	if err := em.PutObject("metrics-bkt", "data/gone.bin", []byte("old bytes"), ""); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := os.Open(filepath.Join(mnt, "ds", "gone.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.PutObject("metrics-bkt", "data/gone.bin", []byte("new bytes"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(gone); err == nil {
+		t.Fatal("reading a generation replaced behind the mount succeeded")
+	}
+	gone.Close()
+
 	// plxfs status finds the daemon from the mountpoint alone.
 	res := runPlxfs(t, nil, "status", mnt)
+	res0 := res
 	if res.Code != 0 {
 		t.Fatalf("plxfs status: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
@@ -266,6 +284,22 @@ func TestMetricsAndStatusMatchTheWork(t *testing.T) {
 	}
 	if st.Uploads.Done != 1 || st.Uploads.Bytes != 1000 || st.Uploads.InFlight != 0 {
 		t.Errorf("status uploads %+v, want 1 done of 1000 bytes", st.Uploads)
+	}
+	found := false
+	for _, r := range st.RecentErrors {
+		attrs := map[string]string{}
+		for _, a := range r.Attrs {
+			attrs[a.Key] = a.Value
+		}
+		if attrs["connection"] == "ds" && strings.Contains(attrs["path"], "gone.bin") {
+			found = true
+		}
+	}
+	if !found || st.ErrorsLogged < 1 {
+		t.Errorf("status recent errors lack the failed read of gone.bin (connection ds): %+v", st.RecentErrors)
+	}
+	if !strings.Contains(res0.Stdout, "recent warnings and errors") || !strings.Contains(res0.Stdout, "gone.bin") {
+		t.Errorf("plxfs status text lacks the recent errors:\n%s", res0.Stdout)
 	}
 
 	// Once the daemon is gone, status says so and exits 1.
