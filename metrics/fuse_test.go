@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/plxfs/plxfs/metrics"
 )
@@ -225,4 +227,15 @@ func TestFUSEOnRealMount(t *testing.T) {
 		}
 	}
 	waitFor(t, "open handles back to 0", func() bool { return value(t, m, "plxfs_open_handles") == 0 })
+
+	// With real series of every kind present, the names and help still pass promlint.
+	problems, err := testutil.GatherAndLint(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "plxfs_") {
+			t.Errorf("lint: %s: %s", p.Metric, p.Text)
+		}
+	}
 }
