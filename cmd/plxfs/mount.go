@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,6 +69,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "compose-threshold", Value: "64MiB", Usage: "files of at least this `SIZE` upload as parallel parts joined by compose"},
 			&cli.StringFlag{Name: "part-size", Value: "32MiB", Usage: "part `SIZE` of composed uploads"},
 			&cli.IntFlag{Name: "upload-workers", Value: 4, Usage: "parallel requests per upload"},
+			&cli.StringFlag{Name: "memory-limit", Value: "60MiB", Usage: "soft limit for the Go heap (`SIZE`; 0: none): the garbage collector works harder near it, keeping the daemon small (data lives on disk). $GOMEMLIMIT overrides it"},
 			&cli.StringFlag{Name: "ready-file", Usage: "create `FILE` once the mount is ready (see plxfs wait)"},
 			&cli.StringFlag{Name: "exit-on-file", Usage: "unmount and exit once `FILE` exists (sidecars without native sidecar support)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (very verbose)", Hidden: true},
@@ -112,13 +114,14 @@ once (it disappears when the last file is closed). A mount whose daemon is gone
 
 // mountConfig is the mount command's flags, checked.
 type mountConfig struct {
-	mountpoint string
-	cacheDir   string
-	cache      cache.Options
-	fs         fs.Options
-	mount      fs.MountOptions
-	readyFile  string
-	exitOnFile string
+	mountpoint  string
+	cacheDir    string
+	cache       cache.Options
+	fs          fs.Options
+	mount       fs.MountOptions
+	readyFile   string
+	exitOnFile  string
+	memoryLimit int64 // 0: none
 }
 
 // parseMountFlags turns the flags into options; every error names its flag.
@@ -213,6 +216,11 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		return mc, usageErrorf("--upload-workers %d: use a positive number", mc.fs.Upload.Workers)
 	}
 	mc.fs.Upload.Owner = mountOwner(mnt)
+	if s := c.String("memory-limit"); s != "0" && s != "" {
+		if mc.memoryLimit, err = parseSize("--memory-limit", s); err != nil {
+			return mc, err
+		}
+	}
 	mc.mount = fs.MountOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("fuse-debug")}
 	mc.readyFile = c.String("ready-file")
 	mc.exitOnFile = c.String("exit-on-file")
@@ -256,6 +264,9 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	log := rt.Logger()
+	if mc.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(mc.memoryLimit)
+	}
 	conns, err := rt.Selected()
 	if err != nil {
 		return err
