@@ -237,6 +237,9 @@ func tailBytes(b []byte, n int) []byte {
 }
 
 func (d *relDaemon) cleanup() {
+	if d.t.Failed() {
+		d.t.Logf("daemon log (the test failed):\n%s", d.log())
+	}
 	d.signal(syscall.SIGKILL)
 	select {
 	case <-d.exitedCh():
