@@ -196,8 +196,8 @@ func checkStaleReplaced(t *testing.T, what string, d *relDaemon) {
 	t.Helper()
 	if n := mountsAt(d.mnt); n != 1 {
 		t.Errorf("%s: %d mounts are stacked at %s after the restart, want 1: the stale mount of the killed daemon was "+
-			"not detached but mounted over (cmd/plxfs/mount.go isStaleMount uses os.Stat, which the kernel answers from the "+
-			"root's cached attributes for up to --ttl after the daemon died; statfs(2) reaches the daemon and gives ENOTCONN)", what, n, d.mnt)
+			"not detached but mounted over (stat(2) of a FUSE root is answered from the kernel's attribute cache even after "+
+			"the daemon died; only statfs(2) or a request that reaches the daemon reports ENOTCONN)", what, n, d.mnt)
 	}
 	if !strings.Contains(d.lastRunLog(), "daemon is gone") {
 		t.Errorf("%s: the restarted daemon did not report the stale mountpoint it replaced (\"daemon is gone\"); log:\n%s", what, d.lastRunLog())
@@ -337,5 +337,37 @@ func TestCrashDuringWrites(t *testing.T) {
 	t.Logf("crashes survived during writes: %d", survived)
 	if err := d.stop(60 * time.Second); err != nil {
 		t.Errorf("daemon exit: %v\n%s", err, d.log())
+	}
+}
+
+// TestCrashIdleRestart kills an idle daemon right after a stat of its mountpoint, as a
+// container restart after a crash would, and restarts it at once: the stale mount must be
+// detected and replaced even while the kernel still holds the root's attributes.
+func TestCrashIdleRestart(t *testing.T) {
+	srv := startEmulator(t, emulator.Options{Buckets: []string{relBucket}})
+	data := randData(50, 100_000)
+	if err := srv.PutObject(relBucket, "pre/a.bin", data, ""); err != nil {
+		t.Fatal(err)
+	}
+	d := startRelMount(t, mountOpts{endpoint: srv.URL(), config: relConns(t)})
+	for cycle := range 2 {
+		if _, err := os.Stat(d.mnt); err != nil {
+			t.Fatal(err)
+		}
+		d.kill()
+		if !isStale(d.mnt) {
+			t.Fatalf("cycle %d: after SIGKILL statfs does not report ENOTCONN", cycle)
+		}
+		d.restart()
+		checkStaleReplaced(t, fmt.Sprintf("cycle %d", cycle), d)
+		if err := readVerified(d.path("ds", "a.bin"), data); err != nil {
+			t.Fatalf("cycle %d: read after the restart: %v", cycle, err)
+		}
+	}
+	if err := d.stop(60 * time.Second); err != nil {
+		t.Errorf("daemon exit: %v\n%s", err, d.log())
+	}
+	if n := mountsAt(d.mnt); n != 0 {
+		t.Errorf("%d mounts left at %s after the daemon stopped", n, d.mnt)
 	}
 }
