@@ -106,43 +106,51 @@ func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 }
 
 // Lookup finds name from, in order: a child with local state (a file being written), the stat
-// cache, this directory's cached listing, and finally the bucket.
+// cache, this directory's cached listing, and finally the bucket. The kernel may keep the
+// answer (or the absence) only for what is left of the TTL since it was learnt.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	if hideReason(name) != "" {
 		return nil, syscall.ENOENT
 	}
 	dirPath := d.getPath()
 	p := childPath(dirPath, name)
-	info, err := d.lookupInfo(ctx, dirPath, name)
+	info, at, err := d.lookupInfo(ctx, dirPath, name)
 	if err != nil {
+		if errors.Is(err, store.ErrNotExist) && !at.IsZero() {
+			d.fsys.setTimeouts(out, at)
+		}
 		return nil, d.fsys.fail("lookup", d.conn, p, err)
 	}
-	ch := d.childInode(ctx, name, p, info)
+	ch := d.childInode(ctx, name, p, info, at)
 	d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ch, info), &out.Attr)
+	d.fsys.setTimeouts(out, at)
 	return ch, 0
 }
 
-// lookupInfo returns what is at dirPath/name, or an error wrapping store.ErrNotExist.
-func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo, error) {
+// lookupInfo returns what is at dirPath/name and when that was learnt, or an error wrapping
+// store.ErrNotExist (with the time the absence was learnt).
+func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo, time.Time, error) {
 	p := childPath(dirPath, name)
+	now := d.fsys.now()
 	if ch := d.GetChild(name); ch != nil {
 		if fn, ok := ch.Operations().(*fileNode); ok {
 			if info, ok := fn.localInfo(); ok {
-				return info, nil
+				return info, now, nil
 			}
 		}
 	}
 	if info, ok := d.fsys.orphanInfo(d.conn, p); ok {
-		return info, nil
+		return info, now, nil
 	}
 	key := metaKey(d.conn.name, p)
-	if info, found, missing := d.fsys.meta.get(key); found {
-		return info, nil
+	if info, at, found, missing := d.fsys.meta.get(key); found {
+		return info, at, nil
 	} else if missing {
-		return objInfo{}, store.ErrNotExist
+		return objInfo{}, at, store.ErrNotExist
 	}
 	d.mu.Lock()
 	if d.listing != nil && d.fsys.fresh(d.listedAt) {
+		at := d.listedAt
 		info, ok := d.changes[name]
 		if !ok {
 			var e dirEntry
@@ -152,11 +160,10 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		}
 		d.mu.Unlock()
 		if !ok || info == nil {
-			return objInfo{}, store.ErrNotExist
+			return objInfo{}, at, store.ErrNotExist
 		}
-		return *info, nil
+		return *info, at, nil
 	}
-	now := d.fsys.now()
 	if !d.fsys.fresh(d.missesSince) {
 		d.misses, d.missesSince = 0, now
 	}
@@ -164,24 +171,24 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 	listInstead := d.misses > lookupListThreshold && d.fsys.opts.TTL > 0 && !d.fsys.fresh(d.bigListedAt)
 	d.mu.Unlock()
 	if listInstead {
-		if entries, err := d.list(ctx); err == nil {
+		if entries, at, err := d.list(ctx); err == nil {
 			if e, ok := findEntry(entries, name); ok {
-				return e.info, nil
+				return e.info, at, nil
 			}
 			d.fsys.meta.putMissing(key)
-			return objInfo{}, store.ErrNotExist
+			return objInfo{}, at, store.ErrNotExist
 		}
 	}
 	info, err := statPath(ctx, d.conn, p)
 	if errors.Is(err, store.ErrNotExist) {
 		d.fsys.meta.putMissing(key)
-		return objInfo{}, err
+		return objInfo{}, now, err
 	}
 	if err != nil {
-		return objInfo{}, err
+		return objInfo{}, time.Time{}, err
 	}
 	d.fsys.meta.putFound(key, info)
-	return info, nil
+	return info, now, nil
 }
 
 // statPath asks the bucket what path is: a directory if any object has the prefix "path/"
@@ -228,12 +235,12 @@ func statPath(ctx context.Context, c *conn, path string) (objInfo, error) {
 
 // childInode returns the inode for the child name (at path p) described by info: the existing
 // child when it has the same kind (its attributes refreshed), otherwise a new one.
-func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo) *fusefs.Inode {
+func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, at time.Time) *fusefs.Inode {
 	if ch := d.GetChild(name); ch != nil {
 		switch n := ch.Operations().(type) {
 		case *fileNode:
 			if info.kind == kindFile {
-				n.refresh(info)
+				n.refreshAt(info, at)
 				return ch
 			}
 		case *dirNode:
@@ -259,9 +266,9 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo) 
 	case kindDir:
 		emb, mode = &dirNode{fsys: d.fsys, conn: d.conn, path: p, mtime: info.mtime}, syscall.S_IFDIR
 	case kindSymlink:
-		emb, mode = &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}, syscall.S_IFLNK
+		emb, mode = &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}, syscall.S_IFLNK
 	default:
-		fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
+		fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}
 		fn.stage = d.fsys.takeOrphan(d.conn, p, fn)
 		emb, mode = fn, syscall.S_IFREG
 	}
@@ -276,14 +283,15 @@ func nodeInfo(ch *fusefs.Inode, info objInfo) objInfo {
 	return info
 }
 
-// list returns the directory's entries: the cached listing while it is fresh, otherwise a new
-// complete listing from the bucket, merged with files that exist only locally so far.
-func (d *dirNode) list(ctx context.Context) ([]dirEntry, error) {
+// list returns the directory's entries and when they were listed: the cached listing while it
+// is fresh, otherwise a new complete listing from the bucket, merged with files that exist
+// only locally so far.
+func (d *dirNode) list(ctx context.Context) ([]dirEntry, time.Time, error) {
 	d.mu.Lock()
 	if d.listing != nil && d.fsys.fresh(d.listedAt) {
-		l := d.mergedLocked()
+		l, at := d.mergedLocked(), d.listedAt
 		d.mu.Unlock()
-		return l, nil
+		return l, at, nil
 	}
 	d.mu.Unlock()
 	// Concurrent opendirs and lookups share one listing; it is not cancelled by one caller's
@@ -294,23 +302,31 @@ func (d *dirNode) list(ctx context.Context) ([]dirEntry, error) {
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return nil, r.Err
+			return nil, time.Time{}, r.Err
 		}
-		return r.Val.([]dirEntry), nil
+		l := r.Val.(listed)
+		return l.entries, l.at, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, time.Time{}, ctx.Err()
 	}
 }
 
+// listed is a listing and the time it started.
+type listed struct {
+	entries []dirEntry
+	at      time.Time
+}
+
 // listNow lists the directory from the bucket.
-func (d *dirNode) listNow(ctx context.Context) ([]dirEntry, error) {
+func (d *dirNode) listNow(ctx context.Context) (listed, error) {
 	d.mu.Lock()
 	path, gen := d.path, d.listGen
 	d.mu.Unlock()
 
+	start := d.fsys.now()
 	entries, hidden, placeholder, err := listDir(ctx, d.conn.bucket, d.conn.dirPrefix(path))
 	if err != nil {
-		return nil, err
+		return listed{}, err
 	}
 	d.fsys.logHidden(d.conn, hidden)
 	entries = d.mergeLocal(entries)
@@ -327,12 +343,12 @@ func (d *dirNode) listNow(ctx context.Context) ([]dirEntry, error) {
 		d.mtime = placeholder.Updated
 	}
 	if cacheable && d.listGen == gen {
-		d.listing, d.listedAt, d.changes = entries, d.fsys.now(), nil
+		d.listing, d.listedAt, d.changes = entries, start, nil
 	}
 	if !cacheable {
-		d.bigListedAt = d.fsys.now()
+		d.bigListedAt = start
 	}
-	return entries, nil
+	return listed{entries, start}, nil
 }
 
 // mergeLocal adds the files created through the mount that are not uploaded yet, and updates
@@ -413,11 +429,12 @@ func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileH
 // dirHandle is an open directory. go-fuse calls its methods one at a time (under the handle's
 // own lock), so it needs none.
 type dirHandle struct {
-	d       *dirNode
-	path    string
-	entries []dirEntry
-	loaded  bool
-	pos     int // index of the next entry; directory offsets are pos values
+	d        *dirNode
+	path     string
+	entries  []dirEntry
+	listedAt time.Time
+	loaded   bool
+	pos      int // index of the next entry; directory offsets are pos values
 }
 
 var (
@@ -432,11 +449,11 @@ func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	h.path = h.d.getPath()
-	entries, err := h.d.list(ctx)
+	entries, at, err := h.d.list(ctx)
 	if err != nil {
 		return h.d.fsys.fail("readdir", h.d.conn, h.path, err)
 	}
-	h.entries, h.loaded = entries, true
+	h.entries, h.listedAt, h.loaded = entries, at, true
 	return 0
 }
 
@@ -475,8 +492,9 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, syscall.ENOENT
 	}
 	p := childPath(h.path, name)
-	ch := h.d.childInode(ctx, name, p, e.info)
+	ch := h.d.childInode(ctx, name, p, e.info, h.listedAt)
 	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ch, e.info), &out.Attr)
+	h.d.fsys.setTimeouts(out, h.listedAt)
 	return ch, 0
 }
 

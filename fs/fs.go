@@ -333,6 +333,18 @@ func (f *FS) fresh(t time.Time) bool {
 	return f.opts.TTL > 0 && !t.IsZero() && f.now().Before(t.Add(f.opts.TTL))
 }
 
+// setTimeouts lets the kernel keep an entry learnt at time at for what is left of the TTL, so
+// that reused metadata is never older than one TTL. (A zero timeout would be replaced by
+// go-fuse's default, the full TTL; the minimum is therefore one millisecond.)
+func (f *FS) setTimeouts(out *fuse.EntryOut, at time.Time) {
+	if f.opts.TTL <= 0 {
+		return
+	}
+	left := max(at.Add(f.opts.TTL).Sub(f.now()), time.Millisecond)
+	out.SetEntryTimeout(left)
+	out.SetAttrTimeout(left)
+}
+
 // fillAttr fills a FUSE attribute for ino from info.
 func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 	out.Ino = ino

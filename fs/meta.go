@@ -79,26 +79,27 @@ func newMetaCache(ttl time.Duration, posEntries, negEntries int, now func() time
 // metaKey names a path of a connection in the cache.
 func metaKey(connection, path string) string { return connection + "\x00" + path }
 
-// get returns (info, true, false) for a fresh positive entry, (_, false, true) for a fresh
-// negative entry, and (_, false, false) when the cache knows nothing.
-func (m *metaCache) get(key string) (info objInfo, found, missing bool) {
+// get returns (info, at, true, false) for a fresh positive entry, (_, at, false, true) for a
+// fresh negative entry, and (_, _, false, false) when the cache knows nothing. at is when the
+// entry was learnt.
+func (m *metaCache) get(key string) (info objInfo, at time.Time, found, missing bool) {
 	if m.ttl <= 0 {
-		return objInfo{}, false, false
+		return objInfo{}, time.Time{}, false, false
 	}
 	now := m.now()
 	if e, ok := m.pos.Get(key); ok {
 		if now.Before(e.expires) {
-			return e.info, true, false
+			return e.info, e.expires.Add(-m.ttl), true, false
 		}
 		m.pos.Remove(key)
 	}
 	if exp, ok := m.neg.Get(key); ok {
 		if now.Before(exp) {
-			return objInfo{}, false, true
+			return objInfo{}, exp.Add(-m.ttl), false, true
 		}
 		m.neg.Remove(key)
 	}
-	return objInfo{}, false, false
+	return objInfo{}, time.Time{}, false, false
 }
 
 // putFound records that key exists with info.

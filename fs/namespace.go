@@ -198,7 +198,7 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 			return childState{info: objInfo{kind: kindDir}, node: ch}, nil
 		}
 	}
-	info, err := d.lookupInfo(ctx, d.getPath(), name)
+	info, _, err := d.lookupInfo(ctx, d.getPath(), name)
 	if err != nil {
 		return childState{}, err
 	}

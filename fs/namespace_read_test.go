@@ -246,3 +246,30 @@ func TestSemantics_LookupsBecomeListing(t *testing.T) {
 		t.Fatalf("%d lists and %d stats for 50 lookups; want %d lookups (a list and a stat each) then one listing", c.Lists, c.Stats, lookupListThreshold)
 	}
 }
+
+// TestSemantics_StalenessBoundedByTTL: metadata served from a cached listing is never kept
+// (here or in the kernel) longer than one TTL after it was listed.
+func TestSemantics_StalenessBoundedByTTL(t *testing.T) {
+	const ttl = time.Second
+	e := newEnv(t, envOptions{ttl: ttl})
+	e.put(testBucket, "st/f", make([]byte, 10))
+	start := time.Now()
+	names(t, e.path("c", "st"))
+	time.Sleep(ttl / 2)
+	e.put(testBucket, "st/f", make([]byte, 20))
+	time.Sleep(ttl*8/10 - time.Since(start))
+	names(t, e.path("c", "st")) // the cached listing, handed to the kernel again
+	if fi, err := os.Lstat(e.path("c", "st/f")); err != nil {
+		t.Fatal(err)
+	} else if fi.Size() != 10 && fi.Size() != 20 {
+		t.Fatalf("size %d", fi.Size())
+	}
+	time.Sleep(ttl*13/10 - time.Since(start))
+	fi, err := os.Lstat(e.path("c", "st/f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 20 {
+		t.Fatalf("%v after the listing, stat still shows the old size %d", time.Since(start), fi.Size())
+	}
+}
