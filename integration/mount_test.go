@@ -374,3 +374,37 @@ func TestMountReadOnlyFlag(t *testing.T) {
 		t.Fatalf("read: %q %v", b, err)
 	}
 }
+
+// TestUnmountStaleAndCacheLock: `plxfs unmount` removes a mount whose daemon was killed; a
+// second daemon on the same cache directory is refused before it mounts.
+func TestUnmountStaleAndCacheLock(t *testing.T) {
+	srv := startEmulator(t, emulator.Options{Buckets: []string{"bkt"}})
+	conf := mountConf(t, map[string]string{"ds": "gs://bkt"})
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	cacheDir := t.TempDir()
+	d := startMount(t, srv, conf, mnt, cacheDir)
+
+	other := t.TempDir()
+	res := runPlxfs(t, nil, "mount", "--config", conf, "--endpoint", srv.URL(), "--cache-dir", cacheDir, other)
+	if res.Code == 0 || !strings.Contains(strings.ToLower(res.Stderr), "lock") {
+		t.Fatalf("a second daemon on the same cache dir: exit %d, stderr %q; want a refusal that names the lock", res.Code, res.Stderr)
+	}
+	if ok, _ := isMounted(other); ok {
+		t.Fatal("the second daemon mounted")
+	}
+
+	d.kill()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("expected a dead mount, statfs says %v", err)
+	}
+	if res := runPlxfs(t, nil, "unmount", mnt); res.Code != 0 {
+		t.Fatalf("plxfs unmount of a dead mount: exit %d %s", res.Code, res.Stderr)
+	}
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatalf("after unmount: %v", err)
+	}
+	if ok, _ := isMounted(mnt); ok {
+		t.Fatal("still mounted")
+	}
+}
