@@ -295,7 +295,9 @@ func TestFaultWrites(t *testing.T) {
 			}
 		}
 		if parts, _ := srv.ObjectNames(relBucket, "pre/.plxfs-tmp/"); len(parts) != 0 {
-			t.Errorf("%s: temporary upload parts left in the bucket: %q", phase, parts)
+			t.Errorf("%s: temporary upload parts left in the bucket: %q (look for \"could not delete\" in the daemon log: "+
+				"one failed DELETE must not leave a part behind; store/gcs retries deletes that name a generation, not "+
+				"Delete(name, 0), so delete parts by generation or list the upload's directory at the end as transfer's cleanup does)", phase, parts)
 		}
 	}
 	checkObjects("under faults", false)
