@@ -100,9 +100,11 @@
 //
 // A dirNode.mu is never held while another node's lock is taken. fileNode.syncMu (one upload
 // of a file at a time) and staging.ioMu (writers shared, upload/fill/truncate exclusive) are the
-// only locks held across network I/O, and each concerns one file. No plxfs lock is held while
-// calling into go-fuse's tree (GetChild, Children, NewInode, Parent, Notify*), whose own inode
-// locks therefore never nest inside ours. metaCache and the golang-lru caches lock themselves
+// only locks held across network I/O, and each concerns one file; at most one syncMu is held
+// at a time. No node's mu is held while calling into go-fuse's tree (GetChild, Children,
+// NewInode, Parent, Notify*), so go-fuse's inode locks are never taken inside ours, and the
+// Notify calls run on their own goroutine (a notification about an inode must not be sent from
+// inside an operation on it). metaCache and the golang-lru caches lock themselves
 // and call nothing back.
 //
 // # Decisions

@@ -430,6 +430,20 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 	if from.node != nil {
 		fn, _ = from.node.Operations().(*fileNode)
 	}
+	// The target's pending changes are uploaded first (they are replaced, but its generation is
+	// the precondition), before the source's upload lock is taken: one syncMu at a time.
+	ifGen := int64(0)
+	if exists {
+		ifGen = to.info.gen
+		if tn, ok := nodeFile(to.node); ok {
+			if err := tn.sync(ctx); err != nil {
+				return err
+			}
+			tn.mu.Lock()
+			ifGen = tn.info.gen
+			tn.mu.Unlock()
+		}
+	}
 	gen := from.info.gen
 	if fn != nil {
 		// A file with changes is uploaded first, then renamed as an object; its uploads are
@@ -445,18 +459,6 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 	}
 	if gen == 0 {
 		return fmt.Errorf("%s has no object to rename: %w", src, store.ErrNotExist)
-	}
-	ifGen := int64(0)
-	if exists {
-		ifGen = to.info.gen
-		if tn, ok := nodeFile(to.node); ok {
-			if err := tn.sync(ctx); err != nil {
-				return err
-			}
-			tn.mu.Lock()
-			ifGen = tn.info.gen
-			tn.mu.Unlock()
-		}
 	}
 	if exists && ifGen == 0 {
 		return fmt.Errorf("target %s is not uploaded yet: %w", dst, syscall.EBUSY)
