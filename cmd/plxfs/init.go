@@ -207,6 +207,29 @@ func initPaths(dest string, p connspec.PathPair) (from, local string, err error)
 	if err != nil {
 		return "", "", fmt.Errorf("destination %q: %w", to, err)
 	}
-	local, err = connspec.SafeJoin(dest, rel)
-	return from, local, err
+	if local, err = connspec.SafeJoin(dest, rel); err != nil {
+		return "", "", err
+	}
+	return from, local, noSymlinkBetween(dest, rel)
+}
+
+// noSymlinkBetween refuses a destination whose path below root passes through an existing
+// symlink: such a link could lead the copy out of root. (The copy itself writes through
+// os.Root, which refuses links that escape the directory it is given.)
+func noSymlinkBetween(root, rel string) error {
+	p := root
+	for _, seg := range strings.Split(filepath.ToSlash(rel), "/") {
+		p = filepath.Join(p, seg)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link: plxfs init does not write through links in its destination", p)
+		}
+	}
+	return nil
 }
