@@ -32,7 +32,7 @@ func toErrno(err error) syscall.Errno {
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
 	case errors.Is(err, context.DeadlineExceeded):
-		return syscall.ETIMEDOUT
+		return syscall.EIO // --op-timeout expired: the backend did not answer in time
 	}
 	return syscall.EIO
 }

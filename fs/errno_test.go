@@ -24,7 +24,7 @@ func TestToErrno(t *testing.T) {
 		{"precondition", fmt.Errorf("upload %q gen 3: %w", "a", store.ErrPrecondition), syscall.ESTALE},
 		{"stale generation", fmt.Errorf("read: %w: %w", errStale, store.ErrNotExist), syscall.ESTALE},
 		{"canceled", fmt.Errorf("fetch: %w", context.Canceled), syscall.EINTR},
-		{"deadline", fmt.Errorf("fetch: %w", context.DeadlineExceeded), syscall.ETIMEDOUT},
+		{"deadline (--op-timeout)", fmt.Errorf("fetch: %w", context.DeadlineExceeded), syscall.EIO},
 		{"unknown", errors.New("boom"), syscall.EIO},
 		{"unexpected EOF", fmt.Errorf("chunk: %w", io.ErrUnexpectedEOF), syscall.EIO},
 	}

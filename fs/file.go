@@ -224,6 +224,7 @@ func (f *FS) readObject(ctx context.Context, c *conn, p string, info objInfo, de
 		dest = dest[:info.size-off]
 	}
 	k, err := f.opts.Cache.ReadAt(ctx, c.bucket, c.objectOf(p, info), dest, off)
+	f.opts.Observer.CacheServed(int64(k))
 	if err == io.EOF {
 		err = nil
 	}

@@ -68,9 +68,29 @@ type Options struct {
 	// Logger receives one line per failed operation and notices (hidden names). Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Observer is told what only the filesystem sees (uploads, bytes the read cache served),
+	// for metrics. Default: nobody.
+	Observer Observer
 	// Now is the clock (tests). Default time.Now.
 	Now func() time.Time
 }
+
+// Observer receives the events that only the filesystem sees. metrics.Metrics implements it.
+// Methods are called from many goroutines at once and must not block.
+type Observer interface {
+	// UploadStarted is called when a file's upload starts.
+	UploadStarted()
+	// UploadFinished is called once per UploadStarted, with the file's size and the outcome.
+	UploadFinished(bytes int64, err error)
+	// CacheServed is called after the read cache returned n bytes for a read.
+	CacheServed(n int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) UploadStarted()              {}
+func (nopObserver) UploadFinished(int64, error) {}
+func (nopObserver) CacheServed(int64)           {}
 
 // FS is a mountable plxfs filesystem: a root directory with one directory per connection.
 type FS struct {
@@ -116,6 +136,9 @@ func New(opts Options) (*FS, error) {
 	}
 	if !opts.ReadOnly && opts.StagingDir == "" {
 		return nil, errors.New("fs: Options.StagingDir is required for a writable mount")
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
 	}
 	if opts.TTL == 0 {
 		opts.TTL = DefaultTTL

@@ -24,6 +24,14 @@ func TestSemantics_MkdirRmdir(t *testing.T) {
 	if _, ok := e.get(testBucket, "d/"); !ok {
 		t.Fatal("no placeholder object d/")
 	}
+	df, err := os.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := df.Sync(); err != nil {
+		t.Fatalf("fsync of a directory: %v", err)
+	}
+	df.Close()
 	assertErrno(t, os.Mkdir(d, 0o755), syscall.EEXIST)
 	mustWrite(t, d+"/f", []byte("x"))
 	assertErrno(t, os.Remove(d), syscall.ENOTEMPTY)
@@ -36,7 +44,7 @@ func TestSemantics_MkdirRmdir(t *testing.T) {
 	if names, _ := e.emu.ObjectNames(testBucket, "d"); len(names) != 0 {
 		t.Fatalf("objects left: %v", names)
 	}
-	_, err := os.Stat(d)
+	_, err = os.Stat(d)
 	assertErrno(t, err, syscall.ENOENT)
 
 	// A directory whose only content is hidden is not empty.

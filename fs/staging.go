@@ -302,7 +302,9 @@ func (n *fileNode) sync(ctx context.Context) error {
 	var attrs store.Attrs
 	var err error
 	if ps != nil && streamParts > 0 {
+		n.fsys.opts.Observer.UploadStarted()
 		attrs, err = ps.finish(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime), streamEnd, streamCRC, streamParts)
+		n.fsys.opts.Observer.UploadFinished(size, err)
 		if err != nil {
 			n.fsys.log.Warn("upload of parts written so far failed; uploading the whole file again", "connection", n.conn.name, "path", p, "err", err)
 		}
@@ -351,7 +353,9 @@ func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, siz
 	wo := f.writeOptions(p, ifGen, mtime)
 	ctx = context.WithoutCancel(ctx)
 	start := f.now()
+	f.opts.Observer.UploadStarted()
 	attrs, err := transfer.Upload(ctx, c.view, p, src, size, wo, f.opts.Upload)
+	f.opts.Observer.UploadFinished(size, err)
 	if err != nil {
 		return store.Attrs{}, fmt.Errorf("upload gs://%s/%s (%d bytes, if generation %d): %w", c.bucket.Name(), c.objectName(p), size, ifGen, err)
 	}
