@@ -507,6 +507,7 @@ func TestFaultStalledBackend(t *testing.T) {
 	if ents, err := os.ReadDir(d.path("ds", "colddir")); err != nil || len(ents) != 1 {
 		t.Errorf("ls colddir after the backend recovered: %v %v", ents, err)
 	}
+	held.Close() // an open file keeps the mount busy at unmount
 	if err := d.stop(60 * time.Second); err != nil {
 		t.Errorf("relDaemon exit: %v\n%s", err, d.log())
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/fs"
+	"github.com/plxfs/plxfs/metrics"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -52,7 +53,7 @@ func mountCommand() *cli.Command {
 		Usage:       "mount the selected connections, one directory each (foreground)",
 		ArgsUsage:   "MOUNTPOINT",
 		Description: mountDescription,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "cache-dir", EnvVars: []string{"PLXFS_CACHE_DIR"}, Usage: "`DIR` for cached chunks and staged writes (default: $XDG_CACHE_HOME/plxfs or ~/.cache/plxfs); one daemon per directory"},
 			&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on cached chunk bytes on disk (`SIZE` such as 10GiB, 500MiB)"},
 			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "cache chunk `SIZE`: the fetch unit of sequential reads"},
@@ -72,8 +73,8 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory-limit", Value: "60MiB", Usage: "soft limit for the Go heap (`SIZE`; 0: none): the garbage collector works harder near it, keeping the daemon small (data lives on disk). $GOMEMLIMIT overrides it"},
 			&cli.StringFlag{Name: "ready-file", Usage: "create `FILE` once the mount is ready (see plxfs wait)"},
 			&cli.StringFlag{Name: "exit-on-file", Usage: "unmount and exit once `FILE` exists (sidecars without native sidecar support)"},
-			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (very verbose)", Hidden: true},
-		},
+			&cli.DurationFlag{Name: "op-timeout", Value: 30 * time.Second, Usage: "bound on each GCS call made for a file operation (lookup, listing, chunk fetch); past it the operation fails with EIO and cached data keeps being served. Uploads are bounded by their retries instead"},
+		}, observeFlags()...),
 		Action: runMount,
 	})
 }
@@ -122,6 +123,7 @@ type mountConfig struct {
 	readyFile   string
 	exitOnFile  string
 	memoryLimit int64 // 0: none
+	opTimeout   time.Duration
 }
 
 // parseMountFlags turns the flags into options; every error names its flag.
@@ -166,6 +168,11 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		mc.cache.Readahead = -1 // cache.Options: negative disables; 0 would mean the default
 	}
 	mc.cache.Dir = filepath.Join(mc.cacheDir, "chunks")
+
+	if mc.opTimeout = c.Duration("op-timeout"); mc.opTimeout <= 0 {
+		return mc, usageErrorf("--op-timeout %v: use a positive duration such as 30s", mc.opTimeout)
+	}
+	mc.cache.FetchTimeout = mc.opTimeout
 
 	mc.fs.TTL = c.Duration("ttl")
 	if mc.fs.TTL < 0 {
@@ -221,7 +228,7 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 			return mc, err
 		}
 	}
-	mc.mount = fs.MountOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("fuse-debug")}
+	mc.mount = fs.MountOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse")}
 	mc.readyFile = c.String("ready-file")
 	mc.exitOnFile = c.String("exit-on-file")
 	return mc, nil
@@ -263,6 +270,8 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	errRing := captureErrors(rt)
+	started := time.Now()
 	log := rt.Logger()
 	if mc.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(mc.memoryLimit)
@@ -290,12 +299,19 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	for i := range fsConns {
+		fsConns[i].Bucket = store.WithTimeout(fsConns[i].Bucket, mc.opTimeout)
+	}
 	mc.cache.Logger = log
 	ch, err := cache.Open(mc.cache)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
+	m := metrics.New()
+	m.Registry().MustRegister(metrics.NewCacheCollector(ch.Stats, mc.cache.MaxBytes))
+	fsConns = observeBuckets(fsConns, m)
+	mc.fs.Observer = m
 	mc.fs.Connections = fsConns
 	mc.fs.Cache = ch
 	mc.fs.Logger = log
@@ -309,7 +325,15 @@ func runMount(c *cli.Context) error {
 		log.Info("removed temporary upload parts left by an earlier run", "objects", n)
 	}
 
-	server, err := fsys.Mount(mc.mountpoint, mc.mount)
+	status := &statusSource{Mountpoint: mc.mountpoint, ReadOnly: mc.fs.ReadOnly, Started: started,
+		Connections: statusConnections(rt, conns), CacheDir: mc.cacheDir, CacheMax: mc.cache.MaxBytes,
+		CacheStats: ch.Stats, Metrics: m, Errors: errRing, Pending: fsys.Pending}
+	stopObs, err := startObservability(ctx, rt, observeOptionsFrom(c, mc.mountpoint, m, status.Status))
+	if err != nil {
+		return err
+	}
+	defer stopObs()
+	server, err := mountObserved(fsys, mc.mountpoint, mc.mount, m)
 	if err != nil {
 		return fmt.Errorf("%w%s", err, mountHint(err))
 	}
@@ -330,11 +354,6 @@ func runMount(c *cli.Context) error {
 		}
 	}
 
-	// A second signal during shutdown detaches the mount at once.
-	again := make(chan os.Signal, 1)
-	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(again)
-
 	select {
 	case <-ctx.Done():
 		log.Info("signal received: uploading pending files, then unmounting", "pending", fsys.Pending())
@@ -343,6 +362,11 @@ func runMount(c *cli.Context) error {
 	case <-served:
 		log.Info("unmounted from outside; uploading pending files", "pending", fsys.Pending())
 	}
+	// A second signal during shutdown detaches the mount at once. (Registered only now: the
+	// first signal must not count as the second.)
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
 	return shutdown(fsys, server, mc.mountpoint, served, again, log)
 }
 
