@@ -53,9 +53,9 @@
 // node's info and invalidates the kernel's entry and attributes (asynchronously: a
 // notification must not run inside an operation on the same inode), so the next open sees the
 // new object. FOPEN_KEEP_CACHE is set while the generation is the one the kernel cached at the
-// previous open. The mount raises the kernel readahead of its device to 1 MiB (sysfs, as root),
+// previous open. The mount raises the kernel readahead of its device to 4 MiB (sysfs, as root),
 // since the kernel otherwise caps a FUSE mount's readahead at 128 KiB whatever max_readahead
-// says; reads then arrive as 1 MiB requests.
+// says; sequential reads then arrive as 1 MiB requests, several in flight.
 //
 // # Writes
 //
