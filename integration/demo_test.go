@@ -17,6 +17,7 @@ import (
 func TestDemo(t *testing.T) {
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	cmd := exec.Command(plxfsBin, "demo", "--files", "60", "--large-mib", "9", mnt)
+	cmd.SysProcAttr = dieWithTest()
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

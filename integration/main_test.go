@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +60,7 @@ func runPlxfs(t *testing.T, env []string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, plxfsBin, args...)
+	cmd.SysProcAttr = dieWithTest()
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -72,6 +74,13 @@ func runPlxfs(t *testing.T, env []string, args ...string) result {
 		res.Code = ee.ExitCode()
 	}
 	return res
+}
+
+// dieWithTest makes a child process (a daemon above all) receive SIGKILL when the test process
+// dies, so that a test that times out or panics never leaves a daemon holding a mount or the
+// test runner's output open.
+func dieWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // writeFile writes a file under t.TempDir and returns its path.

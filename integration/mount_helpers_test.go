@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/plxfs/plxfs/internal/emulator"
+	"github.com/plxfs/plxfs/store/gcs"
 )
 
 // daemon is a running `plxfs mount` process.
@@ -79,6 +81,7 @@ func startMount(t testing.TB, srv *emulator.Server, conf, mnt, cacheDir string, 
 	args := append([]string{"mount", "--config", conf, "--endpoint", srv.URL(), "--cache-dir", cacheDir, "--log-level", "info"}, extra...)
 	args = append(args, mnt)
 	cmd := exec.Command(plxfsBin, args...)
+	cmd.SysProcAttr = dieWithTest()
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	d := &daemon{t: t, cmd: cmd, mnt: mnt, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
@@ -149,6 +152,29 @@ func (d *daemon) wait(timeout time.Duration) error {
 func (d *daemon) kill() {
 	d.cmd.Process.Kill()
 	<-d.exited
+}
+
+// objectSHA hashes an object read from the emulator through the Go client, streaming (a
+// 1 GiB object is never held in memory).
+func objectSHA(t testing.TB, srv *emulator.Server, bucket, name string) (string, int64) {
+	t.Helper()
+	ctx := context.Background()
+	client, err := gcs.NewClient(ctx, gcs.Options{Endpoint: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	r, err := client.Bucket(bucket).NewRangeReader(ctx, name, 0, 0, -1)
+	if err != nil {
+		t.Fatalf("read gs://%s/%s: %v", bucket, name, err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		t.Fatalf("read gs://%s/%s: %v", bucket, name, err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil)), n
 }
 
 // genBytes returns n deterministic pseudo-random bytes for seed.

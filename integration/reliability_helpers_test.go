@@ -105,6 +105,7 @@ func (d *relDaemon) start() {
 		d.t.Fatal(err)
 	}
 	cmd := exec.Command(plxfsBin, append([]string{"mount"}, d.args...)...)
+	cmd.SysProcAttr = dieWithTest()
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + d.logDir, "GOTRACEBACK=all"}, d.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = d.logDir // never on the mount

@@ -350,6 +350,7 @@ func TestStorageInterruptedDownload(t *testing.T) {
 			args := append([]string{"download"}, common...)
 			args = append(args, "--part-size", "4MiB", "--workers", "4", "ds:big.bin", dir)
 			cmd := exec.Command(plxfsBin, args...)
+			cmd.SysProcAttr = dieWithTest()
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
