@@ -297,13 +297,34 @@ func (ps *partStream) discard() {
 	g.SetLimit(8)
 	for _, name := range todo {
 		g.Go(func() error {
-			if err := ps.conn.view.Delete(gctx, name, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
+			if err := deletePart(gctx, ps.conn.view, name); err != nil {
 				ps.fsys.log.Warn("could not delete a temporary upload part (the next start removes it)", "connection", ps.conn.name, "object", name, "err", err)
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
+}
+
+// deletePart deletes a temporary part, retrying: the store does not retry a delete without a
+// generation (it is not idempotent in general), but deleting a part twice is harmless — a part
+// already gone counts as deleted.
+func deletePart(ctx context.Context, b store.Bucket, name string) error {
+	var err error
+	for attempt := range 5 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+			}
+		}
+		err = b.Delete(ctx, name, 0)
+		if err == nil || errors.Is(err, store.ErrNotExist) {
+			return nil
+		}
+	}
+	return err
 }
 
 // crcCombine returns the CRC32C of A‖B from crc(A), crc(B) and len(B) (zlib's crc32_combine,
