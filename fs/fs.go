@@ -251,6 +251,9 @@ func (f *FS) FuseOptions(mo MountOptions) *fusefs.Options {
 			// No extended attributes: ENOSYS makes the kernel stop asking (ls -l would
 			// otherwise send a getxattr per entry).
 			DisableXAttrs: true,
+			// plxfs returns no file-descriptor read results, so splice would only be tried
+			// (and fail, logging, for replies over the 1 MiB pipe limit) on directory replies.
+			DisableSplice: true,
 			// The kernel checks permissions against the uid/gid/mode plxfs reports.
 			Options: []string{"default_permissions"},
 		},

@@ -352,6 +352,8 @@ func runMount(c *cli.Context) error {
 		if err := writeReadyFile(mc.readyFile); err != nil {
 			log.Error("could not write the ready file", "err", err)
 		}
+		// A ready file must not outlive the mount it announces.
+		defer os.Remove(mc.readyFile)
 	}
 
 	select {
