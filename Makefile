@@ -34,7 +34,7 @@ fuzz: ## run each fuzz target for a few seconds
 	./.ci/fuzz 5s
 
 bench: ## benchmarks: ratios to the direct GCS client, measured in the same run
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./transfer/ ./fs/ ./cache/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/ ./transfer/ ./cache/
 
 demo: build ## mount a generated demo dataset from an embedded emulator at $(MNT) (Ctrl-C to stop)
 	$(BIN) demo $(MNT)
