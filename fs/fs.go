@@ -271,10 +271,18 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	if err := raiseReadahead(mountpoint, kernelReadahead); err != nil {
-		f.log.Debug("kernel readahead stays at its default (128 KiB): sequential reads use smaller requests", "err", err)
-	}
+	f.TuneMount(mountpoint)
 	return server, nil
+}
+
+// TuneMount adjusts the kernel's side of a live mount of f: it raises the readahead window
+// (see raiseReadahead). Mount calls it; a caller that builds its own fuse.Server from
+// FuseOptions and Root must call it once the mount is up, or sequential reads arrive in
+// 128 KiB requests.
+func (f *FS) TuneMount(mountpoint string) {
+	if err := raiseReadahead(mountpoint, kernelReadahead); err != nil {
+		f.log.Warn("kernel readahead stays at its default (128 KiB), so sequential reads are slower; it needs root", "err", err)
+	}
 }
 
 // raiseReadahead sets the kernel readahead window of the mount's backing device to n bytes.

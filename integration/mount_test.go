@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/plxfs/plxfs/internal/emulator"
 	"github.com/plxfs/plxfs/internal/faultproxy"
 )
@@ -39,6 +41,15 @@ func TestMountListAndRead(t *testing.T) {
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	d := startMount(t, srv, conf, mnt, t.TempDir(), "--connections", "ds1,ds2")
 
+	// The daemon raised the kernel readahead of its mount (sequential reads in 1 MiB requests).
+	var st syscall.Stat_t
+	if err := syscall.Stat(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	ra, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil || strings.TrimSpace(string(ra)) != "4096" {
+		t.Fatalf("read_ahead_kb of the mount = %q (%v), want 4096", ra, err)
+	}
 	if got := strings.Fields(run(t, "ls", mnt)); strings.Join(got, " ") != "ds1 ds2" {
 		t.Fatalf("ls %s = %v, want [ds1 ds2]", mnt, got)
 	}

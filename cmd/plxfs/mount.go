@@ -337,6 +337,7 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w%s", err, mountHint(err))
 	}
+	fsys.TuneMount(mc.mountpoint)
 	served := make(chan struct{})
 	go func() {
 		server.Wait()
