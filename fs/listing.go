@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/store"
@@ -99,6 +100,12 @@ func hideReason(rel string) string {
 		return "not a valid file name: " + err.Error()
 	}
 	return ""
+}
+
+// storableName reports whether name can be part of a GCS object name: UTF-8 without CR or
+// LF. No object can have another name, so a lookup of one is ENOENT without asking.
+func storableName(name string) bool {
+	return utf8.ValidString(name) && !strings.ContainsAny(name, "\r\n")
 }
 
 // findEntry returns the entry named name in a sorted listing.

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -46,7 +45,7 @@ func (d *dirNode) checkNewName(name string) error {
 	if hideReason(name) != "" {
 		return syscall.EINVAL
 	}
-	if !utf8.ValidString(name) || strings.ContainsAny(name, "\r\n") {
+	if !storableName(name) {
 		// GCS object names are UTF-8 without CR or LF: such a file could never be uploaded.
 		return fmt.Errorf("%q cannot be a GCS object name (not UTF-8, or CR/LF): %w", name, syscall.EINVAL)
 	}

@@ -300,4 +300,7 @@ func TestSemantics_NamesPlxfsRefuses(t *testing.T) {
 	}
 	assertErrno(t, os.WriteFile(filepath.Join(dir, strings.Repeat("x", 30)), nil, 0o644), syscall.ENAMETOOLONG)
 	mustWrite(t, filepath.Join(dir, "ok"), []byte("fits"))
+	// GCS names are UTF-8 without CR/LF: such a file could never be uploaded.
+	assertErrno(t, os.WriteFile(e.path("c", "bad\nname"), nil, 0o644), syscall.EINVAL)
+	assertErrno(t, os.WriteFile(e.path("c", "bad\xffname"), nil, 0o644), syscall.EINVAL)
 }
