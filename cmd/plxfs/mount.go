@@ -73,6 +73,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory-limit", Value: "60MiB", Usage: "soft limit for the Go heap (`SIZE`; 0: none): the garbage collector works harder near it, keeping the daemon small (data lives on disk). $GOMEMLIMIT overrides it"},
 			&cli.StringFlag{Name: "ready-file", Usage: "create `FILE` once the mount is ready (see plxfs wait)"},
 			&cli.StringFlag{Name: "exit-on-file", Usage: "unmount and exit once `FILE` exists (sidecars without native sidecar support)"},
+			&cli.DurationFlag{Name: "grace-period", Value: 5 * time.Minute, Usage: "on SIGINT/SIGTERM, how long pending uploads may take before plxfs gives up on them and exits 1 (a second signal gives up at once); keep it below the pod's terminationGracePeriodSeconds"},
 			&cli.DurationFlag{Name: "op-timeout", Value: 30 * time.Second, Usage: "bound on each GCS call made for a file operation (lookup, listing, chunk fetch); past it the operation fails with EIO and cached data keeps being served. Uploads are bounded by their retries instead"},
 		}, observeFlags()...),
 		Action: runMount,
@@ -124,6 +125,7 @@ type mountConfig struct {
 	exitOnFile  string
 	memoryLimit int64 // 0: none
 	opTimeout   time.Duration
+	grace       time.Duration
 }
 
 // parseMountFlags turns the flags into options; every error names its flag.
@@ -173,6 +175,9 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		return mc, usageErrorf("--op-timeout %v: use a positive duration such as 30s", mc.opTimeout)
 	}
 	mc.cache.FetchTimeout = mc.opTimeout
+	if mc.grace = c.Duration("grace-period"); mc.grace <= 0 {
+		return mc, usageErrorf("--grace-period %v: use a positive duration such as 2m", mc.grace)
+	}
 
 	mc.fs.TTL = c.Duration("ttl")
 	if mc.fs.TTL < 0 {
@@ -370,7 +375,7 @@ func runMount(c *cli.Context) error {
 	again := make(chan os.Signal, 1)
 	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(again)
-	return shutdown(fsys, server, mc.mountpoint, served, again, log)
+	return shutdown(fsys, server, mc.mountpoint, served, again, mc.grace, log)
 }
 
 // unmounter is what shutdown needs of a fuse.Server.
@@ -378,9 +383,40 @@ type unmounter interface{ Unmount() error }
 
 // shutdown uploads pending files, unmounts (lazily if the mount stays busy or a second signal
 // comes), waits until the kernel lets go of the mount, and uploads what was written meanwhile.
-func shutdown(fsys *fs.FS, server unmounter, mnt string, served <-chan struct{}, again <-chan os.Signal, log *slog.Logger) error {
-	ctx := context.Background()
-	syncErr := fsys.SyncAll(ctx)
+// Uploads get grace in all; past it, or at a second signal, shutdown gives up on them and
+// returns an error naming how many files were not uploaded (each failed one is logged).
+func shutdown(fsys *fs.FS, server unmounter, mnt string, served <-chan struct{}, again <-chan os.Signal, grace time.Duration, log *slog.Logger) error {
+	// giveUp closes when the grace period is over or a second signal comes: from then on
+	// nothing waits for uploads or open files (the process exits; in-flight requests die with it,
+	// and GCS never shows a partial object).
+	giveUp := make(chan struct{})
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-again:
+			log.Warn("second signal: not waiting for pending uploads or open files any longer")
+		case <-time.After(grace):
+			log.Warn("grace period over: not waiting for pending uploads or open files any longer", "grace_period", grace)
+		case <-finished:
+			return
+		}
+		close(giveUp)
+	}()
+	syncAll := func() error {
+		done := make(chan error, 1)
+		go func() { done <- fsys.SyncAll(context.Background()) }()
+		select {
+		case err := <-done:
+			return err
+		case <-giveUp:
+			if fsys.Pending() == 0 {
+				return nil
+			}
+			return fmt.Errorf("%d files not uploaded within the --grace-period %v (or stopped by a second signal)", fsys.Pending(), grace)
+		}
+	}
+	syncErr := syncAll()
 	select {
 	case <-served:
 	default:
@@ -390,7 +426,7 @@ func shutdown(fsys *fs.FS, server unmounter, mnt string, served <-chan struct{},
 				log.Warn("mount is busy (files are open); retrying for 10s, signal again to detach now", "err", err)
 			}
 			select {
-			case <-again:
+			case <-giveUp:
 				attempt = 10
 			case <-time.After(time.Second):
 				err = server.Unmount()
@@ -402,12 +438,16 @@ func shutdown(fsys *fs.FS, server unmounter, mnt string, served <-chan struct{},
 				log.Error("could not detach the mount", "err", err)
 			}
 		}
-		<-served
+		select {
+		case <-served:
+		case <-giveUp:
+		}
 	}
-	if err := fsys.SyncAll(ctx); err != nil {
-		syncErr = errors.Join(syncErr, err)
+	if syncErr == nil {
+		syncErr = syncAll()
 	}
 	if syncErr != nil {
+		log.Error("exiting with changes not uploaded: they are lost", "err", syncErr)
 		return fmt.Errorf("unmounted, but some files could not be uploaded (see the log): %w", syncErr)
 	}
 	log.Info("unmounted", "mountpoint", mnt)

@@ -136,7 +136,7 @@ func (b *builder) mountPod(conns []connspec.Connection) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", DefaultCacheSize}
+	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", DefaultCacheSize, "--grace-period", "100s"}
 	if !b.opts.Native {
 		args = append(args, "--exit-on-file", DoneFile)
 	}
