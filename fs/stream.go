@@ -196,7 +196,7 @@ func (ps *partStream) finish(ctx context.Context, p string, size int64, wo store
 		if part.err != nil {
 			return store.Attrs{}, fmt.Errorf("part %d: %w", i, part.err)
 		}
-		sum = crcCombine(sum, part.crc, part.size)
+		sum = transfer.CRC32CCombine(sum, part.crc, part.size)
 		total += part.size
 	}
 	if total != size || sum != crc {
@@ -254,7 +254,7 @@ func (ps *partStream) composeLevel(ctx context.Context, depth int, names []strin
 		lo, hi := j*maxComposeSources, min((j+1)*maxComposeSources, len(names))
 		outN[j] = fmt.Sprintf("%s/compose-%d-%05d", ps.dir, depth, j)
 		for k := lo; k < hi; k++ {
-			outC[j] = crcCombine(outC[j], crcs[k], sizes[k])
+			outC[j] = transfer.CRC32CCombine(outC[j], crcs[k], sizes[k])
 			outS[j] += sizes[k]
 		}
 		ps.track(outN[j])
@@ -327,54 +327,3 @@ func deletePart(ctx context.Context, b store.Bucket, name string) error {
 	return err
 }
 
-// crcCombine returns the CRC32C of A‖B from crc(A), crc(B) and len(B) (zlib's crc32_combine,
-// over GF(2) for the Castagnoli polynomial).
-func crcCombine(crcA, crcB uint32, lenB int64) uint32 {
-	if lenB == 0 {
-		return crcA
-	}
-	var odd, even [32]uint32
-	odd[0] = 0x82f63b78 // the reflected Castagnoli polynomial
-	row := uint32(1)
-	for i := 1; i < 32; i++ {
-		odd[i] = row
-		row <<= 1
-	}
-	gf2Square(even[:], odd[:])
-	gf2Square(odd[:], even[:])
-	for {
-		gf2Square(even[:], odd[:])
-		if lenB&1 != 0 {
-			crcA = gf2Times(even[:], crcA)
-		}
-		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
-		gf2Square(odd[:], even[:])
-		if lenB&1 != 0 {
-			crcA = gf2Times(odd[:], crcA)
-		}
-		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
-	}
-	return crcA ^ crcB
-}
-
-func gf2Times(mat []uint32, vec uint32) uint32 {
-	var sum uint32
-	for i := 0; vec != 0; i, vec = i+1, vec>>1 {
-		if vec&1 != 0 {
-			sum ^= mat[i]
-		}
-	}
-	return sum
-}
-
-func gf2Square(square, mat []uint32) {
-	for n := 0; n < 32; n++ {
-		square[n] = gf2Times(mat, mat[n])
-	}
-}

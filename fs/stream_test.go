@@ -2,22 +2,10 @@ package fs
 
 import (
 	"bytes"
-	"hash/crc32"
 	"os"
 	"testing"
 	"time"
 )
-
-func TestCRCCombine(t *testing.T) {
-	data := randBytes(3, 100_000)
-	for _, cut := range []int{0, 1, 7, 4096, 65_537, 99_999, 100_000} {
-		a, b := data[:cut], data[cut:]
-		got := crcCombine(crc32.Checksum(a, castagnoli), crc32.Checksum(b, castagnoli), int64(len(b)))
-		if want := crc32.Checksum(data, castagnoli); got != want {
-			t.Errorf("cut %d: combined %08x, want %08x", cut, got, want)
-		}
-	}
-}
 
 // waitNoParts waits (the cleanup of an abandoned stream runs in the background) until no
 // temporary part is left.

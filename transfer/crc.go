@@ -35,6 +35,11 @@ func gfMul(a, b uint32) uint32 {
 	return p
 }
 
+// CRC32CCombine returns the CRC-32C of A||B given crcA = CRC(A), crcB = CRC(B) and
+// lenB = len(B), without reading A or B: how the checksum of an object composed from parts is
+// known from the parts' checksums.
+func CRC32CCombine(crcA, crcB uint32, lenB int64) uint32 { return crcCombine(crcA, crcB, lenB) }
+
 // crcCombine returns the CRC-32C of A||B given crcA = CRC(A), crcB = CRC(B) and lenB = len(B).
 // Appending lenB bytes multiplies A's remainder by x^(8*lenB); the pre- and post-conditioning
 // of the standard CRC cancel out in the XOR, so the final values combine directly.
