@@ -50,7 +50,9 @@ Typical use:
    plxfs upload -r ./outputs gcs-dataset1:runs/42
 
 Common flags (--config, --connections, --endpoint, --log-level, ...) may be given before
-or after the command name. Exit codes: 0 success, 1 failure, 2 usage error.`
+or after the command name, and any flag after the arguments ("--" ends the flags).
+'plxfs COMMAND --help' explains each command; SEMANTICS.md says what the mount supports.
+Exit codes: 0 success, 1 failure, 2 usage error.`
 
 func newApp() *cli.App {
 	app := &cli.App{
