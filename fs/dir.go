@@ -94,7 +94,7 @@ func (d *dirNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.A
 // Setattr accepts and ignores mode, owner and time changes: directories are prefixes and have
 // no attributes of their own in GCS (SEMANTICS.md "Permissions and metadata").
 func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.opts.ReadOnly {
+	if d.fsys.readOnly() {
 		return syscall.EROFS
 	}
 	return d.Getattr(ctx, fh, out)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,7 +110,18 @@ type FS struct {
 	staged       map[*staging]stageRef      // every staging file, with its owner, for SyncAll
 
 	partSlots chan struct{} // bounds the parts of streamed uploads in flight (Upload.Workers)
+
+	// draining is set by StopWrites: the daemon is shutting down and takes no new changes.
+	draining atomic.Bool
 }
+
+// StopWrites makes the mount refuse new changes (creating, opening for write, namespace
+// operations) with EROFS, as at shutdown: files already open keep their staged data, which
+// SyncAll uploads.
+func (f *FS) StopWrites() { f.draining.Store(true) }
+
+// readOnly reports whether changes are refused: a --read-only mount, or one shutting down.
+func (f *FS) readOnly() bool { return f.opts.ReadOnly || f.draining.Load() }
 
 // conn is a mounted connection.
 type conn struct {

@@ -36,7 +36,7 @@ const renameWorkers = 8
 
 // checkNewName refuses names plxfs cannot store or would hide.
 func (d *dirNode) checkNewName(name string) error {
-	if d.fsys.opts.ReadOnly {
+	if d.fsys.readOnly() {
 		return syscall.EROFS
 	}
 	if name == tempDirName {
@@ -174,7 +174,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 
 // Link is not supported: objects have one name.
 func (d *dirNode) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if d.fsys.opts.ReadOnly {
+	if d.fsys.readOnly() {
 		return nil, syscall.EROFS
 	}
 	return nil, syscall.EPERM
@@ -213,7 +213,7 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 // mount is not deleted and the unlink fails with ESTALE). Staged data of the file is dropped.
 func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
-	if d.fsys.opts.ReadOnly {
+	if d.fsys.readOnly() {
 		return syscall.EROFS
 	}
 	cs, err := d.stateOf(ctx, name)
@@ -300,7 +300,7 @@ func (d *dirNode) removed(p string) {
 // hidden from listings) or any file being written is below it.
 func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
-	if d.fsys.opts.ReadOnly {
+	if d.fsys.readOnly() {
 		return syscall.EROFS
 	}
 	cs, err := d.stateOf(ctx, name)
@@ -364,7 +364,7 @@ func hasLocalFiles(dir *fusefs.Inode) bool {
 // or empty directory, as rename(2) does. RENAME_EXCHANGE is not supported (EINVAL).
 func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	src := childPath(d.getPath(), name)
-	if d.fsys.opts.ReadOnly {
+	if d.fsys.readOnly() {
 		return syscall.EROFS
 	}
 	nd, ok := newParent.(*dirNode)

@@ -47,7 +47,7 @@ type stageRef struct {
 
 // newStage creates an empty staging file and registers it (see SyncAll).
 func (f *FS) newStage(n *fileNode) (*staging, error) {
-	if f.opts.ReadOnly {
+	if f.readOnly() {
 		return nil, fmt.Errorf("stage: %w", errROFS)
 	}
 	tf, err := os.CreateTemp(f.opts.StagingDir, "stage-*")

@@ -326,4 +326,3 @@ func deletePart(ctx context.Context, b store.Bucket, name string) error {
 	}
 	return err
 }
-

@@ -13,7 +13,7 @@ import (
 
 // TestFaultGracePeriod: at SIGTERM, an upload that cannot finish (the backend stalls) is given
 // --grace-period; then the daemon exits non-zero, says the change was not uploaded, and leaves
-// no object. (With a working backend, TestMountSigtermUploadsPending shows the upload landing.)
+// no object; while it drains it refuses new changes with EROFS. (With a working backend, TestMountSigtermUploadsPending shows the upload landing.)
 func TestFaultGracePeriod(t *testing.T) {
 	p := faultproxy.New(21)
 	srv := startEmulator(t, emulator.Options{Buckets: []string{relBucket}, Handler: p.Middleware})
@@ -30,6 +30,16 @@ func TestFaultGracePeriod(t *testing.T) {
 
 	start := time.Now()
 	d.signal(syscall.SIGTERM)
+	// While it drains, the daemon takes no new changes.
+	if !pollUntil(10*time.Second, func() bool { return strings.Contains(d.log(), "taking no new changes") }) {
+		t.Fatalf("the daemon did not start draining after SIGTERM\n%s", d.log())
+	}
+	if _, err := os.Create(d.path("ds", "late.txt")); errnoOf(err) != syscall.EROFS {
+		t.Errorf("creating a file while the daemon drains: %v, want EROFS", err)
+	}
+	if err := os.Mkdir(d.path("ds", "late-dir"), 0o755); errnoOf(err) != syscall.EROFS {
+		t.Errorf("mkdir while the daemon drains: %v, want EROFS", err)
+	}
 	select {
 	case <-d.exitedCh():
 	case <-time.After(45 * time.Second):

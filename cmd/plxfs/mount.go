@@ -416,6 +416,8 @@ func shutdown(fsys *fs.FS, server unmounter, mnt string, served <-chan struct{},
 			return fmt.Errorf("%d files not uploaded within the --grace-period %v (or stopped by a second signal)", fsys.Pending(), grace)
 		}
 	}
+	fsys.StopWrites()
+	log.Info("taking no new changes (EROFS); uploading pending files", "pending", fsys.Pending(), "grace_period", grace)
 	syncErr := syncAll()
 	select {
 	case <-served:
