@@ -142,12 +142,10 @@ type Cache struct {
 	// mu guards the fields below. It is never held across network or chunk-file I/O.
 	mu       sync.Mutex
 	lru      *simplelru.LRU[key, *entry]
-	bytes    int64                           // accounted bytes of indexed chunk files
-	reserved int64                           // accounted bytes of chunk files being written
-	busy     map[key]int                     // chunks with a fetch started or queued
-	doomed   []string                        // chunk files unindexed under mu, to remove after unlocking
-	open     *simplelru.LRU[string, *handle] // open chunk files by path, recently used first
-	unref    []*handle                       // open-file table references dropped under mu, to release after unlocking
+	bytes    int64       // accounted bytes of indexed chunk files
+	reserved int64       // accounted bytes of chunk files being written
+	busy     map[key]int // chunks with a fetch started or queued
+	doomed   []string    // chunk files unindexed under mu, to remove after unlocking
 	closed   bool
 
 	// seqMu guards seq. It is never held together with mu.
@@ -214,7 +212,6 @@ func Open(opts Options) (*Cache, error) {
 	// the byte bound does; it only keeps the LRU's own limit consistent with MaxBytes.
 	c.lru, _ = simplelru.NewLRU[key, *entry](int(min(opts.MaxBytes/diskBlock+1, 1<<40)), c.onRemoveLocked)
 	c.seq, _ = simplelru.NewLRU[objectID, *streams](4096, nil)
-	c.open, _ = simplelru.NewLRU[string, *handle](maxOpenFiles, c.onCloseLocked)
 	if err := c.reindex(); err != nil {
 		c.cancel()
 		lock.Close()
@@ -267,11 +264,6 @@ func (c *Cache) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
-	c.mu.Lock()
-	c.open.Purge()
-	g := c.takeDoomedLocked()
-	c.mu.Unlock()
-	c.removeFiles(g)
 	if err := c.lockFile.Close(); err != nil {
 		return fmt.Errorf("cache: release lock: %w", err)
 	}
@@ -326,20 +318,12 @@ func diskSize(n int64) int64 { return (n + diskBlock - 1) / diskBlock * diskBloc
 func (c *Cache) onRemoveLocked(_ key, e *entry) {
 	c.bytes -= e.disk
 	c.doomed = append(c.doomed, e.path)
-	c.open.Remove(e.path) // a different LRU: its callback only appends to c.unref
 }
 
-// garbage is what was unindexed under mu: chunk files to remove and open-file references to
-// release, both done after unlocking (removeFiles).
-type garbage struct {
-	paths   []string
-	handles []*handle
-}
-
-func (c *Cache) takeDoomedLocked() garbage {
-	g := garbage{paths: c.doomed, handles: c.unref}
-	c.doomed, c.unref = nil, nil
-	return g
+func (c *Cache) takeDoomedLocked() []string {
+	d := c.doomed
+	c.doomed = nil
+	return d
 }
 
 // evictLocked removes least recently used chunks until indexed and reserved bytes fit MaxBytes.
@@ -360,11 +344,8 @@ func (c *Cache) insertLocked(k key, e *entry) {
 	c.evictLocked()
 }
 
-func (c *Cache) removeFiles(g garbage) {
-	for _, h := range g.handles {
-		h.release()
-	}
-	for _, p := range g.paths {
+func (c *Cache) removeFiles(paths []string) {
+	for _, p := range paths {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			c.log.Warn("cache: remove chunk file", "path", p, "err", err)
 		}

@@ -29,10 +29,6 @@
 //     max(2×Readahead, 2); when it is full readahead is skipped, not queued.
 //   - Random reads (see Decisions) are served by 256 KiB blocks, cached like chunks under
 //     their own keys, until a region proves hot.
-//   - Open chunk files and spans. Chunk files stay open between reads, in a table of the
-//     maxOpenFiles (12) most recently used (see "Open files"). Cache.CachedSpan hands out a
-//     range of one cached chunk file (a Span: descriptor, offset, length) instead of copying
-//     it, so that a FUSE server can send it from the file; Release lets the file close.
 //   - Write-through. Cache.Fill stores the chunks of a generation plxfs just uploaded from the
 //     local copy, so reading it back needs no fetch.
 //
@@ -69,30 +65,6 @@
 // miss. A corrupted data byte in a file written by this process is not detected (it would mean
 // checksumming whole chunks on every 4 KiB read); after a restart it is.
 //
-// # Open files
-//
-// A chunk file is opened on its first read and kept in an LRU table of open files (Cache.open,
-// keyed by the fill's unique path), bounded at maxOpenFiles; each open *os.File (a handle) is
-// reference counted: the table holds one reference while the file is indexed and among the
-// most recently used, every read and every Span one while it uses the descriptor. Unindexing a
-// chunk (eviction, replacement, damage, Invalidate) or falling out of the table drops the
-// table's reference, and the last reference closes the file. A removed chunk file stays
-// readable while a handle holds it open, which is correct because a chunk file never changes
-// once renamed into place and its key includes the generation: a Span always reads the bytes
-// of the generation it was asked for. Readahead opens cached chunks ahead of a sequential reader
-// instead of skipping them and advises the kernel to read them in (FADV_WILLNEED), so a warm
-// re-read finds pages in memory; random readers get no such advice (it would read whole chunks
-// from disk for 4 KiB reads). Every read (and CachedSpan) still
-// fstats the open file against the length its header announced, so a file truncated while
-// running is a miss as before.
-//
-// CachedSpan serves only a range inside one indexed chunk (or random-read block) whose data
-// CRC is verified: a chunk re-indexed at Open goes through ReadAt (which verifies it) first, so
-// a damaged chunk is never handed out. A hit counts for sequential-reader tracking and starts
-// readahead like a ReadAt would; a miss observes nothing (the caller's ReadAt will). A Span
-// dropped without Release is released by a cleanup when it is garbage collected (go-fuse does
-// not call Done on a reply it suppresses after an interrupt).
-//
 // # Space accounting
 //
 // Each chunk file is accounted at its size rounded up to 4 KiB. A fill reserves its space
@@ -108,11 +80,8 @@
 //	Cache.mu → semaphore's internal lock (TryAcquire only, never blocking)
 //	Cache.seqMu (never held with Cache.mu)
 //
-// Cache.mu guards the LRU, the open-file table, the byte counters, the busy set and the lists of
-// files to remove and handles to release; it is never held across network or chunk-file I/O
-// (opening and closing chunk files included: table references are released after unlocking,
-// and a handle's reference count is atomic). The LRU's removal callback removes the entry's
-// handle from the open-file table (another LRU, whose callback only queues the release). Files unindexed under the lock (evicted,
+// Cache.mu guards the LRU, the byte counters, the busy set and the list of files to remove; it
+// is never held across network or chunk-file I/O. Files unindexed under the lock (evicted,
 // replaced, damaged) are removed after unlocking. The LRU's removal callback runs under
 // Cache.mu and does not call back into the LRU. singleflight's lock is never held while our
 // code runs (fill and verify run outside it), and neither mutex is held while calling into it.

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 )
 
 // ReadAt reads len(p) bytes of obj at off through the cache, with io.ReaderAt semantics: it
@@ -144,7 +143,7 @@ func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf
 					continue
 				}
 			}
-			err := c.readChunk(k, snap.path, buf, hs+off, hs+n)
+			err := readFile(snap.path, buf, hs+off, hs+n)
 			if err == nil {
 				c.hits.Add(1)
 				return nil
@@ -157,7 +156,7 @@ func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf
 		if err != nil {
 			return err
 		}
-		if err := c.readChunk(k, got.path, buf, hs+off, hs+n); err != nil {
+		if err := readFile(got.path, buf, hs+off, hs+n); err != nil {
 			c.drop(k, got.path, err)
 			continue // evicted (or damaged) before we read it: look again
 		}
@@ -165,6 +164,27 @@ func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf
 	}
 	// The cache is thrashing (units evicted between fetch and read): stay correct, uncached.
 	return c.readDirect(ctx, src, obj, k.off()+off, buf)
+}
+
+// readFile reads len(buf) bytes at file offset off of the chunk file path, which must be exactly
+// size bytes long; a shorter (truncated) or longer file is reported as damaged.
+func readFile(path string, buf []byte, off, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != size {
+		return fmt.Errorf("%w: %d bytes, want %d", errDamaged, st.Size(), size)
+	}
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return fmt.Errorf("%w: %v", errDamaged, err)
+	}
+	return nil
 }
 
 var errDamaged = errors.New("damaged chunk file")
@@ -430,17 +450,6 @@ func (c *Cache) readahead(src Source, obj Object, from int64, depth int) {
 			return
 		}
 		c.mu.Lock()
-		if e, ok := c.lru.Peek(k); ok && !c.closed && e.verified && !c.open.Contains(e.path) {
-			// Cached but not open: open it now, which asks the kernel to read it in (a warm
-			// sequential reader then finds its pages in memory).
-			path, size := e.path, header{key: k}.size()+e.dataLen
-			c.mu.Unlock()
-			if h, err := c.acquire(k, path, size); err == nil {
-				_ = unix.Fadvise(int(h.fd), 0, size, unix.FADV_WILLNEED) // advice only
-				h.release()
-			}
-			continue
-		}
 		if c.closed || c.busy[k] > 0 || c.lru.Contains(k) {
 			c.mu.Unlock()
 			continue

@@ -57,13 +57,6 @@
 // since the kernel otherwise caps a FUSE mount's readahead at 128 KiB whatever max_readahead
 // says; sequential reads then arrive as 1 MiB requests, several in flight.
 //
-// A read that lies within one cached, verified chunk file is answered without copying through
-// a buffer of ours: cache.CachedSpan holds the chunk file open and fileHandle.Read returns a
-// spanResult (a fuse.ReadResult with the descriptor, offset and length), which go-fuse preads
-// into its reply buffer (or splices, were splice enabled) after Read returns and then calls
-// Done, releasing the span. Anything else (a miss, a read crossing a chunk boundary, a chunk
-// not yet verified after a restart) goes through cache.ReadAt into the kernel's buffer.
-//
 // # Writes
 //
 // A file open for writing gets a staging file (staging): an unlinked temporary file under

@@ -234,42 +234,6 @@ func (f *FS) readObject(ctx context.Context, c *conn, p string, info objInfo, de
 	return k, err
 }
 
-// cachedSpan serves a read of generation info of the file at path p that lies within one
-// cached chunk file straight from that file: the reply is spliced (or pread) from the chunk
-// file's descriptor by go-fuse after Read returns, with no copy through a buffer of ours.
-func (f *FS) cachedSpan(c *conn, p string, info objInfo, n int, off int64) (fuse.ReadResult, bool) {
-	if off >= info.size || info.gen == 0 {
-		return nil, false
-	}
-	s, ok := f.opts.Cache.CachedSpan(c.bucket, c.objectOf(p, info), off, n)
-	if !ok {
-		return nil, false
-	}
-	f.opts.Observer.CacheServed(int64(s.Len))
-	return spanResult{s}, true
-}
-
-// spanResult is a read reply held in a cache.Span. go-fuse splices it from the descriptor
-// (Seekable) or preads it (Bytes), and calls Done once the reply is sent, which lets the cache
-// close the chunk file; a reply that is never sent is released when the Span is collected.
-type spanResult struct{ s *cache.Span }
-
-func (r spanResult) Seekable() (fd uintptr, off int64, sz int) { return r.s.Fd(), r.s.Off, r.s.Len }
-
-func (r spanResult) Bytes(buf []byte) ([]byte, fuse.Status) {
-	k, err := r.s.ReadAt(buf)
-	if k < min(len(buf), r.s.Len) {
-		// The chunk file's length was checked; a short read now means it was damaged since.
-		return nil, fuse.EIO
-	}
-	_ = err // a full read; io.EOF at the end of the file is not an error
-	return buf[:k], fuse.OK
-}
-
-func (r spanResult) Size() int { return r.s.Len }
-
-func (r spanResult) Done() { r.s.Release() }
-
 // fileHandle is an open file. Reads see the staged content when the file has local state,
 // otherwise the generation pinned at open (or what this mount's own uploads replaced it by).
 type fileHandle struct {
@@ -315,9 +279,6 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 			return nil, n.fsys.fail("read", n.conn, p, err)
 		}
 		return fuse.ReadResultData(dest[:k]), 0
-	}
-	if r, ok := n.fsys.cachedSpan(n.conn, p, info, len(dest), off); ok {
-		return r, 0
 	}
 	k, err := n.fsys.readObject(ctx, n.conn, p, info, dest, off)
 	if err != nil {
