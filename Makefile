@@ -27,8 +27,8 @@ check-imports:
 # processes against an emulator inside the test process; instrumenting that emulator costs
 # minutes and checks nothing of ours, so that package runs without -race.
 test: vet ## all tests (real FUSE mounts against fake-gcs-server), with the race detector
-	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /integration)
-	$(GO) test -timeout 20m ./integration/
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -count=1 -timeout 20m ./integration/
 
 fuzz: ## run each fuzz target for a few seconds
 	./.ci/fuzz 5s
