@@ -117,21 +117,11 @@ func (ps *partStream) wroteLocked(data []byte, off int64) bool {
 	return true
 }
 
-// launchLocked starts the upload of part i (size bytes at i*partSize).
+// launchLocked starts the upload of part i (size bytes at i*partSize) from the write path,
+// counting it as launched; the owning fileNode's mu is held.
 func (ps *partStream) launchLocked(i int, size int64) {
 	ps.launched++
-	ps.mu.Lock()
-	ps.parts = append(ps.parts, streamPart{size: size})
-	ps.mu.Unlock()
-	ps.wg.Add(1)
-	go func() {
-		defer ps.wg.Done()
-		p, err := ps.upload(i, int64(i)*ps.partSize, size)
-		ps.mu.Lock()
-		p.err = err
-		ps.parts[i] = p
-		ps.mu.Unlock()
-	}()
+	ps.launchPart(i, size)
 }
 
 // upload uploads one part, waiting for a filesystem-wide slot first.
@@ -177,7 +167,7 @@ func (ps *partStream) finish(ctx context.Context, p string, size int64, wo store
 	}
 	// The tail: whatever follows the last full part, as one last part.
 	for off := int64(launched) * ps.partSize; off < size; off += ps.partSize {
-		ps.launchTail(launched, min(ps.partSize, size-off))
+		ps.launchPart(launched, min(ps.partSize, size-off))
 		launched++
 	}
 	done := make(chan struct{})
@@ -226,8 +216,9 @@ func (ps *partStream) finish(ctx context.Context, p string, size int64, wo store
 	return a, nil
 }
 
-// launchTail starts the upload of part i outside the write path (sync holds the stage).
-func (ps *partStream) launchTail(i int, size int64) {
+// launchPart starts the upload of part i (size bytes at i*partSize) in the background; its
+// outcome lands in ps.parts[i]. finish's tail parts call it directly (sync holds the stage).
+func (ps *partStream) launchPart(i int, size int64) {
 	ps.mu.Lock()
 	ps.parts = append(ps.parts, streamPart{size: size})
 	ps.mu.Unlock()
