@@ -247,17 +247,24 @@ func display(name string) string {
 
 // --- rm ------------------------------------------------------------------------------------
 
+// openRemote returns the invocation's runtime and the bucket view and path of a remote
+// argument (CONNECTION:PATH or gs://BUCKET/PATH).
+func openRemote(c *cli.Context, spec string) (*runtime, store.Bucket, string, error) {
+	rt, err := getRuntime(c)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	b, p, err := rt.Remote(c.Context, spec)
+	return rt, b, p, err
+}
+
 func runRm(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageErrorf("rm takes one REMOTE (CONNECTION:PATH or gs://BUCKET/PATH), got %d arguments", c.NArg())
 	}
 	spec := c.Args().First()
-	rt, err := getRuntime(c)
-	if err != nil {
-		return err
-	}
 	ctx := c.Context
-	b, p, err := rt.Remote(ctx, spec)
+	rt, b, p, err := openRemote(c, spec)
 	if err != nil {
 		return err
 	}
@@ -406,12 +413,8 @@ func runUpload(c *cli.Context) error {
 		}
 		jobs = append(jobs, job{local: l, dir: fi.IsDir()})
 	}
-	rt, err := getRuntime(c)
-	if err != nil {
-		return err
-	}
 	ctx := c.Context
-	b, p, err := rt.Remote(ctx, spec)
+	rt, b, p, err := openRemote(c, spec)
 	if err != nil {
 		return err
 	}
@@ -477,12 +480,8 @@ func runDownload(c *cli.Context) error {
 		return usageErrorf("download takes REMOTE LOCAL, got %d arguments", c.NArg())
 	}
 	spec, local := c.Args().Get(0), c.Args().Get(1)
-	rt, err := getRuntime(c)
-	if err != nil {
-		return err
-	}
 	ctx := c.Context
-	b, p, err := rt.Remote(ctx, spec)
+	rt, b, p, err := openRemote(c, spec)
 	if err != nil {
 		return err
 	}
