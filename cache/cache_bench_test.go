@@ -165,7 +165,7 @@ func backends(b *testing.B) []benchBackend {
 	return []benchBackend{
 		// GCS from a VM in the bucket's region: ~30 ms to first byte, ~150 MiB/s per stream.
 		simBackend("sim-gcs", 30*time.Millisecond, 150<<20),
-		// fake-gcs-server on loopback (see /work/shared/EMULATOR.md): ~0.3 ms, ~1.5 GiB/s.
+		// fake-gcs-server on loopback (see the team's shared EMULATOR.md notes): ~0.3 ms, ~1.5 GiB/s.
 		simBackend("sim-loopback", 300*time.Microsecond, 1.5*(1<<30)),
 		emulatorBackend(b),
 	}
