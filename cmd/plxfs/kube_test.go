@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"io"
 	"os"
@@ -44,32 +43,6 @@ const kubeConnections = `connections:
   schema:
     bucket: "s3://s3-datasets"
 `
-
-// kubeRun runs the plxfs app in-process and returns its exit code, stdout and stderr.
-func kubeRun(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	stdout, err := os.Create(filepath.Join(dir, "stdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdout.Close()
-	stderr, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	code := run(context.Background(), append([]string{"plxfs"}, args...), stdout, stderr)
-	out, err := os.ReadFile(stdout.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	errOut, err := os.ReadFile(stderr.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code, string(out), string(errOut)
-}
 
 func writeKubeConnections(t *testing.T) string {
 	t.Helper()
@@ -125,7 +98,7 @@ func TestKubeSidecar(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"kube", "sidecar", "--config", file, "--image", "registry.example.com/plxfs:1"}, tc.args...)
-			code, out, errOut := kubeRun(t, args...)
+			code, out, errOut := runCLI(t, args...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
@@ -194,7 +167,7 @@ func TestKubeSidecarErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, errOut := kubeRun(t, append([]string{"kube", "sidecar"}, tc.args...)...)
+			code, out, errOut := runCLI(t, append([]string{"kube", "sidecar"}, tc.args...)...)
 			if code != tc.code || !strings.Contains(errOut, tc.want) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tc.code, tc.want)
 			}
@@ -212,7 +185,7 @@ func TestManifestArgs(t *testing.T) {
 	file := writeKubeConnections(t)
 	for _, variant := range [][]string{nil, {"--native=false"}, {"--init"}} {
 		t.Run("kube sidecar "+strings.Join(variant, " "), func(t *testing.T) {
-			code, out, errOut := kubeRun(t, append([]string{"kube", "sidecar", "--config", file, "--image", "i"}, variant...)...)
+			code, out, errOut := runCLI(t, append([]string{"kube", "sidecar", "--config", file, "--image", "i"}, variant...)...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
