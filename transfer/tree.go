@@ -140,6 +140,23 @@ func (t *tally) done(ev Event) {
 	t.p.Done(ev)
 }
 
+// forEach runs do(ctx, i) for i in [0, n) with at most workers at once, reporting each outcome
+// to t; once ctx ends (or is cancelled) no new item starts.
+func (t *tally) forEach(ctx context.Context, workers, n int, do func(ctx context.Context, i int) Event) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for i := range n {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			t.done(do(gctx, i))
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
 func (t *tally) summary() Summary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -279,18 +296,9 @@ func DownloadTree(ctx context.Context, b store.Bucket, remoteDir, localRoot stri
 			}
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Workers)
-	for _, it := range items {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			t.done(downloadOne(gctx, b, it.a, root, it.path, opts))
-			return nil
-		})
-	}
-	_ = g.Wait()
+	t.forEach(ctx, opts.Workers, len(items), func(ctx context.Context, i int) Event {
+		return downloadOne(ctx, b, items[i].a, root, items[i].path, opts)
+	})
 	return t.summary(), ctx.Err()
 }
 
@@ -479,18 +487,9 @@ func UploadTree(ctx context.Context, b store.Bucket, localRoot, remoteDir string
 	for _, ev := range refused {
 		t.done(ev)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Workers)
-	for _, it := range items {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			t.done(uploadOne(gctx, b, it.local, it.name, opts))
-			return nil
-		})
-	}
-	_ = g.Wait()
+	t.forEach(ctx, opts.Workers, len(items), func(ctx context.Context, i int) Event {
+		return uploadOne(ctx, b, items[i].local, items[i].name, opts)
+	})
 	return t.summary(), ctx.Err()
 }
 
@@ -625,26 +624,18 @@ func RemoveTree(ctx context.Context, b store.Bucket, dir string, opts Options) (
 		return t.summary(), ErrAborted
 	}
 	opts.Progress.Total(int64(len(objs)), total)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Workers)
-	for _, a := range objs {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			ev := Event{Name: a.Name, Size: a.Size, DryRun: opts.DryRun}
-			if !opts.DryRun {
-				switch err := b.Delete(gctx, a.Name, a.Generation); {
-				case errors.Is(err, store.ErrNotExist):
-					ev.Skipped = true
-				case err != nil:
-					ev.Err = err
-				}
+	t.forEach(ctx, opts.Workers, len(objs), func(ctx context.Context, i int) Event {
+		a := objs[i]
+		ev := Event{Name: a.Name, Size: a.Size, DryRun: opts.DryRun}
+		if !opts.DryRun {
+			switch err := b.Delete(ctx, a.Name, a.Generation); {
+			case errors.Is(err, store.ErrNotExist):
+				ev.Skipped = true
+			case err != nil:
+				ev.Err = err
 			}
-			t.done(ev)
-			return nil
-		})
-	}
-	_ = g.Wait()
+		}
+		return ev
+	})
 	return t.summary(), ctx.Err()
 }
