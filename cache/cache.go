@@ -51,8 +51,9 @@ type Options struct {
 	// Dir is the cache directory; it is created if missing and locked (flock on Dir/lock) so
 	// that two processes cannot share it.
 	Dir string
-	// MaxBytes bounds the bytes of chunk files on disk, counted in 4 KiB blocks and including
-	// the chunk files of fetches in progress. Default DefaultMaxBytes.
+	// MaxBytes bounds the bytes of cached units on disk (and of the index files of their
+	// objects), counted in 4 KiB blocks and including units being written. Default
+	// DefaultMaxBytes.
 	MaxBytes int64
 	// ChunkSize is the fetch and storage unit for sequential reads. Default DefaultChunkSize.
 	ChunkSize int64
@@ -61,7 +62,7 @@ type Options struct {
 	Readahead int
 	// FetchTimeout bounds one shared fetch of a chunk. Default DefaultFetchTimeout.
 	FetchTimeout time.Duration
-	// Logger receives warnings (damaged chunk files, failed readahead). Default slog.Default().
+	// Logger receives warnings (damaged cache files, failed readahead). Default slog.Default().
 	Logger *slog.Logger
 
 	// randomPolicy and blockSize select how non-sequential reads of cold chunks are served;
@@ -93,7 +94,7 @@ const (
 	// random miss in that chunk also fetches the whole chunk in the background: readers keep
 	// coming back to this region, so the whole chunk will pay for itself.
 	escalateAfter = 2
-	// diskBlock is the allocation unit assumed when accounting chunk files against MaxBytes.
+	// diskBlock is the allocation unit assumed when accounting units against MaxBytes.
 	diskBlock = 4096
 	// maxAttempts bounds how often one read retries a chunk that was evicted or found damaged
 	// between its fetch and its read, before falling back to a direct range read.
@@ -113,14 +114,14 @@ var (
 
 // Stats are counters since Open (Bytes and Chunks are current values).
 type Stats struct {
-	Bytes           int64 // bytes of indexed chunk files, rounded up to 4 KiB blocks
-	Chunks          int   // indexed chunk files (whole chunks and random-read blocks)
-	Hits            int64 // unit reads served from a chunk file without waiting for a fetch
+	Bytes           int64 // bytes of indexed units and their index files, rounded up to 4 KiB blocks
+	Chunks          int   // indexed units (whole chunks and random-read blocks)
+	Hits            int64 // unit reads served from disk without waiting for a fetch
 	Misses          int64 // unit reads that started or joined a fetch
 	Fetches         int64 // range requests sent to a Source (fills and direct reads)
 	BytesFetched    int64 // bytes received from Sources
-	Evictions       int64 // chunk files evicted to stay under MaxBytes
-	Damaged         int64 // chunk files found damaged (dropped, then refetched)
+	Evictions       int64 // units evicted to stay under MaxBytes
+	Damaged         int64 // units or data files found damaged (dropped, then refetched)
 	Readaheads      int64 // background fetches started by readahead or escalation
 	FetchesInFlight int64 // range requests in progress
 }
@@ -134,7 +135,7 @@ type Cache struct {
 	baseCtx  context.Context // cancelled by Close; bounds every fill
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // fills and background fetches in progress
-	fillSeq  atomic.Uint64  // last fill number used in a chunk file name
+	fillSeq  atomic.Uint64  // last fill sequence number used in a unit record
 	flights  singleflight.Group
 	bgSem    *semaphore.Weighted // bounds background fetches (readahead, escalation) globally
 	isClosed atomic.Bool
@@ -142,10 +143,11 @@ type Cache struct {
 	// mu guards the fields below. It is never held across network or chunk-file I/O.
 	mu       sync.Mutex
 	lru      *simplelru.LRU[key, *entry]
-	bytes    int64       // accounted bytes of indexed chunk files
-	reserved int64       // accounted bytes of chunk files being written
-	busy     map[key]int // chunks with a fetch started or queued
-	doomed   []string    // chunk files unindexed under mu, to remove after unlocking
+	bytes    int64       // accounted bytes of indexed units and their objects' index files
+	reserved int64       // accounted bytes of units being written
+	busy     map[key]int // units with a fetch or write started or queued
+	objs     map[objectID]*objState
+	doomed   []job // units unindexed under mu, to release after unlocking
 	closed   bool
 
 	// seqMu guards seq. It is never held together with mu.
@@ -155,15 +157,16 @@ type Cache struct {
 	hits, misses, fetches, fetched, evictions, damaged, readaheads, inFlight atomic.Int64
 }
 
-// entry is the LRU value of one indexed chunk file.
+// entry is the LRU value of one indexed unit. Entries are compared by pointer: a reader or a
+// release that looked one up acts only if the unit is still indexed as that entry.
 type entry struct {
-	path     string // unique per fill: a late removal never hits a newer fill of the same key
-	dataLen  int64
-	disk     int64 // accounted size
-	verified bool  // data CRC checked (always true for fills of this process)
+	obj      *objState
+	disk     int64  // accounted size
+	crc      uint32 // CRC32C of the unit's data
+	verified bool   // data CRC checked (always true for units written by this process); guarded by Cache.mu
 }
 
-// Open locks opts.Dir, re-indexes the chunk files found there and evicts down to MaxBytes.
+// Open locks opts.Dir, re-indexes the object files found there and evicts down to MaxBytes.
 func Open(opts Options) (*Cache, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("cache: Options.Dir is empty; set the cache directory")
@@ -206,6 +209,7 @@ func Open(opts Options) (*Cache, error) {
 		lockFile: lock,
 		bgSem:    semaphore.NewWeighted(int64(max(2*opts.Readahead, 2))),
 		busy:     make(map[key]int),
+		objs:     make(map[objectID]*objState),
 	}
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
 	// Every entry accounts at least one disk block, so this entry bound never binds before
@@ -270,6 +274,9 @@ func (c *Cache) Close() error {
 	return nil
 }
 
+// Dir is the cache directory (Options.Dir).
+func (c *Cache) Dir() string { return c.root }
+
 // Stats returns a snapshot of the counters.
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
@@ -301,7 +308,7 @@ func (c *Cache) Invalidate(bucket, name string) {
 	}
 	doomed := c.takeDoomedLocked()
 	c.mu.Unlock()
-	c.removeFiles(doomed)
+	c.release(doomed)
 	c.seqMu.Lock()
 	for _, id := range c.seq.Keys() {
 		if id.bucket == bucket && id.name == name {
@@ -315,18 +322,21 @@ func diskSize(n int64) int64 { return (n + diskBlock - 1) / diskBlock * diskBloc
 
 // onRemoveLocked is the LRU's removal callback; it runs under mu inside Remove, RemoveOldest
 // and Add, and must not call back into the LRU.
-func (c *Cache) onRemoveLocked(_ key, e *entry) {
+func (c *Cache) onRemoveLocked(k key, e *entry) {
 	c.bytes -= e.disk
-	c.doomed = append(c.doomed, e.path)
+	if e.obj.units--; e.obj.units == 0 {
+		c.bytes -= e.obj.idxDisk()
+	}
+	c.doomed = append(c.doomed, job{o: e.obj, k: k})
 }
 
-func (c *Cache) takeDoomedLocked() []string {
+func (c *Cache) takeDoomedLocked() []job {
 	d := c.doomed
 	c.doomed = nil
 	return d
 }
 
-// evictLocked removes least recently used chunks until indexed and reserved bytes fit MaxBytes.
+// evictLocked removes least recently used units until indexed and reserved bytes fit MaxBytes.
 func (c *Cache) evictLocked() {
 	for c.bytes+c.reserved > c.opts.MaxBytes && c.lru.Len() > 0 {
 		c.lru.RemoveOldest()
@@ -334,48 +344,51 @@ func (c *Cache) evictLocked() {
 	}
 }
 
-// insertLocked indexes a chunk file, replacing (and dooming) an older fill of the same key.
+// insertLocked indexes a unit, replacing (and dooming) an older entry of the same key.
 func (c *Cache) insertLocked(k key, e *entry) {
 	if _, ok := c.lru.Peek(k); ok {
 		c.lru.Remove(k)
 	}
 	c.lru.Add(k, e)
 	c.bytes += e.disk
+	if e.obj.units++; e.obj.units == 1 {
+		c.bytes += e.obj.idxDisk()
+	}
 	c.evictLocked()
 }
 
-func (c *Cache) removeFiles(paths []string) {
-	for _, p := range paths {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			c.log.Warn("cache: remove chunk file", "path", p, "err", err)
+// found is one cached unit seen while re-indexing.
+type found struct {
+	key key
+	seq uint64
+	e   *entry
+}
+
+// reindex rebuilds the LRU from the object files under Dir/v2. An index file must have a valid
+// header naming the object its file name is derived from, the chunk and block sizes in use, and
+// the length its records need, and its data file must have the object's size; otherwise both
+// files are removed. Units with a valid record are indexed in fill order; the data checksum of
+// each is verified on its first read (see doc.go). Bytes no record covers (a fill cut short by a
+// crash) are punched out. Directories of older layouts are removed.
+func (c *Cache) reindex() error {
+	for _, old := range oldLayouts {
+		p := filepath.Join(c.root, old)
+		if _, err := os.Stat(p); err == nil {
+			c.log.Info("cache: removing cache files of an older plxfs version", "dir", p)
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("cache: remove old cache files: %w", err)
+			}
 		}
 	}
-}
-
-// found is one valid chunk file seen while re-indexing.
-type found struct {
-	key   key
-	path  string
-	fill  uint64
-	mtime time.Time
-	e     *entry
-}
-
-// reindex rebuilds the LRU from the chunk files under Dir/v1. Files are checked for a valid
-// header that matches their name and for the exact length the header announces; temp files and
-// damaged chunk files are removed. Data checksums are verified on first read (see doc.go).
-// Recency is approximated by modification time (the fill time).
-func (c *Cache) reindex() error {
 	base := filepath.Join(c.root, layoutVersion)
 	if err := os.MkdirAll(base, 0o700); err != nil {
-		return fmt.Errorf("cache: create chunk dir: %w", err)
+		return fmt.Errorf("cache: create cache dir: %w", err)
 	}
 	subdirs, err := os.ReadDir(base)
 	if err != nil {
-		return fmt.Errorf("cache: read chunk dir: %w", err)
+		return fmt.Errorf("cache: read cache dir: %w", err)
 	}
 	var all []found
-	var maxFill uint64
 	removed := 0
 	for _, sd := range subdirs {
 		if !sd.IsDir() || len(sd.Name()) != 2 {
@@ -384,113 +397,197 @@ func (c *Cache) reindex() error {
 		dir := filepath.Join(base, sd.Name())
 		files, err := os.ReadDir(dir)
 		if err != nil {
-			return fmt.Errorf("cache: read chunk dir: %w", err)
+			return fmt.Errorf("cache: read cache dir: %w", err)
 		}
+		kinds := map[string]map[string]bool{}
 		for _, fe := range files {
-			p := filepath.Join(dir, fe.Name())
-			if strings.HasPrefix(fe.Name(), "tmp-") {
-				os.Remove(p)
-				removed++
-				continue
-			}
-			id, fill, ok := parseChunkName(fe.Name())
+			id, suffix, ok := parseObjectName(fe.Name())
 			if !ok || id[:2] != sd.Name() {
-				c.log.Warn("cache: ignoring unexpected file in cache dir", "path", p)
+				c.log.Warn("cache: ignoring unexpected file in cache dir", "path", filepath.Join(dir, fe.Name()))
 				continue
 			}
-			maxFill = max(maxFill, fill)
-			f, err := c.checkFile(p, id)
-			if err != nil {
-				c.log.Warn("cache: removing unusable chunk file", "path", p, "err", err)
-				os.Remove(p)
+			if kinds[id] == nil {
+				kinds[id] = map[string]bool{}
+			}
+			kinds[id][suffix] = true
+		}
+		for id, has := range kinds {
+			data, idx := objectPaths(c.root, id)
+			if !has["idx"] || !has["data"] {
+				os.Remove(data)
+				os.Remove(idx)
 				removed++
 				continue
 			}
-			f.fill = fill
-			all = append(all, f)
+			units, err := c.loadObject(id, data, idx)
+			if err != nil {
+				c.log.Warn("cache: removing unusable cache file", "path", idx, "err", err)
+				os.Remove(data)
+				os.Remove(idx)
+				removed++
+				continue
+			}
+			all = append(all, units...)
 		}
 	}
-	c.fillSeq.Store(maxFill)
-	slices.SortFunc(all, func(a, b found) int {
-		return cmp.Or(a.mtime.Compare(b.mtime), cmp.Compare(a.fill, b.fill))
-	})
+	slices.SortFunc(all, func(a, b found) int { return cmp.Compare(a.seq, b.seq) })
+	var maxSeq uint64
 	c.mu.Lock()
 	for _, f := range all {
-		c.insertLocked(f.key, f.e) // a later fill of the same key replaces an earlier one
+		maxSeq = max(maxSeq, f.seq)
+		c.insertLocked(f.key, f.e)
 	}
 	doomed := c.takeDoomedLocked()
-	st := len(all) - c.lru.Len()
 	c.mu.Unlock()
-	c.removeFiles(doomed)
+	c.fillSeq.Store(maxSeq)
+	c.release(doomed)
+	c.mu.Lock()
+	kept := c.lru.Len()
+	c.mu.Unlock()
 	if len(all) > 0 || removed > 0 {
-		c.log.Info("cache: re-indexed cache dir", "dir", c.root, "chunks", len(all)-st,
-			"evicted_or_duplicate", st, "removed_damaged_or_temp", removed)
+		c.log.Info("cache: re-indexed cache dir", "dir", c.root, "units", kept,
+			"evicted", len(all)-kept, "removed_damaged_or_partial", removed)
 	}
 	return nil
 }
 
-// checkFile validates one chunk file's header against its name and its length.
-func (c *Cache) checkFile(p, id string) (found, error) {
-	f, err := os.Open(p)
+// loadObject checks one object's index and data files and returns its cached units, after
+// punching out the bytes no unit covers. An object with no unit has its files removed.
+func (c *Cache) loadObject(id, data, idx string) ([]found, error) {
+	ix, err := os.Open(idx)
 	if err != nil {
-		return found{}, err
+		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	defer ix.Close()
+	h, err := readHeader(ix)
 	if err != nil {
-		return found{}, err
+		return nil, err
 	}
-	h, err := readHeader(f)
-	if err != nil {
-		return found{}, err
+	if h.obj.fileID() != id {
+		return nil, fmt.Errorf("%w: header does not match file name", errBadHeader)
 	}
-	if h.key.id() != id {
-		return found{}, fmt.Errorf("%w: header does not match file name", errBadHeader)
+	if h.chunk != c.opts.ChunkSize || h.blk != c.opts.blockSize {
+		return nil, fmt.Errorf("units %d/%d are not in use (chunk size %d)", h.chunk, h.blk, c.opts.ChunkSize)
 	}
-	if want := h.size() + h.dataLen; st.Size() != want {
-		return found{}, fmt.Errorf("truncated or overlong chunk file: %d bytes, want %d", st.Size(), want)
+	recs := make([]byte, h.slots()*recordLen)
+	if n, err := ix.ReadAt(recs, h.len()); n != len(recs) {
+		return nil, fmt.Errorf("truncated index file: %v", err)
 	}
-	if h.key.Unit != c.opts.ChunkSize && h.key.Unit != c.opts.blockSize {
-		return found{}, fmt.Errorf("chunk unit %d is not in use (chunk size %d)", h.key.Unit, c.opts.ChunkSize)
+	if st, err := os.Stat(data); err != nil {
+		return nil, err
+	} else if st.Size() != h.size {
+		return nil, fmt.Errorf("data file has %d bytes, want %d", st.Size(), h.size)
 	}
-	return found{
-		key:   h.key,
-		path:  p,
-		mtime: st.ModTime(),
-		e:     &entry{path: p, dataLen: h.dataLen, disk: diskSize(st.Size())},
-	}, nil
+	o := &objState{id: h.obj, hdr: h, data: data, idx: idx, ready: true}
+	var units []found
+	var covered [][2]int64
+	for slot := range h.slots() {
+		r, ok := decodeRecord(recs[slot*recordLen : (slot+1)*recordLen])
+		if !ok {
+			continue
+		}
+		k := h.unitOf(slot)
+		n := k.length(h.size)
+		units = append(units, found{key: k, seq: r.seq, e: &entry{obj: o, disk: diskSize(n), crc: r.dataCRC}})
+		covered = append(covered, [2]int64{k.off(), k.off() + n})
+	}
+	if len(units) == 0 {
+		os.Remove(data)
+		os.Remove(idx)
+		return nil, nil
+	}
+	slices.SortFunc(covered, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	var gaps [][2]int64
+	pos := int64(0)
+	for _, r := range covered {
+		if r[0] > pos {
+			gaps = append(gaps, [2]int64{pos, r[0]})
+		}
+		pos = max(pos, r[1])
+	}
+	if pos < h.size {
+		gaps = append(gaps, [2]int64{pos, h.size})
+	}
+	if err := punch(data, h.size, gaps); err != nil {
+		c.log.Warn("cache: release uncached bytes", "path", data, "err", err)
+	}
+	o.refs = len(units)
+	c.mu.Lock()
+	c.objs[o.id] = o
+	c.mu.Unlock()
+	return units, nil
 }
 
 // checkInvariants reports the first broken invariant of the index, for tests: byte counters
 // agree with the entries, nothing is reserved or busy while idle (idle says the caller waited
-// for fetches to finish), and every indexed file exists with the size accounted for.
+// for fetches to finish), every object's reference count matches its units, and every indexed
+// unit has a data file of the object's size and a valid record with its checksum.
 func (c *Cache) checkInvariants(idle bool) error {
 	c.mu.Lock()
 	var sum int64
-	paths := make(map[string]int64, c.lru.Len())
+	type unit struct {
+		k key
+		e *entry
+	}
+	var units []unit
+	per := map[*objState]int{}
 	for _, k := range c.lru.Keys() {
 		e, _ := c.lru.Peek(k)
 		sum += e.disk
-		paths[e.path] = header{key: k}.size() + e.dataLen
+		units = append(units, unit{k, e})
+		if per[e.obj]++; per[e.obj] == 1 {
+			sum += e.obj.idxDisk()
+		}
+	}
+	var bad error
+	for id, o := range c.objs {
+		if o.id != id {
+			bad = fmt.Errorf("object %v indexed under %v", o.id, id)
+		}
+		if o.units != per[o] {
+			bad = fmt.Errorf("object %s counts %d units, %d indexed", o.data, o.units, per[o])
+		}
+		if idle && o.refs != per[o]+len(o.deferred) {
+			bad = fmt.Errorf("object %s has %d references, %d units and %d deferred releases", o.data, o.refs, per[o], len(o.deferred))
+		}
+	}
+	for o := range per {
+		if c.objs[o.id] != o {
+			bad = fmt.Errorf("indexed unit of unknown object %v", o.id)
+		}
 	}
 	bytes, reserved, busy := c.bytes, c.reserved, len(c.busy)
 	c.mu.Unlock()
+	if bad != nil {
+		return bad
+	}
 	if sum != bytes {
 		return fmt.Errorf("entries account %d bytes, counter says %d", sum, bytes)
 	}
 	if idle && (reserved != 0 || busy != 0) {
-		return fmt.Errorf("idle cache has %d bytes reserved and %d chunks busy", reserved, busy)
+		return fmt.Errorf("idle cache has %d bytes reserved and %d units busy", reserved, busy)
 	}
 	if bytes+reserved > c.opts.MaxBytes && idle {
 		return fmt.Errorf("%d bytes indexed over MaxBytes %d", bytes, c.opts.MaxBytes)
 	}
-	for p, size := range paths {
-		fi, err := os.Stat(p)
+	for _, u := range units {
+		o := u.e.obj
+		fi, err := os.Stat(o.data)
 		if err != nil {
-			return fmt.Errorf("indexed chunk file: %w", err)
+			return fmt.Errorf("indexed data file: %w", err)
 		}
-		if fi.Size() != size {
-			return fmt.Errorf("indexed chunk file %s has %d bytes, want %d", p, fi.Size(), size)
+		if fi.Size() != o.hdr.size {
+			return fmt.Errorf("data file %s has %d bytes, want %d", o.data, fi.Size(), o.hdr.size)
+		}
+		ix, err := os.Open(o.idx)
+		if err != nil {
+			return fmt.Errorf("indexed index file: %w", err)
+		}
+		b := make([]byte, recordLen)
+		_, err = ix.ReadAt(b, o.hdr.recordOff(u.k))
+		ix.Close()
+		if r, ok := decodeRecord(b); err != nil || !ok || r.dataCRC != u.e.crc {
+			return fmt.Errorf("record of indexed unit %+v in %s: %v (valid %v)", u.k, o.idx, err, ok)
 		}
 	}
 	return nil

@@ -268,9 +268,8 @@ func TestEvictionKeepsBound(t *testing.T) {
 	if st.Evictions == 0 {
 		t.Fatalf("no evictions: %+v", st)
 	}
-	paths, _ := chunkFiles(t, c.root)
-	if len(paths) != st.Chunks {
-		t.Fatalf("%d chunk files on disk, %d indexed", len(paths), st.Chunks)
+	if err := c.checkInvariants(true); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -319,8 +318,8 @@ func TestRestartKeepsWarmChunks(t *testing.T) {
 }
 
 // TestDamagedChunkIsDroppedAndRefetched covers damage found at read time (truncation while
-// running) and at restart (truncation, flipped data byte, flipped header byte, leftover temp
-// file).
+// running) and at restart (truncation, flipped data byte, flipped header byte, bytes written by
+// a fill that a crash cut short, a changed chunk size).
 func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 	ref := pattern(9, 2*testChunk)
 	setup := func(t *testing.T) (string, *fakeSource, Object, string) {
@@ -338,11 +337,12 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 		c.Close()
 		paths, _ := chunkFiles(t, dir)
 		if len(paths) != 1 {
-			t.Fatalf("%d chunk files, want 1", len(paths))
+			t.Fatalf("%d data files, want 1", len(paths))
 		}
 		src.reset()
 		return dir, src, obj, paths[0]
 	}
+	idxOf := func(data string) string { return strings.TrimSuffix(data, ".data") + ".idx" }
 	check := func(t *testing.T, c *Cache, src *fakeSource, obj Object, wantReqs int) {
 		p := make([]byte, testChunk)
 		if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
@@ -359,6 +359,9 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 		if got := len(src.reqs()); got != wantReqs {
 			t.Fatalf("%d requests after re-read, want %d", got, wantReqs)
 		}
+		if err := c.checkInvariants(true); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Run("truncated while running", func(t *testing.T) {
 		dir, src, obj, path := setup(t)
@@ -370,8 +373,8 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 		if c.Stats().Damaged != 1 {
 			t.Fatalf("Damaged = %d, want 1", c.Stats().Damaged)
 		}
-		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("damaged file still there: %v", err)
+		if fi, err := os.Stat(path); err != nil || fi.Size() != obj.Size {
+			t.Fatalf("data file not rebuilt at the object's size: %v, %v", fi, err)
 		}
 	})
 	t.Run("truncated before restart", func(t *testing.T) {
@@ -381,14 +384,13 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 		}
 		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
 		if st := c.Stats(); st.Chunks != 0 {
-			t.Fatalf("truncated chunk was indexed: %+v", st)
+			t.Fatalf("truncated data file was indexed: %+v", st)
 		}
 		check(t, c, src, obj, 1)
 	})
 	t.Run("data byte flipped before restart", func(t *testing.T) {
 		dir, src, obj, path := setup(t)
-		fi, _ := os.Stat(path)
-		corrupt(t, path, fi.Size()-100)
+		corrupt(t, path, testChunk-100)
 		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
 		check(t, c, src, obj, 1)
 		if c.Stats().Damaged != 1 {
@@ -397,25 +399,49 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 	})
 	t.Run("header byte flipped before restart", func(t *testing.T) {
 		dir, src, obj, path := setup(t)
-		corrupt(t, path, 20)
+		corrupt(t, idxOf(path), 20)
 		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
 		if st := c.Stats(); st.Chunks != 0 {
-			t.Fatalf("chunk with a damaged header was indexed: %+v", st)
+			t.Fatalf("object with a damaged header was indexed: %+v", st)
 		}
-		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(idxOf(path)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("damaged file still there: %v", err)
 		}
 		check(t, c, src, obj, 1)
 	})
-	t.Run("temp file left by a crash", func(t *testing.T) {
+	t.Run("record byte flipped before restart", func(t *testing.T) {
 		dir, src, obj, path := setup(t)
-		tmp := filepath.Join(filepath.Dir(path), "tmp-123456")
-		if err := os.WriteFile(tmp, []byte("half a chunk"), 0o600); err != nil {
+		ix, err := os.Open(idxOf(path))
+		if err != nil {
 			t.Fatal(err)
 		}
+		h, err := readHeader(ix)
+		ix.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		corrupt(t, idxOf(path), h.len()+5)
 		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
-		if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("temp file survived Open: %v", err)
+		if st := c.Stats(); st.Chunks != 0 {
+			t.Fatalf("unit with a damaged record was indexed: %+v", st)
+		}
+		check(t, c, src, obj, 1)
+	})
+	t.Run("fill cut short by a crash", func(t *testing.T) {
+		// Bytes of chunk 1 written, its record not: they are released at Open, and chunk 0
+		// is still served from disk.
+		dir, src, obj, path := setup(t)
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(ref[testChunk:testChunk+30000], testChunk); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
+		if _, total := chunkFiles(t, dir); total > c.Stats().Bytes {
+			t.Fatalf("files occupy %d bytes, %d accounted: the partial fill was not released", total, c.Stats().Bytes)
 		}
 		check(t, c, src, obj, 0)
 	})
@@ -430,6 +456,21 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 			t.Fatal(err)
 		}
 		mustEqual(t, "read", p, ref)
+	})
+	t.Run("files of an older version", func(t *testing.T) {
+		dir, src, obj, _ := setup(t)
+		old := filepath.Join(dir, "v1", "ab", "chunk")
+		if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(old, []byte("old chunk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
+		if _, err := os.Stat(filepath.Join(dir, "v1")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("old layout still there: %v", err)
+		}
+		check(t, c, src, obj, 0)
 	})
 }
 

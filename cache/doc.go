@@ -4,14 +4,15 @@
 // # Idea
 //
 // An object generation is cut into fixed-size chunks (Options.ChunkSize, 8 MiB by default). A
-// read (Cache.ReadAt) is served from the chunk files that cover it; a chunk that is not on disk
-// is fetched from a Source with one ranged read, written to its own file, and indexed in an LRU
-// bounded by bytes (Options.MaxBytes). Every key includes the object generation: once a
-// caller hands in a newer generation, nothing cached for an older one can be served for it. The package knows nothing of FUSE, errno or the GCS SDK: a Source is any
+// read (Cache.ReadAt) is served from the cached units that cover it; a unit that is not on disk
+// is fetched from a Source with one ranged read, written into the object's data file at its own
+// offset, and indexed in an LRU bounded by bytes (Options.MaxBytes). Every key includes the
+// object generation: once a caller hands in a newer generation, nothing cached for an older one
+// can be served for it. The package knows nothing of FUSE, errno or the GCS SDK: a Source is any
 // type with NewRangeReader (store.Bucket is one).
 //
 //   - One fetch per chunk. Concurrent readers of a missing chunk share one fetch
-//     (x/sync/singleflight keyed by chunk). The fetch runs on a context detached from the
+//     (x/sync/singleflight keyed by unit). The fetch runs on a context detached from the
 //     reader that started it (context.WithoutCancel, bounded by FetchTimeout, cancelled by
 //     Close): go-fuse cancels a request's context on any interrupt, SIGURG included, and one
 //     reader giving up must not fail the others. Each waiter selects on its own ctx.Done();
@@ -31,67 +32,83 @@
 //     their own keys, until a region proves hot.
 //   - Write-through. Cache.Fill stores the chunks of a generation plxfs just uploaded from the
 //     local copy, so reading it back needs no fetch.
+//   - Whole objects. Once every byte of a generation is cached, OpenWhole hands out its data
+//     file, pinned: a FUSE mount gives it to the kernel, which then serves reads itself
+//     (passthrough) at the speed of a local file.
 //
 // # On-disk format
 //
-//	Dir/lock                              flock'ed by the owning process; holds its pid
-//	Dir/v1/<hh>/<id>.<fill>               one chunk file
-//	Dir/v1/<hh>/tmp-*                     a chunk file being written (removed at Open)
+//	Dir/lock                      flock'ed by the owning process; holds its pid
+//	Dir/v2/<hh>/<id>.data         one object generation's bytes at their own offsets (sparse)
+//	Dir/v2/<hh>/<id>.idx          its index: a header, then one record per unit
 //
-// id is the hex SHA-256 of the key {bucket, name, generation, unit, index} (length-prefixed
-// strings, so no two keys collide), hh its first two hex digits, and fill a counter in hex
-// (continuing after the highest found at Open) that makes every fill's path unique. unit is the unit size in bytes
-// (ChunkSize, or the 256 KiB block size of random reads): chunks written under another
-// ChunkSize never alias, and are dropped at Open. Each file starts with a header (layout in
-// format.go): magic "PLXCHUNK", format version, header length, generation, unit, index, data
-// length, CRC32C of the data, bucket and name, and a CRC32C of the header itself, followed by
-// the data. A new format or naming scheme gets a new directory (v2), so an old plxfs and a new
-// one never misread each other's files.
+// id is the hex SHA-256 of {bucket, name, generation} (length-prefixed strings, so no two
+// objects collide), hh its first two hex digits. The data file is exactly as long as the object;
+// what is not cached is a hole. The index header (layout in format.go) holds magic
+// "PLXOBJIX", format version, header length, generation, object size, chunk and block unit
+// sizes, bucket and name, and its own CRC32C. Records follow, 16 bytes per unit slot (every
+// chunk, then every block): the CRC32C of the unit's data, a fill sequence number (recency
+// across restarts), and a CRC of the record, so that a zeroed or torn record is no record. A new
+// format gets a new directory (v2 replaced v1, which held one file per chunk with a header);
+// Open removes the directories of older versions.
 //
-// A chunk file is written under a temp name, its header written last (with the data CRC), and
-// then renamed to its final name. A crash leaves either a temp file (removed at Open) or a
-// complete file. Nothing is fsync'ed: after a power loss a renamed file can still come back
-// short or with garbage, which the checks below catch.
+// A unit is written into the data file first and its record after, so a crash leaves bytes
+// without a record (punched out at the next Open) and never a record without its bytes, as far
+// as the process goes. Nothing is fsync'ed: after a power loss a record can come back with data
+// that did not, which the checks below catch.
 //
 // # Restart and damage
 //
-// Open re-indexes Dir/v1: every chunk file's header is decoded and checked (magic, version,
-// header CRC, key matching the file name, unit in use) and its length must equal header length
-// plus data length; failures are removed. Recency is approximated by modification time (fill
-// time). The data CRC of a re-indexed file is verified once, on its first read (shared by
-// concurrent readers), not at Open: a 10 GiB cache would otherwise delay every daemon start by
-// reading 10 GiB. While running, every read checks the file's length against its header (a
-// truncated file is a miss: dropped and refetched), and a file that vanished (ENOENT) is a
-// miss. A corrupted data byte in a file written by this process is not detected (it would mean
-// checksumming whole chunks on every 4 KiB read); after a restart it is.
+// Open re-indexes Dir/v2: each index header is decoded and checked (magic, version, header CRC,
+// object matching the file name, unit sizes in use, length its records need) and the data file
+// must have the object's size; failures lose both files. Units with valid records are indexed
+// in fill order; bytes no record covers are punched out. The data CRC of a re-indexed unit is
+// verified once, on its first read (shared by concurrent readers), not at Open: a 10 GiB cache
+// would otherwise delay every daemon start by reading 10 GiB. While running, every read checks
+// the data file's length (a file of another length was damaged outside plxfs: all its units are
+// dropped and refetched), and a file that vanished is dropped the same way. A corrupted data
+// byte in a unit written by this process is not detected (it would mean checksumming whole
+// chunks on every 4 KiB read); after a restart it is. OpenWhole needs every unit verified.
 //
 // # Space accounting
 //
-// Each chunk file is accounted at its size rounded up to 4 KiB. A fill reserves its space
-// (evicting least recently used chunks) before writing, so indexed files plus files being
-// written stay within MaxBytes, except when more fetches are in flight than fit at once. A unit
-// that could never fit (MaxBytes below one chunk) is read directly from the Source, uncached.
-// The LRU's entry bound is MaxBytes/4 KiB + 1, which never binds before the byte bound.
+// Each unit is accounted at its length rounded up to 4 KiB, and each object's index file at its
+// size rounded up while the object has indexed units. A block and the chunk that contains it
+// are both accounted though they share disk blocks (over-counting, never under). A unit
+// reserves its space (evicting least recently used units) before it is written, so indexed
+// units plus units being written stay within MaxBytes, except when more fetches are in flight
+// than fit at once, and except for pinned objects (see Whole), whose evicted units keep their
+// bytes until the last pin goes. Releasing a unit clears its record and punches out the bytes
+// no other indexed or in-progress unit covers; an object with no units left loses its files. A
+// unit that could never fit (MaxBytes below one chunk) is read directly from the Source,
+// uncached. The LRU's entry bound is MaxBytes/4 KiB + 1, which never binds before the byte
+// bound.
 //
 // # Locks
 //
 // Lock order: acquire left before right, never the reverse.
 //
-//	Cache.mu → semaphore's internal lock (TryAcquire only, never blocking)
-//	Cache.seqMu (never held with Cache.mu)
+//	objState.io → Cache.mu → semaphore's internal lock (TryAcquire only, never blocking)
+//	objState.io → objState.initMu → Cache.mu
+//	Cache.seqMu (never held with another lock)
 //
-// Cache.mu guards the LRU, the byte counters, the busy set and the list of files to remove; it
-// is never held across network or chunk-file I/O. Files unindexed under the lock (evicted,
-// replaced, damaged) are removed after unlocking. The LRU's removal callback runs under
-// Cache.mu and does not call back into the LRU. singleflight's lock is never held while our
-// code runs (fill and verify run outside it), and neither mutex is held while calling into it.
+// Cache.mu guards the LRU, the byte counters, the busy set, the object table and each object's
+// reference and pin counts; it is never held across network or file I/O. objState.io orders
+// file I/O on one object: readers and the writes of fills hold it shared (a fill only around
+// each 256 KiB write, not across the network read), and releasing a unit or removing the files
+// hold it exclusively, so a reader never sees a range punched under it: it holds io shared,
+// checks under Cache.mu that the unit is still indexed as the entry it looked up, then reads.
+// Entries are compared by pointer for that reason. The LRU's removal callback runs under
+// Cache.mu, does not call back into the LRU, and only queues a release, run after unlocking.
+// singleflight's lock is never held while our code runs, and no lock of ours is held while
+// calling into it.
 //
-// Eviction racing a refill of the same chunk is harmless: an LRU value carries the exact path of
-// its fill, a removal only ever deletes that path, and a reader that finds its path gone
-// (ENOENT) treats it as a miss and looks again (up to 3 times, then reads the range directly).
-// A fill re-checks the LRU inside its singleflight call, because singleflight forgets a key as
-// soon as its call returns: a reader that missed just before a fill completed must not fetch
-// the chunk a second time.
+// A unit has one writer at a time (fills and Fill run inside the unit's singleflight call). A
+// release skips what is indexed or being written at the time it holds io: a unit evicted and
+// refilled at once keeps its bytes, and a failed write releases only what no one else covers.
+// An object's files are removed when its reference count (indexed units, writes in progress,
+// releases pending) reaches zero with no pin, under io held exclusively; a writer that arrives
+// meanwhile takes a reference and recreates them.
 //
 // # Decisions
 //

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -164,25 +165,28 @@ func waitIdle(t testing.TB, c *Cache) {
 	}
 }
 
-// chunkFiles lists the chunk files (and their total size) under dir.
-func chunkFiles(t testing.TB, dir string) (paths []string, total int64) {
+// chunkFiles lists the data files under dir and the disk space all cache files (data and
+// index) occupy: allocated blocks, since data files are sparse.
+func chunkFiles(t testing.TB, dir string) (data []string, allocated int64) {
 	t.Helper()
 	err := filepath.WalkDir(filepath.Join(dir, layoutVersion), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		fi, err := d.Info()
-		if err != nil {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
 			return err
 		}
-		paths = append(paths, p)
-		total += fi.Size()
+		if strings.HasSuffix(p, ".data") {
+			data = append(data, p)
+		}
+		allocated += st.Blocks * 512
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return paths, total
+	return data, allocated
 }
 
 // readAll reads obj sequentially through c in reads of size step and returns the bytes.

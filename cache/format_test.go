@@ -7,15 +7,14 @@ import (
 )
 
 func TestHeaderRoundTrip(t *testing.T) {
-	for _, k := range []key{
-		{Bucket: "b", Name: "n", Gen: 1, Unit: 8 << 20, Index: 0},
-		{Bucket: "gcs-datasets", Name: "path1/a b/ü.tfrecord", Gen: 1712345678901234, Unit: 256 << 10, Index: 99},
-		{Bucket: "b", Name: string(bytes.Repeat([]byte("x"), 2000)), Gen: 7, Unit: 1, Index: 1 << 40},
+	for _, h := range []header{
+		{obj: objectID{"b", "n", 1}, size: 1, chunk: 8 << 20, blk: 256 << 10},
+		{obj: objectID{"gcs-datasets", "path1/a b/ü.tfrecord", 1712345678901234}, size: 10 << 30, chunk: 8 << 20, blk: 256 << 10},
+		{obj: objectID{"b", string(bytes.Repeat([]byte("x"), 2000)), 7}, size: 1 << 40, chunk: 3, blk: 1},
 	} {
-		h := header{key: k, dataLen: min(k.Unit, 12345), dataCRC: 0xdeadbeef}
 		b := h.encode()
-		if int64(len(b)) != h.size() {
-			t.Fatalf("encoded %d bytes, size() %d", len(b), h.size())
+		if int64(len(b)) != h.len() {
+			t.Fatalf("encoded %d bytes, len() %d", len(b), h.len())
 		}
 		got, err := readHeader(bytes.NewReader(b))
 		if err != nil {
@@ -37,6 +36,43 @@ func TestHeaderRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSlots: every chunk and every block has its own record slot, and unitOf inverts slot.
+func TestSlots(t *testing.T) {
+	h := header{obj: objectID{"b", "n", 1}, size: 5*1000 + 1, chunk: 1000, blk: 300}
+	if got, want := h.slots(), int64(6+17); got != want {
+		t.Fatalf("slots %d, want %d", got, want)
+	}
+	seen := map[int64]bool{}
+	for s := range h.slots() {
+		k := h.unitOf(s)
+		if h.slot(k) != s || seen[s] || k.off() >= h.size {
+			t.Fatalf("slot %d: unit %+v maps back to %d", s, k, h.slot(k))
+		}
+		seen[s] = true
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	r := record{dataCRC: 0xdeadbeef, seq: 42}
+	b := r.encode()
+	if got, ok := decodeRecord(b); !ok || got != r {
+		t.Fatalf("round trip: %+v %v", got, ok)
+	}
+	if _, ok := decodeRecord(make([]byte, recordLen)); ok {
+		t.Fatal("an all-zero record is valid")
+	}
+	for i := range b {
+		bad := bytes.Clone(b)
+		bad[i] ^= 4
+		if _, ok := decodeRecord(bad); ok {
+			t.Errorf("flipped byte %d: still valid", i)
+		}
+	}
+	if _, ok := decodeRecord(record{dataCRC: 1}.encode()); ok {
+		t.Fatal("a record with sequence 0 is valid")
+	}
+}
+
 func TestKeyIDIsUnambiguous(t *testing.T) {
 	keys := []key{
 		{Bucket: "a", Name: "bc", Gen: 1, Unit: 1, Index: 0},
@@ -53,28 +89,29 @@ func TestKeyIDIsUnambiguous(t *testing.T) {
 		}
 		seen[id] = k
 	}
+	if (objectID{"a", "bc", 1}).fileID() == (objectID{"ab", "c", 1}).fileID() {
+		t.Fatal("file ids collide")
+	}
 }
 
-func TestParseChunkName(t *testing.T) {
-	k := key{Bucket: "b", Name: "n", Gen: 1, Unit: 1, Index: 0}
-	id := k.id()
+func TestParseObjectName(t *testing.T) {
+	id := objectID{"b", "n", 1}.fileID()
 	for _, tc := range []struct {
-		name string
-		ok   bool
-		fill uint64
+		name, suffix string
+		ok           bool
 	}{
-		{id + ".1f", true, 0x1f},
-		{id + ".ffffffffffffffff", true, 1<<64 - 1},
-		{id, false, 0},
-		{id + ".", false, 0},
-		{id + ".xyz", false, 0},
-		{id[:63] + ".1", false, 0},
-		{"tmp-123", false, 0},
-		{"ZZ" + id[2:] + ".1", false, 0},
+		{id + ".data", "data", true},
+		{id + ".idx", "idx", true},
+		{id, "", false},
+		{id + ".", "", false},
+		{id + ".xyz", "", false},
+		{id[:63] + ".data", "", false},
+		{"tmp-123", "", false},
+		{"ZZ" + id[2:] + ".data", "", false},
 	} {
-		gotID, fill, ok := parseChunkName(tc.name)
-		if ok != tc.ok || (ok && (gotID != id || fill != tc.fill)) {
-			t.Errorf("parseChunkName(%q) = %q, %d, %v; want ok=%v fill=%d", tc.name, gotID, fill, ok, tc.ok, tc.fill)
+		gotID, suffix, ok := parseObjectName(tc.name)
+		if ok != tc.ok || (ok && (gotID != id || suffix != tc.suffix)) {
+			t.Errorf("parseObjectName(%q) = %q, %q, %v; want ok=%v suffix=%q", tc.name, gotID, suffix, ok, tc.ok, tc.suffix)
 		}
 	}
 }

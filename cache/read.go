@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -15,7 +13,7 @@ import (
 
 // ReadAt reads len(p) bytes of obj at off through the cache, with io.ReaderAt semantics: it
 // returns fewer bytes only at the end of the object, together with io.EOF (an offset at or past
-// the end reads nothing and returns io.EOF). Bytes come from chunk files; missing ones are
+// the end reads nothing and returns io.EOF). Bytes come from the objects' data files; missing ones are
 // fetched from src, once however many readers want them.
 func (c *Cache) ReadAt(ctx context.Context, src Source, obj Object, p []byte, off int64) (int, error) {
 	if c.isClosed.Load() {
@@ -117,106 +115,90 @@ func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, 
 	return g.Wait()
 }
 
-// readUnit copies bytes [off, off+len(buf)) of unit k into buf, from its chunk file or, on a
-// miss, after the unit's shared fetch.
+// readUnit copies bytes [off, off+len(buf)) of unit k into buf, from the object's data file or,
+// on a miss, after the unit's shared fetch.
 func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf []byte, off int64) error {
-	n := k.length(obj.Size)
-	hs := header{key: k}.size()
-	if diskSize(hs+n) > c.opts.MaxBytes {
+	if diskSize(k.length(obj.Size)) > c.opts.MaxBytes {
 		// Never fits: serve it uncached rather than evicting everything for nothing.
 		return c.readDirect(ctx, src, obj, k.off()+off, buf)
 	}
 	for range maxAttempts {
 		c.mu.Lock()
 		e, ok := c.lru.Get(k)
-		var snap entry
-		if ok {
-			snap = *e
-		}
+		verified := ok && e.verified
 		c.mu.Unlock()
 		if ok {
-			if !snap.verified {
-				if err := c.verify(ctx, k, snap); err != nil {
+			if !verified {
+				if err := c.verify(ctx, k, e); err != nil {
 					if ctx.Err() != nil {
 						return err
 					}
 					continue
 				}
 			}
-			err := readFile(snap.path, buf, hs+off, hs+n)
-			if err == nil {
+			if c.readEntry(k, e, buf, off) {
 				c.hits.Add(1)
 				return nil
 			}
-			c.drop(k, snap.path, err)
 			continue
 		}
 		c.misses.Add(1)
-		got, err := c.fetch(ctx, src, obj, k)
+		e, err := c.fetch(ctx, src, obj, k)
 		if err != nil {
 			return err
 		}
-		if err := readFile(got.path, buf, hs+off, hs+n); err != nil {
-			c.drop(k, got.path, err)
-			continue // evicted (or damaged) before we read it: look again
+		if c.readEntry(k, e, buf, off) {
+			return nil
 		}
-		return nil
+		// Released (or found damaged) before we read it: look again.
 	}
 	// The cache is thrashing (units evicted between fetch and read): stay correct, uncached.
 	return c.readDirect(ctx, src, obj, k.off()+off, buf)
 }
 
-// readFile reads len(buf) bytes at file offset off of the chunk file path, which must be exactly
-// size bytes long; a shorter (truncated) or longer file is reported as damaged.
-func readFile(path string, buf []byte, off, size int64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+// readEntry reads from unit k indexed as e, reporting false when it was released meanwhile or
+// its data file turned out damaged (then the whole object is dropped).
+func (c *Cache) readEntry(k key, e *entry, buf []byte, off int64) bool {
+	err := c.readUnitBytes(e.obj, k, e, buf, off)
+	if err != nil && !errors.Is(err, errGone) {
+		c.dropObject(e.obj, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st.Size() != size {
-		return fmt.Errorf("%w: %d bytes, want %d", errDamaged, st.Size(), size)
-	}
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return fmt.Errorf("%w: %v", errDamaged, err)
-	}
-	return nil
+	return err == nil
 }
 
-var errDamaged = errors.New("damaged chunk file")
+var errDamaged = errors.New("damaged cache file")
 
-// drop unindexes k if it still points at path (a newer fill is left alone) and removes the file.
-func (c *Cache) drop(k key, path string, why error) {
-	if !errors.Is(why, os.ErrNotExist) {
-		c.damaged.Add(1)
-		c.log.Warn("cache: dropping damaged chunk file", "path", path, "err", why)
-	}
+// drop unindexes k if it is still indexed as e (a newer fill is left alone) and releases it.
+func (c *Cache) drop(k key, e *entry, why error) {
+	c.damaged.Add(1)
+	c.log.Warn("cache: dropping damaged cached bytes", "path", e.obj.data, "offset", k.off(), "err", why)
 	c.mu.Lock()
-	if e, ok := c.lru.Peek(k); ok && e.path == path {
+	if cur, ok := c.lru.Peek(k); ok && cur == e {
 		c.lru.Remove(k)
 	}
 	doomed := c.takeDoomedLocked()
 	c.mu.Unlock()
-	c.removeFiles(doomed)
+	c.release(doomed)
 }
 
-// verify checks the data checksum of a chunk file indexed at Open, once, shared by all readers.
-// A mismatch drops the file.
-func (c *Cache) verify(ctx context.Context, k key, e entry) error {
-	ch := c.flights.DoChan("v"+e.path, func() (any, error) {
-		err := verifyFile(e.path, k)
-		if err != nil {
-			c.drop(k, e.path, err)
+// verify checks the data checksum of a unit indexed at Open, once, shared by all readers. A
+// mismatch drops the unit.
+func (c *Cache) verify(ctx context.Context, k key, e *entry) error {
+	ch := c.flights.DoChan(fmt.Sprintf("v%p", e), func() (any, error) {
+		buf := make([]byte, k.length(e.obj.hdr.size))
+		if err := c.readUnitBytes(e.obj, k, e, buf, 0); err != nil {
+			if !errors.Is(err, errGone) {
+				c.dropObject(e.obj, err)
+			}
+			return nil, err
+		}
+		if crc32.Checksum(buf, castagnoli) != e.crc {
+			err := fmt.Errorf("%w: data checksum mismatch", errDamaged)
+			c.drop(k, e, err)
 			return nil, err
 		}
 		c.mu.Lock()
-		if cur, ok := c.lru.Peek(k); ok && cur.path == e.path {
-			cur.verified = true
-		}
+		e.verified = true
 		c.mu.Unlock()
 		return nil, nil
 	})
@@ -228,61 +210,36 @@ func (c *Cache) verify(ctx context.Context, k key, e entry) error {
 	}
 }
 
-func verifyFile(path string, k key) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h, err := readHeader(f)
-	if err != nil {
-		return err
-	}
-	if h.key != k {
-		return fmt.Errorf("%w: header names another chunk", errDamaged)
-	}
-	crc := crc32.New(castagnoli)
-	n, err := io.Copy(crc, io.NewSectionReader(f, h.size(), h.dataLen+1))
-	if err != nil {
-		return err
-	}
-	if n != h.dataLen || crc.Sum32() != h.dataCRC {
-		return fmt.Errorf("%w: data checksum mismatch", errDamaged)
-	}
-	return nil
-}
-
-// fetch returns the chunk file of k, filling it from src unless a fill is already in progress,
-// in which case it waits for that one. The fill runs detached from ctx: a waiter whose ctx is
+// fetch returns the entry of k, filling it from src unless a fill is already in progress, in
+// which case it waits for that one. The fill runs detached from ctx: a waiter whose ctx is
 // cancelled returns ctx.Err() while the fill goes on for the others.
-func (c *Cache) fetch(ctx context.Context, src Source, obj Object, k key) (entry, error) {
+func (c *Cache) fetch(ctx context.Context, src Source, obj Object, k key) (*entry, error) {
 	ch := c.flights.DoChan(k.flightKey(), func() (any, error) { return c.fill(ctx, src, obj, k) })
 	select {
 	case <-ctx.Done():
-		return entry{}, ctx.Err()
+		return nil, ctx.Err()
 	case r := <-ch:
 		if r.Err != nil {
-			return entry{}, r.Err
+			return nil, r.Err
 		}
-		return r.Val.(entry), nil
+		return r.Val.(*entry), nil
 	}
 }
 
-// fill fetches unit k from src into a new chunk file and indexes it. It runs inside the
+// fill fetches unit k from src into the object's data file and indexes it. It runs inside the
 // singleflight call for k, on a context detached from the caller's cancellation, bounded by
 // FetchTimeout and cancelled by Close.
-func (c *Cache) fill(ctx context.Context, src Source, obj Object, k key) (entry, error) {
+func (c *Cache) fill(ctx context.Context, src Source, obj Object, k key) (*entry, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return entry{}, ErrClosed
+		return nil, ErrClosed
 	}
 	// A previous fill may have finished between the caller's lookup and this call (singleflight
 	// forgets a key once its call returns): look again rather than fetch twice.
 	if e, ok := c.lru.Peek(k); ok {
-		snap := *e
 		c.mu.Unlock()
-		return snap, nil
+		return e, nil
 	}
 	c.wg.Add(1)
 	c.busy[k]++
@@ -307,97 +264,53 @@ func (c *Cache) fill(ctx context.Context, src Source, obj Object, k key) (entry,
 	defer c.inFlight.Add(-1)
 	rc, err := src.NewRangeReader(fctx, obj.Name, obj.Generation, k.off(), n)
 	if err != nil {
-		return entry{}, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, err)
+		return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, err)
 	}
 	defer rc.Close()
-	e, err := c.store(k, &countingReader{r: rc, n: &c.fetched}, n)
+	e, err := c.store(obj, k, &countingReader{r: rc, n: &c.fetched}, n)
 	if err != nil {
-		return entry{}, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, err)
+		return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, err)
 	}
 	return e, nil
 }
 
-// store writes unit k (n bytes read from body, which must hold exactly n) to a temp file, renames
-// it to its unique chunk path and indexes it. Its disk space is reserved (evicting as needed)
-// before writing, so chunk files in progress count against MaxBytes too.
-func (c *Cache) store(k key, body io.Reader, n int64) (entry, error) {
-	h := header{key: k, dataLen: n}
-	hs := h.size()
-	disk := diskSize(hs + n)
+// store writes unit k of obj (n bytes read from body, which must hold exactly n) into the
+// object's data file and indexes it. Its disk space is reserved (evicting as needed) before
+// writing, so units being written count against MaxBytes too. Callers run it inside the
+// singleflight call for k, so a unit has one writer at a time; a failed write releases what it
+// wrote.
+func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error) {
+	disk := diskSize(n)
 	c.mu.Lock()
 	c.reserved += disk
 	c.evictLocked()
 	doomed := c.takeDoomedLocked()
+	o := c.objLocked(obj)
+	o.refs++
+	c.busy[k]++
 	c.mu.Unlock()
-	c.removeFiles(doomed)
-	committed := false
-	defer func() {
-		if !committed {
-			c.mu.Lock()
-			c.reserved -= disk
-			c.mu.Unlock()
-		}
-	}()
+	c.release(doomed)
 
-	id := k.id()
-	dir := filepath.Join(c.root, layoutVersion, id[:2])
-	f, err := os.CreateTemp(dir, "tmp-*")
-	if errors.Is(err, os.ErrNotExist) {
-		if err = os.MkdirAll(dir, 0o700); err == nil {
-			f, err = os.CreateTemp(dir, "tmp-*")
-		}
-	}
-	if err != nil {
-		return entry{}, fmt.Errorf("create chunk file: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Seek(hs, io.SeekStart); err != nil {
-		return entry{}, fmt.Errorf("write chunk file: %w", err)
-	}
-	crc := crc32.New(castagnoli)
-	bufp := copyBufs.Get().(*[]byte)
-	got, err := io.CopyBuffer(io.MultiWriter(f, crc), io.LimitReader(body, n), *bufp)
-	copyBufs.Put(bufp)
-	if err != nil {
-		return entry{}, fmt.Errorf("copy %d bytes: %w", n, err)
-	}
-	if got < n {
-		return entry{}, fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, got, n)
-	}
-	var probe [1]byte
-	if m, err := io.ReadFull(body, probe[:]); m > 0 {
-		return entry{}, fmt.Errorf("%w: more than the %d bytes asked for", ErrLongBody, n)
-	} else if err != io.EOF {
-		return entry{}, fmt.Errorf("read past %d bytes: %w", n, err)
-	}
-	h.dataCRC = crc.Sum32()
-	if _, err := f.WriteAt(h.encode(), 0); err != nil {
-		return entry{}, fmt.Errorf("write chunk header: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return entry{}, fmt.Errorf("close chunk file: %w", err)
-	}
-	path := chunkPath(c.root, k, c.fillSeq.Add(1))
-	if err := os.Rename(tmp, path); err != nil {
-		return entry{}, fmt.Errorf("rename chunk file: %w", err)
-	}
-	ok = true
-	e := &entry{path: path, dataLen: n, disk: disk, verified: true}
+	crc, epoch, err := c.writeUnit(o, k, body, n, c.fillSeq.Add(1))
 	c.mu.Lock()
 	c.reserved -= disk
-	committed = true
-	c.insertLocked(k, e)
+	if c.busy[k]--; c.busy[k] <= 0 {
+		delete(c.busy, k)
+	}
+	if err == nil && o.epoch != epoch {
+		err = fmt.Errorf("%w: data file found damaged during the write", errDamaged)
+	}
+	if err != nil {
+		c.mu.Unlock()
+		c.release([]job{{o: o, k: k, own: true}})
+		return nil, err
+	}
+	e := &entry{obj: o, disk: disk, crc: crc, verified: true}
+	c.insertLocked(k, e) // the entry now holds o's reference
 	doomed = c.takeDoomedLocked()
 	c.mu.Unlock()
-	c.removeFiles(doomed)
-	return *e, nil
+	c.release(doomed)
+	return e, nil
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
@@ -446,7 +359,7 @@ func (c *Cache) readahead(src Source, obj Object, from int64, depth int) {
 	last := (obj.Size - 1) / c.opts.ChunkSize
 	for i := from; i <= last && i < from+int64(depth); i++ {
 		k := c.chunkKey(obj, i)
-		if diskSize(header{key: k}.size()+k.length(obj.Size)) > c.opts.MaxBytes {
+		if diskSize(k.length(obj.Size)) > c.opts.MaxBytes {
 			return
 		}
 		c.mu.Lock()
@@ -491,11 +404,14 @@ func (c *Cache) Fill(obj Object, r io.ReaderAt) error {
 	if m, _ := r.ReadAt(probe[:], obj.Size); m > 0 {
 		return fmt.Errorf("cache: fill %s/%s: local copy is longer than the object's %d bytes", obj.Bucket, obj.Name, obj.Size)
 	}
+	if m, _ := r.ReadAt(probe[:], obj.Size-1); obj.Size > 0 && m == 0 {
+		return fmt.Errorf("cache: fill %s/%s: %w: local copy is shorter than the object's %d bytes", obj.Bucket, obj.Name, ErrShortBody, obj.Size)
+	}
 	var used int64
 	for i := int64(0); i*c.opts.ChunkSize < obj.Size; i++ {
 		k := c.chunkKey(obj, i)
 		n := k.length(obj.Size)
-		used += diskSize(header{key: k}.size() + n)
+		used += diskSize(n)
 		if used > c.opts.MaxBytes/2 {
 			break
 		}
@@ -506,7 +422,15 @@ func (c *Cache) Fill(obj Object, r io.ReaderAt) error {
 		}
 		c.wg.Add(1)
 		c.mu.Unlock()
-		_, err := c.store(k, io.NewSectionReader(r, k.off(), n), n)
+		_, err, _ := c.flights.Do(k.flightKey(), func() (any, error) {
+			c.mu.Lock()
+			e, ok := c.lru.Peek(k)
+			c.mu.Unlock()
+			if ok {
+				return e, nil
+			}
+			return c.store(obj, k, io.NewSectionReader(r, k.off(), n), n)
+		})
 		c.wg.Done()
 		if err != nil {
 			return fmt.Errorf("cache: fill %s/%s gen %d chunk %d: %w", obj.Bucket, obj.Name, obj.Generation, i, err)

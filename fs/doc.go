@@ -117,6 +117,14 @@
 //     then agree with what GCS reports); the store asks for them without decompression.
 //   - A file's mtime is its last local change (kept in plxfs-mtime metadata), not the upload's
 //     time, so stat tells the same before and after an upload.
-//   - FUSE passthrough is not used: the cache stores objects as chunk files with headers, and
-//     passthrough needs one backing file holding the whole object.
+//   - FUSE passthrough (Linux 6.9 or later, root, read-only mounts): an open of a wholly
+//     cached object gets the cache's data file as its backing file, pinned until release, and
+//     the kernel serves its reads without plxfs. The kernel admits no other mode beside a
+//     passthrough open of an inode (a later page-cached or direct-I/O open fails with EIO) and
+//     no passthrough beside page-cached opens; a writer's open could not be passthrough, so
+//     read-write mounts do without. openPassthrough chooses passthrough only when every open
+//     handle of the node is passthrough, and then every open joins them, on their generation.
+//     A handle's release reaches plxfs after the close that caused it; an open waits up to
+//     50 ms for the releases of handles already closed (flushed) before settling for the page
+//     cache. TuneMount probes the kernel once; where it refuses, every read goes through plxfs.
 package fs

@@ -29,15 +29,23 @@ type fileNode struct {
 	syncMu sync.Mutex
 
 	// mu guards the fields below. It is never held across a GCS call or a read of object bytes.
-	mu       sync.Mutex
-	path     string
-	info     objInfo   // the object as last seen in the bucket (or uploaded)
-	infoAt   time.Time // when info was fetched from the bucket
-	keepGen  int64     // generation the kernel's page cache holds: FOPEN_KEEP_CACHE while unchanged
-	stage    *staging  // local state; nil when the file has none
-	writers  int       // open handles that may write
-	handles  int       // open handles
-	unlinked bool      // removed through the mount; staged data is never uploaded then
+	mu      sync.Mutex
+	path    string
+	info    objInfo   // the object as last seen in the bucket (or uploaded)
+	infoAt  time.Time // when info was fetched from the bucket
+	keepGen int64     // generation the kernel's page cache holds: FOPEN_KEEP_CACHE while unchanged
+	stage   *staging  // local state; nil when the file has none
+	writers int       // open handles that may write
+	handles int       // open handles
+	// pt counts the open handles the kernel reads from a cache file (passthrough), all of
+	// generation ptInfo. See openPassthrough.
+	pt     int
+	ptInfo objInfo
+	// flushed counts the open handles, not passthrough, that have seen a flush (a close(2)):
+	// most likely their release is on its way. released is closed by the next release.
+	flushed  int
+	released chan struct{}
+	unlinked bool // removed through the mount; staged data is never uploaded then
 	// successor maps a generation this mount replaced by an upload to what replaced it, so that
 	// handles opened before the upload read the new bytes (read-your-writes) instead of a
 	// generation that is gone. Cleared when no handle is open.
@@ -149,13 +157,21 @@ func (n *fileNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 	return 0
 }
 
-// Open returns a handle pinned to the generation the node knows now. The kernel keeps its page
-// cache (FOPEN_KEEP_CACHE) only while that generation is the one it cached.
+// Open returns a handle pinned to the generation the node knows now. On a mount with
+// passthrough (read-only mounts, see TuneMount) a wholly cached object is opened in
+// passthrough mode (see openPassthrough); otherwise the handle reads through plxfs, and the
+// kernel keeps its page cache (FOPEN_KEEP_CACHE) only while the generation is the one it
+// cached.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	trunc := flags&syscall.O_TRUNC != 0 && write
 	if write && n.fsys.opts.ReadOnly {
 		return nil, 0, syscall.EROFS
+	}
+	if !write && n.fsys.passthrough.Load() {
+		if h, ok := n.openPassthrough(); ok {
+			return h, 0, 0
+		}
 	}
 	h := &fileHandle{n: n, write: write}
 	n.mu.Lock()
@@ -188,6 +204,83 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 	}
 	return h, fuseFlags, 0
+}
+
+// openPassthrough opens the node in passthrough mode: the kernel reads the cache's data file
+// itself, pinned (kept whole) until the handle is released. The kernel refuses any other
+// mode for an open of an inode that has passthrough handles (the open fails with EIO), and
+// refuses passthrough next to page-cached handles. So passthrough is chosen only when every
+// open handle is a passthrough handle, and once it is, every open joins it, reading the
+// generation the others hold even if the node has learnt of a newer one since (the newer one
+// is read once they are all closed). It reports false, with nothing changed, when the open
+// must read through plxfs: the object is not wholly cached, or page-cached handles are open.
+func (n *fileNode) openPassthrough() (*passthroughHandle, bool) {
+	for range 100 {
+		n.mu.Lock()
+		if !n.awaitReleasesLocked() {
+			n.mu.Unlock()
+			return nil, false
+		}
+		info := objInfo{gen: n.info.gen, size: n.info.size}
+		if n.pt > 0 {
+			info = n.ptInfo
+		}
+		if info.gen == 0 || info.size == 0 {
+			n.mu.Unlock()
+			return nil, false
+		}
+		n.pt++ // reserved now, so that concurrent opens see it
+		n.handles++
+		n.ptInfo = info
+		p := n.path
+		n.mu.Unlock()
+		if w, ok := n.fsys.opts.Cache.OpenWhole(n.conn.objectOf(p, info)); ok {
+			return &passthroughHandle{&fileHandle{n: n, gen: info.gen, size: info.size, whole: w}}, true
+		}
+		n.mu.Lock()
+		n.pt--
+		n.handles--
+		others := n.pt
+		n.mu.Unlock()
+		if others == 0 {
+			return nil, false
+		}
+		// Another passthrough open is under way: once it holds its pin, OpenWhole of its
+		// generation succeeds for this one too.
+		time.Sleep(time.Millisecond)
+	}
+	return nil, false
+}
+
+// releaseWait bounds how long a passthrough open waits for the releases of closed handles.
+const releaseWait = 50 * time.Millisecond
+
+// awaitReleasesLocked reports whether every open handle of n is a passthrough handle. The
+// kernel sends a handle's release asynchronously after its last close: when the only other
+// handles have been closed (flushed), it waits up to releaseWait for their releases rather
+// than settle for the page cache for a file just read (say, by a previous epoch). It unlocks
+// n.mu while waiting.
+func (n *fileNode) awaitReleasesLocked() bool {
+	deadline := time.Now().Add(releaseWait)
+	for {
+		if n.handles == n.pt {
+			return true
+		}
+		left := time.Until(deadline)
+		if n.handles-n.pt != n.flushed || left <= 0 {
+			return false
+		}
+		if n.released == nil {
+			n.released = make(chan struct{})
+		}
+		ch := n.released
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(left):
+		}
+		n.mu.Lock()
+	}
 }
 
 // OnForget keeps staged data that failed to upload when the kernel forgets the file, so that
@@ -241,7 +334,19 @@ type fileHandle struct {
 	write bool
 	// Pinned at open; guarded by n.mu after that (successor updates them).
 	gen, size int64
+	// whole is the cache's pinned data file of a passthrough handle (nil otherwise).
+	whole *cache.Whole
+	// flushed: a flush came for this handle (guarded by n.mu).
+	flushed bool
 }
+
+// passthroughHandle is a fileHandle whose reads the kernel serves from the cache's data file.
+// go-fuse registers the file with the kernel when it sees this type at open.
+type passthroughHandle struct{ *fileHandle }
+
+var _ = (fusefs.FilePassthroughFder)((*passthroughHandle)(nil))
+
+func (h *passthroughHandle) PassthroughFd() (int, bool) { return int(h.whole.File().Fd()), true }
 
 var (
 	_ = (fusefs.FileReader)((*fileHandle)(nil))
@@ -310,6 +415,14 @@ func (n *fileNode) staleSeen(gen int64) {
 }
 
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
+	if h.whole == nil {
+		h.n.mu.Lock()
+		if !h.flushed {
+			h.flushed = true
+			h.n.flushed++
+		}
+		h.n.mu.Unlock()
+	}
 	if !h.write {
 		return 0
 	}
@@ -330,10 +443,23 @@ func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // so everything that can fail happened in Flush.
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	n := h.n
+	if h.whole != nil {
+		h.whole.Close()
+	}
 	n.mu.Lock()
 	n.handles--
 	if h.write {
 		n.writers--
+	}
+	if h.whole != nil {
+		n.pt--
+	}
+	if h.flushed {
+		n.flushed--
+	}
+	if n.released != nil {
+		close(n.released)
+		n.released = nil
 	}
 	var drop *staging
 	if n.writers == 0 && n.stage != nil && !n.stage.dirty {

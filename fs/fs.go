@@ -59,6 +59,12 @@ type Options struct {
 	StatCacheEntries, NegCacheEntries int
 	// ReadOnly refuses every change with EROFS.
 	ReadOnly bool
+	// NoPassthrough keeps every read in the daemon. By default, on a ReadOnly mount where the
+	// kernel offers FUSE passthrough (Linux 6.9 or later, daemon running as root), a file whose
+	// object is wholly cached is read by the kernel straight from its cache file. (Not on a
+	// read-write mount: the kernel admits no open of a file beside its passthrough opens but
+	// another passthrough open, and a writer's must not be one.)
+	NoPassthrough bool
 	// UID and GID own every file (0: root). FileMode and DirMode are the permission bits of
 	// files and directories (0: 0644 and 0755).
 	UID, GID          uint32
@@ -102,6 +108,9 @@ type FS struct {
 	meta    *metaCache
 	started time.Time
 	root    *rootNode
+
+	// passthrough: the kernel accepted a backing file at mount (see TuneMount).
+	passthrough atomic.Bool
 
 	// mu guards the fields below. Lock order: node locks before FS.mu (see doc.go).
 	mu           sync.Mutex
@@ -283,18 +292,50 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	f.TuneMount(mountpoint)
+	f.TuneMount(server, mountpoint)
 	return server, nil
 }
 
 // TuneMount adjusts the kernel's side of a live mount of f: it raises the readahead window
-// (see raiseReadahead). Mount calls it; a caller that builds its own fuse.Server from
-// FuseOptions and Root must call it once the mount is up, or sequential reads arrive in
-// 128 KiB requests.
-func (f *FS) TuneMount(mountpoint string) {
+// (see raiseReadahead) and turns passthrough on where the kernel allows it. Mount calls it; a
+// caller that builds its own fuse.Server from FuseOptions and Root must call it once the mount
+// is up, or sequential reads arrive in 128 KiB requests and every read goes through plxfs.
+func (f *FS) TuneMount(server *fuse.Server, mountpoint string) {
 	if err := raiseReadahead(mountpoint, kernelReadahead); err != nil {
 		f.log.Warn("kernel readahead stays at its default (128 KiB), so sequential reads are slower; it needs root", "err", err)
 	}
+	if f.opts.NoPassthrough {
+		return
+	}
+	if !f.opts.ReadOnly {
+		f.log.Info("FUSE passthrough is off on a read-write mount: every read goes through plxfs (mount with --read-only to let the kernel read wholly cached files itself)")
+		return
+	}
+	if err := probePassthrough(server, f.opts.Cache.Dir()); err != nil {
+		f.log.Info("FUSE passthrough is off: every read goes through plxfs (it needs Linux 6.9 or later and root)", "err", err)
+		return
+	}
+	f.passthrough.Store(true)
+	f.log.Info("FUSE passthrough is on: the kernel reads files whose objects are wholly cached straight from the cache")
+}
+
+// probePassthrough registers a file of the cache's file system as a backing file with the
+// kernel, and unregisters it: what every passthrough open will do.
+func probePassthrough(server *fuse.Server, dir string) error {
+	probe, err := os.CreateTemp(dir, "passthrough-probe-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(probe.Name())
+	defer probe.Close()
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(probe.Fd())})
+	if errno != 0 {
+		return errno
+	}
+	if errno := server.UnregisterBackingFd(id); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // raiseReadahead sets the kernel readahead window of the mount's backing device to n bytes.

@@ -277,15 +277,16 @@ func chunkFiles(t *testing.T, dir string) []string {
 	return out
 }
 
+// dirBytes is the disk space the cache's files occupy (allocated blocks: data files are sparse).
 func dirBytes(t *testing.T, dir string) int64 {
 	t.Helper()
 	var total int64
 	for _, p := range chunkFiles(t, dir) {
-		fi, err := os.Stat(p)
-		if err != nil {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
 			t.Fatal(err)
 		}
-		total += fi.Size()
+		total += st.Blocks * 512
 	}
 	return total
 }
@@ -314,7 +315,7 @@ func TestCacheEvictionBound(t *testing.T) {
 }
 
 // TestRestartKeepsWarmChunks: after a daemon restart on the same cache directory, cached
-// chunks are served without fetching; a truncated chunk file is detected and refetched.
+// chunks are served without fetching; a damaged chunk is detected and refetched.
 func TestRestartKeepsWarmChunks(t *testing.T) {
 	const chunk = 256 << 10
 	e := newEnv(t, envOptions{chunkSize: chunk})
@@ -331,19 +332,20 @@ func TestRestartKeepsWarmChunks(t *testing.T) {
 
 	e.unmount()
 	files := chunkFiles(t, e.cacheDir)
-	if len(files) == 0 {
-		t.Fatal("no chunk files in the cache directory")
+	if len(files) == 0 || !strings.HasSuffix(files[0], ".data") {
+		t.Fatalf("no data file in the cache directory: %v", files)
 	}
-	fi, err := os.Stat(files[0])
+	f, err := os.OpenFile(files[0], os.O_RDWR, 0) // flip a byte of chunk 2
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(files[0], fi.Size()/2); err != nil {
+	if _, err := f.WriteAt([]byte{^data[2*chunk+10]}, 2*chunk+10); err != nil {
 		t.Fatal(err)
 	}
+	f.Close()
 	e.mount()
 	e.emu.ResetCounts()
-	equalBytes(t, "read after damaging a chunk file", mustRead(t, e.path("c", "warm.bin")), data)
+	equalBytes(t, "read after damaging a chunk", mustRead(t, e.path("c", "warm.bin")), data)
 	reads := e.emu.Requests().ReadsOf(testBucket, "warm.bin")
 	if len(reads) == 0 {
 		t.Fatal("the truncated chunk was not refetched")

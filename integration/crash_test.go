@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,47 +18,60 @@ import (
 	"github.com/plxfs/plxfs/internal/faultproxy"
 )
 
-// chunkFiles returns the cache's chunk files (complete ones) and temporary files (chunks
-// being written), under DIR/chunks/v1/<hh>/.
-func chunkFiles(cacheDir string) (complete, temp []string) {
-	dirs, _ := filepath.Glob(filepath.Join(cacheDir, "chunks", "v1", "*"))
-	for _, dir := range dirs {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			p := filepath.Join(dir, e.Name())
-			if strings.HasPrefix(e.Name(), "tmp-") {
-				temp = append(temp, p)
-			} else {
-				complete = append(complete, p)
-			}
-		}
-	}
-	return complete, temp
+// cacheDataFiles returns the cache's data files (one per cached object generation, sparse),
+// under DIR/chunks/v2/<hh>/.
+func cacheDataFiles(cacheDir string) []string {
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "chunks", "v2", "*", "*.data"))
+	return files
 }
 
-// chunkFilesOf returns the complete chunk files whose header names the object.
-func chunkFilesOf(cacheDir, object string) []string {
-	complete, _ := chunkFiles(cacheDir)
-	var out []string
-	for _, p := range complete {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		head := make([]byte, 4096)
-		n, _ := f.Read(head)
-		f.Close()
-		if bytes.Contains(head[:n], []byte(object)) {
-			out = append(out, p)
+// allocated is the disk space a file occupies (its data files are sparse).
+func allocated(path string) int64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+// dataFileOf returns the data file of the object, found by its index file, which names it.
+func dataFileOf(cacheDir, object string) string {
+	for _, p := range cacheDataFiles(cacheDir) {
+		idx, err := os.ReadFile(strings.TrimSuffix(p, ".data") + ".idx")
+		if err == nil && bytes.Contains(idx, []byte(object)) {
+			return p
 		}
 	}
-	return out
+	return ""
+}
+
+// partialChunk reports whether the data file holds part of a 1 MiB chunk beyond what the
+// objects' short last chunks explain (under 64 KiB here): a fill in progress, or one a crash
+// cut short and nobody released.
+func partialChunk(path string) bool { return allocated(path)%(1<<20) > 64<<10 }
+
+// flipByte flips the byte at off of the file.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestCrashDuringReads kills the daemon (SIGKILL) while chunk fetches are half written, three
 // times, restarting it on the same mountpoint and cache dir each time: the stale mountpoint is
-// replaced, half-written chunks are removed, the complete ones are re-indexed and served
-// without a refetch, damaged ones are refetched, and every byte read is the object's.
+// replaced, the bytes of half-written chunks are released, the complete ones are re-indexed and
+// served without a refetch, damaged ones are refetched, and every byte read is the object's.
 func TestCrashDuringReads(t *testing.T) {
 	tr := &trickle{piece: 16 << 10, pause: 15 * time.Millisecond}
 	p := faultproxy.New(21)
@@ -76,8 +90,9 @@ func TestCrashDuringReads(t *testing.T) {
 	if err := readVerified(d.path("ds", "warm.bin"), objs["warm.bin"]); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(chunkFilesOf(d.cacheDir, "pre/warm.bin")); n != 5 {
-		t.Fatalf("warm.bin has %d chunk files after a whole read, want 5", n)
+	warm := dataFileOf(d.cacheDir, "pre/warm.bin")
+	if got := allocated(warm); got < 4<<20+77 {
+		t.Fatalf("warm.bin's data file %q holds %d bytes after a whole read, want all %d", warm, got, 4<<20+77)
 	}
 
 	var reads tally
@@ -102,39 +117,32 @@ func TestCrashDuringReads(t *testing.T) {
 				}
 			}()
 		}
-		// Kill while chunk files are being written.
-		if !pollUntil(30*time.Second, func() bool {
-			_, temp := chunkFiles(d.cacheDir)
-			for _, p := range temp {
-				if fi, err := os.Stat(p); err == nil && fi.Size() > 64<<10 {
-					return true
+		// Kill while chunks are being written.
+		halfWritten := func() (partial []string) {
+			for _, p := range cacheDataFiles(d.cacheDir) {
+				if partialChunk(p) {
+					partial = append(partial, p)
 				}
 			}
-			return false
-		}) {
-			t.Fatalf("cycle %d: no chunk file was ever half written (trickled responses: %d)", cycle, tr.active.Load())
+			return partial
+		}
+		if !pollUntil(30*time.Second, func() bool { return len(halfWritten()) > 0 }) {
+			t.Fatalf("cycle %d: no chunk was ever half written (trickled responses: %d)", cycle, tr.active.Load())
 		}
 		d.kill()
 		wg.Wait()
-		_, temp := chunkFiles(d.cacheDir)
-		if len(temp) == 0 {
-			t.Fatalf("cycle %d: no half-written chunk file left by the kill; the test proves nothing", cycle)
+		if len(halfWritten()) == 0 {
+			t.Fatalf("cycle %d: no half-written chunk left by the kill; the test proves nothing", cycle)
 		}
 		if !isStale(d.mnt) {
 			t.Fatalf("cycle %d: after SIGKILL the mountpoint is not stale (ENOTCONN expected)", cycle)
 		}
 		damaged := 0
 		if cycle == 0 {
-			// Damage two complete chunks of warm.bin the way a power loss could: a flipped data
-			// byte, and a file cut short.
-			files := chunkFilesOf(d.cacheDir, "pre/warm.bin")
-			if len(files) < 2 {
-				t.Fatalf("warm.bin chunk files: %q", files)
-			}
-			flipLastByte(t, files[0])
-			if err := truncateBy(files[1], 100); err != nil {
-				t.Fatal(err)
-			}
+			// Damage two complete chunks of warm.bin the way a power loss could: a data byte
+			// flipped in each.
+			flipByte(t, warm, 100)
+			flipByte(t, warm, 2<<20+100)
 			damaged = 2
 		}
 		tr.on.Store(false)
@@ -142,8 +150,8 @@ func TestCrashDuringReads(t *testing.T) {
 		d.restart()
 		survived++
 		checkStaleReplaced(t, fmt.Sprintf("cycle %d", cycle), d)
-		if _, temp := chunkFiles(d.cacheDir); len(temp) != 0 {
-			t.Errorf("cycle %d: half-written chunk files survive the restart: %q", cycle, temp)
+		if partial := halfWritten(); len(partial) != 0 {
+			t.Errorf("cycle %d: bytes of half-written chunks survive the restart: %q", cycle, partial)
 		}
 		// The complete chunks were re-indexed: warm.bin is read from the cache, except the
 		// chunks that were damaged, which are refetched.
@@ -167,26 +175,6 @@ func TestCrashDuringReads(t *testing.T) {
 	if err := d.stop(60 * time.Second); err != nil {
 		t.Errorf("daemon exit: %v\n%s", err, d.log())
 	}
-}
-
-func flipLastByte(t *testing.T, path string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)-1] ^= 0xff
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func truncateBy(path string, n int64) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	return os.Truncate(path, fi.Size()-n)
 }
 
 // checkStaleReplaced checks, after a restart on the mountpoint of a killed daemon, that the

@@ -117,7 +117,9 @@ func TestMetricsAndStatusMatchTheWork(t *testing.T) {
 	}
 	conf := mountConf(t, map[string]string{"ds": "gs://metrics-bkt/data"})
 	mnt := filepath.Join(t.TempDir(), "mnt")
-	d := startMount(t, em, conf, mnt, t.TempDir(),
+	// Passthrough off: the re-read must reach the daemon to be counted (TestPassthrough
+	// covers re-reads the kernel serves itself).
+	d := startMount(t, em, conf, mnt, t.TempDir(), "--passthrough=false",
 		"--chunk-size", "2MiB", "--metrics-addr", "127.0.0.1:0", "--pprof-addr", "127.0.0.1:0")
 	metricsURL := daemonURL(t, d, "serving metrics")
 	file := filepath.Join(mnt, "ds", "file.bin")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,12 @@ func peakRSS(pid int) float64 {
 func dropCaches() {
 	unix.Sync()
 	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // readAll reads a file sequentially with 1 MiB reads, first dropping cached pages.
@@ -191,7 +198,6 @@ func benchRead(b *testing.B) {
 	}
 	r.Close()
 	direct := time.Since(start)
-	_, localDur := readAll(b, local)
 	start = time.Now()
 	for token, pages := "", 0; pages == 0 || token != ""; pages++ {
 		page, err := client.Bucket("bench").List(ctx, store.ListOptions{Prefix: "dir/", Delimiter: "/", PageToken: token})
@@ -204,7 +210,13 @@ func benchRead(b *testing.B) {
 
 	conf := mountConf(b, map[string]string{"ds": "gs://bench"})
 	mnt := filepath.Join(b.TempDir(), "mnt")
-	d := startMount(b, srv, conf, mnt, b.TempDir(), "--cache-size", "4GiB")
+	// Read-only, as datasets are mounted in training jobs: that is where the kernel may read
+	// wholly cached files itself (passthrough).
+	d := startMount(b, srv, conf, mnt, b.TempDir(), "--cache-size", "4GiB", "--read-only")
+	passthrough := "no"
+	if strings.Contains(d.stderr.String(), "FUSE passthrough is on") {
+		passthrough = "yes"
+	}
 	ds := filepath.Join(mnt, "ds")
 	p := filepath.Join(ds, "big.bin")
 	n, cold := readAll(b, p)
@@ -212,7 +224,15 @@ func benchRead(b *testing.B) {
 		b.Fatalf("read %d bytes", n)
 	}
 	rssRead := peakRSS(d.cmd.Process.Pid)
-	_, warm := readAll(b, p)
+	// Warm re-reads against the local file, interleaved, each after dropping the page cache:
+	// medians of three, since reads from disk vary from run to run on a shared machine.
+	var warms, locals []time.Duration
+	for range 3 {
+		_, w := readAll(b, p)
+		_, l := readAll(b, local)
+		warms, locals = append(warms, w), append(locals, l)
+	}
+	warm, localDur := median(warms), median(locals)
 
 	randCold := randomReads(b, filepath.Join(ds, "rand.bin"), randSize, 2000, 1)
 	randWarm := randomReads(b, filepath.Join(ds, "rand.bin"), randSize, 2000, 1)
@@ -257,6 +277,7 @@ func benchRead(b *testing.B) {
 	printTable("plxfs mount: reads (fake-gcs-server on loopback, filesystem backend on tmpfs)", []benchRow{
 		{"cold sequential read 1 GiB (vs direct client)", fmtRate(n, cold), fmtRate(n, direct), fmt.Sprintf("%.2f", direct.Seconds()/cold.Seconds())},
 		{"warm re-read, page cache dropped (vs local file)", fmtRate(n, warm), fmtRate(n, localDur), fmt.Sprintf("%.2f", localDur.Seconds()/warm.Seconds())},
+		{"warm re-reads served by the kernel (passthrough)", passthrough, "", ""},
 		{"random 4 KiB reads, cold (IOPS)", fmt.Sprintf("%.0f", randCold), "", ""},
 		{"random 4 KiB reads, warm (IOPS, vs local file)", fmt.Sprintf("%.0f", randWarm), fmt.Sprintf("%.0f", randLocal), fmt.Sprintf("%.2f", randWarm/randLocal)},
 		{"ls -l of 10,000 entries, cold (vs direct listing)", lsCold.Round(time.Millisecond).String(), listDirect.Round(time.Millisecond).String(), fmt.Sprintf("%.2f", listDirect.Seconds()/lsCold.Seconds())},

@@ -281,16 +281,15 @@ func procCounts(pid int) (threads, fds int, err error) {
 	return threads, len(ents), nil
 }
 
-// dirBytes sums the sizes of the regular files under dir, and counts them.
+// dirBytes sums the disk space of the regular files under dir (allocated blocks: cache data
+// files are sparse), and counts them.
 func dirBytes(dir string) (int64, int) {
 	var n int64
 	var files int
 	filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
 		if err == nil && e.Type().IsRegular() {
-			if fi, err := e.Info(); err == nil {
-				n += fi.Size()
-				files++
-			}
+			n += allocated(p) // cache data files are sparse
+			files++
 		}
 		return nil
 	})

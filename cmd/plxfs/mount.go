@@ -61,6 +61,7 @@ func mountCommand() *cli.Command {
 			&cli.DurationFlag{Name: "ttl", Value: fs.DefaultTTL, Usage: "how long names, attributes and listings are reused before asking GCS again (0 disables caching)"},
 			&cli.IntFlag{Name: "stat-cache-entries", Value: fs.DefaultStatCacheEntries, Usage: "bound on cached lookups (positive); negative lookups are bounded separately"},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse every change with EROFS"},
+			&cli.BoolFlag{Name: "passthrough", Value: true, Usage: "with --read-only, let the kernel read files whose objects are wholly cached straight from the cache (FUSE passthrough: Linux 6.9 or later, as root); --passthrough=false keeps every read in plxfs"},
 			&cli.StringFlag{Name: "uid", Usage: "owner `UID` of every file (default: the mounting user)"},
 			&cli.StringFlag{Name: "gid", Usage: "group `GID` of every file (default: the mounting user's group)"},
 			&cli.StringFlag{Name: "file-mode", Value: "0644", Usage: "permission bits of files (octal)"},
@@ -191,6 +192,7 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		return mc, usageErrorf("--stat-cache-entries %d: use a positive number", mc.fs.StatCacheEntries)
 	}
 	mc.fs.ReadOnly = c.Bool("read-only")
+	mc.fs.NoPassthrough = !c.Bool("passthrough")
 	mc.fs.StagingDir = filepath.Join(mc.cacheDir, "staging")
 	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
 	if s := c.String("uid"); s != "" {
@@ -342,7 +344,7 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w%s", err, mountHint(err))
 	}
-	fsys.TuneMount(mc.mountpoint)
+	fsys.TuneMount(server, mc.mountpoint)
 	served := make(chan struct{})
 	go func() {
 		server.Wait()

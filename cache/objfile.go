@@ -1,0 +1,451 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// objState is one cached object generation on disk: its data file (the object's bytes at their
+// own offsets, holes where nothing is cached) and its index file (header and unit records).
+type objState struct {
+	id        objectID
+	hdr       header
+	data, idx string // paths
+
+	// Guarded by Cache.mu.
+	units    int   // units indexed; while > 0 the index file is accounted in Cache.bytes
+	refs     int   // units indexed, being written, or unindexed and not yet released
+	pins     int   // open Whole views
+	deferred []job // releases postponed while pinned
+	epoch    int   // bumped when the data file is found damaged: writes begun before are void
+
+	// io orders file I/O on this object: reads of cached bytes and the writes of fills hold it
+	// shared; releasing a unit (clearing its record, punching its bytes) and removing the files
+	// hold it exclusively. A reader therefore never sees a range punched under it.
+	io sync.RWMutex
+
+	// initMu guards ready: the files exist with this header (set on first write, cleared when
+	// the files are removed).
+	initMu sync.Mutex
+	ready  bool
+}
+
+// job releases unit k of o: its record is cleared and its bytes punched out of the data file,
+// except the parts other indexed or in-progress units still cover. own marks the release of a
+// failed write by the unit's only writer (singleflight), which must not count itself as busy.
+type job struct {
+	o   *objState
+	k   key
+	own bool
+}
+
+// objLocked returns the state of obj's generation, creating it (without files) if needed.
+func (c *Cache) objLocked(obj Object) *objState {
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	if o, ok := c.objs[id]; ok {
+		return o
+	}
+	o := &objState{id: id, hdr: header{obj: id, size: obj.Size, chunk: c.opts.ChunkSize, blk: c.opts.blockSize}}
+	o.data, o.idx = objectPaths(c.root, id.fileID())
+	c.objs[id] = o
+	return o
+}
+
+// ensure creates o's files if they do not exist yet: the data file at the object's size (all
+// hole) and the index file with its header and empty records. Callers hold o.io shared.
+func (o *objState) ensure() error {
+	o.initMu.Lock()
+	defer o.initMu.Unlock()
+	if o.ready {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(o.data), 0o700); err != nil {
+		return fmt.Errorf("create cache dir: %w", err)
+	}
+	ix, err := os.OpenFile(o.idx, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create index file: %w", err)
+	}
+	defer ix.Close()
+	if _, err := ix.WriteAt(o.hdr.encode(), 0); err != nil {
+		return fmt.Errorf("write index file: %w", err)
+	}
+	if err := ix.Truncate(o.hdr.len() + o.hdr.slots()*recordLen); err != nil {
+		return fmt.Errorf("write index file: %w", err)
+	}
+	d, err := os.OpenFile(o.data, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create data file: %w", err)
+	}
+	defer d.Close()
+	if err := d.Truncate(o.hdr.size); err != nil {
+		return fmt.Errorf("size data file: %w", err)
+	}
+	o.ready = true
+	return nil
+}
+
+// openData opens o's data file and checks that it still has the object's size: a data file
+// of another length was damaged outside plxfs, and then none of its units can be trusted.
+func (o *objState) openData(flag int) (*os.File, error) {
+	f, err := os.OpenFile(o.data, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() != o.hdr.size {
+		err = fmt.Errorf("%w: data file has %d bytes, want %d", errDamaged, st.Size(), o.hdr.size)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// writeUnit writes unit k (n bytes of body, which must hold exactly n) into o's data file and
+// then its record. The caller holds a reference on o, so the files cannot be removed meanwhile;
+// o.io is held shared around each write only, so releases of other units interleave.
+// It returns the data checksum and o's epoch when the data file was opened.
+func (c *Cache) writeUnit(o *objState, k key, body io.Reader, n int64, seq uint64) (crc uint32, epoch int, err error) {
+	o.io.RLock()
+	err = o.ensure()
+	var f *os.File
+	if err == nil {
+		f, err = o.openData(os.O_WRONLY)
+	}
+	o.io.RUnlock()
+	if errors.Is(err, errDamaged) {
+		c.dropObject(o, err)
+		o.io.RLock()
+		if f, err = os.OpenFile(o.data, os.O_WRONLY, 0); err == nil {
+			err = f.Truncate(o.hdr.size)
+		}
+		o.io.RUnlock()
+	}
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return 0, 0, fmt.Errorf("open data file: %w", err)
+	}
+	defer f.Close()
+	c.mu.Lock()
+	epoch = o.epoch
+	c.mu.Unlock()
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	buf := *bufp
+	for done := int64(0); done < n; {
+		m, rerr := io.ReadFull(body, buf[:min(int64(len(buf)), n-done)])
+		if m > 0 {
+			crc = crc32.Update(crc, castagnoli, buf[:m])
+			o.io.RLock()
+			_, werr := f.WriteAt(buf[:m], k.off()+done)
+			o.io.RUnlock()
+			if werr != nil {
+				return 0, 0, fmt.Errorf("write data file: %w", werr)
+			}
+			done += int64(m)
+		}
+		if rerr == io.ErrUnexpectedEOF || rerr == io.EOF {
+			return 0, 0, fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, done, n)
+		}
+		if rerr != nil {
+			return 0, 0, fmt.Errorf("copy %d bytes: %w", n, rerr)
+		}
+	}
+	var probe [1]byte
+	if m, err := io.ReadFull(body, probe[:]); m > 0 {
+		return 0, 0, fmt.Errorf("%w: more than the %d bytes asked for", ErrLongBody, n)
+	} else if err != io.EOF {
+		return 0, 0, fmt.Errorf("read past %d bytes: %w", n, err)
+	}
+	o.io.RLock()
+	defer o.io.RUnlock()
+	if err := writeRecord(o, k, record{dataCRC: crc, seq: seq}.encode()); err != nil {
+		return 0, 0, err
+	}
+	return crc, epoch, nil
+}
+
+// idxDisk is the accounted size of o's index file.
+func (o *objState) idxDisk() int64 { return diskSize(o.hdr.len() + o.hdr.slots()*recordLen) }
+
+func writeRecord(o *objState, k key, rec []byte) error {
+	ix, err := os.OpenFile(o.idx, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("write index record: %w", err)
+	}
+	defer ix.Close()
+	if _, err := ix.WriteAt(rec, o.hdr.recordOff(k)); err != nil {
+		return fmt.Errorf("write index record: %w", err)
+	}
+	return nil
+}
+
+// readUnitBytes copies len(buf) bytes at offset off of unit k from o's data file, provided k is
+// still indexed as e (it may have been released since the caller looked it up).
+func (c *Cache) readUnitBytes(o *objState, k key, e *entry, buf []byte, off int64) error {
+	o.io.RLock()
+	defer o.io.RUnlock()
+	c.mu.Lock()
+	cur, ok := c.lru.Peek(k)
+	c.mu.Unlock()
+	if !ok || cur != e {
+		return errGone
+	}
+	f, err := o.openData(os.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(buf, k.off()+off); err != nil {
+		return fmt.Errorf("%w: %v", errDamaged, err)
+	}
+	return nil
+}
+
+// errGone: the unit was released between lookup and read; look again.
+var errGone = errors.New("cache: unit released")
+
+// release runs jobs: for each, clear the unit's record and punch the bytes no other indexed or
+// in-progress unit covers; when an object has no units left, remove its files. A pinned object
+// (see Whole) keeps its bytes: its jobs wait for the last unpin.
+func (c *Cache) release(jobs []job) {
+	for _, j := range jobs {
+		o := j.o
+		o.io.Lock()
+		c.mu.Lock()
+		if o.pins > 0 {
+			o.deferred = append(o.deferred, j)
+			c.mu.Unlock()
+			o.io.Unlock()
+			continue
+		}
+		gaps, clear := c.uncoveredLocked(j)
+		c.mu.Unlock()
+		var err error
+		if clear && o.ready {
+			err = writeRecord(o, j.k, make([]byte, recordLen))
+		}
+		if err == nil && len(gaps) > 0 && o.ready {
+			err = punch(o.data, o.hdr.size, gaps)
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn("cache: release cached bytes", "path", o.data, "err", err)
+		}
+		c.mu.Lock()
+		o.refs--
+		last := o.refs == 0 && o.pins == 0
+		c.mu.Unlock()
+		if last {
+			c.removeObjectFiles(o)
+		}
+		o.io.Unlock()
+	}
+}
+
+// removeObjectFiles removes o's files. The caller holds o.io exclusively and has seen o unused;
+// o leaves the index unless a writer took a reference meanwhile (it then recreates the files).
+func (c *Cache) removeObjectFiles(o *objState) {
+	o.initMu.Lock()
+	for _, p := range []string{o.idx, o.data} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn("cache: remove cache file", "path", p, "err", err)
+		}
+	}
+	o.ready = false
+	o.initMu.Unlock()
+	c.mu.Lock()
+	if o.refs == 0 && o.pins == 0 && c.objs[o.id] == o {
+		delete(c.objs, o.id)
+	}
+	c.mu.Unlock()
+}
+
+// uncoveredLocked returns the byte ranges of j's unit that no other indexed or in-progress unit
+// of the same object covers, and whether j's record is to be cleared. Nothing is released when
+// the unit itself is indexed again (or, for eviction, being written again).
+func (c *Cache) uncoveredLocked(j job) (gaps [][2]int64, clear bool) {
+	k, o := j.k, j.o
+	if c.lru.Contains(k) || (!j.own && c.busy[k] > 0) {
+		return nil, false
+	}
+	lo, hi := k.off(), k.off()+k.length(o.hdr.size)
+	var cover [][2]int64
+	add := func(u key) {
+		if u == k || u.off() >= o.hdr.size {
+			return
+		}
+		if c.lru.Contains(u) || c.busy[u] > 0 {
+			cover = append(cover, [2]int64{u.off(), u.off() + u.length(o.hdr.size)})
+		}
+	}
+	unit := func(unit, i int64) key {
+		return key{Bucket: k.Bucket, Name: k.Name, Gen: k.Gen, Unit: unit, Index: i}
+	}
+	for _, u := range []int64{c.opts.ChunkSize, c.opts.blockSize} {
+		for i := lo / u; i*u < hi; i++ {
+			add(unit(u, i))
+		}
+	}
+	slices.SortFunc(cover, func(a, b [2]int64) int { return int(a[0] - b[0]) })
+	pos := lo
+	for _, r := range cover {
+		if r[0] > pos {
+			gaps = append(gaps, [2]int64{pos, min(r[0], hi)})
+		}
+		pos = max(pos, r[1])
+		if pos >= hi {
+			break
+		}
+	}
+	if pos < hi {
+		gaps = append(gaps, [2]int64{pos, hi})
+	}
+	return gaps, true
+}
+
+// punch deallocates the given byte ranges of the data file at path, of size bytes (they read
+// as zeros after). A range that ends at the end of the file is extended to the end of its last
+// disk block, which would otherwise stay allocated (partial blocks are only zeroed).
+func punch(path string, size int64, ranges [][2]int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, r := range ranges {
+		if r[1] <= r[0] {
+			continue
+		}
+		if r[1] >= size {
+			r[1] = diskSize(size)
+		}
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r[0], r[1]-r[0]); err != nil {
+			return fmt.Errorf("punch hole: %w", err)
+		}
+	}
+	return nil
+}
+
+// dropObject unindexes every unit of o: its data file was found damaged, so none can be trusted.
+func (c *Cache) dropObject(o *objState, why error) {
+	c.damaged.Add(1)
+	c.log.Warn("cache: dropping damaged cache file", "path", o.data, "err", why)
+	c.mu.Lock()
+	o.epoch++
+	for _, k := range c.lru.Keys() {
+		if e, _ := c.lru.Peek(k); e.obj == o {
+			c.lru.Remove(k)
+		}
+	}
+	jobs := c.takeDoomedLocked()
+	c.mu.Unlock()
+	c.release(jobs)
+}
+
+// Whole is a pinned view of a fully cached object generation: its data file holds every byte
+// of the object and keeps them until Close, whatever eviction decides meanwhile (the cache
+// can then exceed MaxBytes by the object's size). A FUSE mount can hand the file to the kernel
+// to serve reads itself (passthrough).
+type Whole struct {
+	c    *Cache
+	o    *objState
+	f    *os.File
+	once sync.Once
+}
+
+// File is the object's data file, open read-only. It stays valid until Close.
+func (w *Whole) File() *os.File { return w.f }
+
+// Close unpins the object; releases postponed while it was pinned run now.
+func (w *Whole) Close() error {
+	var err error
+	w.once.Do(func() {
+		err = w.f.Close()
+		w.c.unpin(w.o)
+	})
+	return err
+}
+
+// OpenWhole returns a pinned view of obj when every one of its bytes is cached and verified
+// (chunk by chunk, or block by block within a chunk) or obj is pinned already, and false
+// otherwise. Opening it counts as a use of every unit for eviction.
+func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
+	if obj.Generation <= 0 || obj.Size <= 0 || c.isClosed.Load() {
+		return nil, false
+	}
+	c.mu.Lock()
+	o, ok := c.objs[objectID{obj.Bucket, obj.Name, obj.Generation}]
+	// A pinned object keeps all its bytes (its releases wait for the last unpin).
+	if !ok || o.hdr.size != obj.Size || (o.pins == 0 && !c.wholeLocked(o)) {
+		c.mu.Unlock()
+		return nil, false
+	}
+	o.pins++
+	c.mu.Unlock()
+	o.io.RLock()
+	f, err := o.openData(os.O_RDONLY)
+	o.io.RUnlock()
+	if err != nil {
+		c.unpin(o)
+		if errors.Is(err, errDamaged) {
+			c.dropObject(o, err)
+		}
+		return nil, false
+	}
+	return &Whole{c: c, o: o, f: f}, true
+}
+
+// wholeLocked reports whether every byte of o is in a verified indexed unit, marking those
+// units used.
+func (c *Cache) wholeLocked(o *objState) bool {
+	cs, bs := c.opts.ChunkSize, c.opts.blockSize
+	have := func(k key) bool {
+		e, ok := c.lru.Peek(k)
+		return ok && e.verified && e.obj == o
+	}
+	var used []key
+	for i := int64(0); i*cs < o.hdr.size; i++ {
+		k := key{Bucket: o.id.bucket, Name: o.id.name, Gen: o.id.gen, Unit: cs, Index: i}
+		if have(k) {
+			used = append(used, k)
+			continue
+		}
+		if cs%bs != 0 {
+			return false
+		}
+		for b := k.off() / bs; b*bs < k.off()+k.length(o.hdr.size); b++ {
+			bk := key{Bucket: o.id.bucket, Name: o.id.name, Gen: o.id.gen, Unit: bs, Index: b}
+			if !have(bk) {
+				return false
+			}
+			used = append(used, bk)
+		}
+	}
+	for _, k := range used {
+		c.lru.Get(k)
+	}
+	return true
+}
+
+func (c *Cache) unpin(o *objState) {
+	c.mu.Lock()
+	o.pins--
+	var jobs []job
+	if o.pins == 0 {
+		jobs, o.deferred = o.deferred, nil
+	}
+	c.mu.Unlock()
+	c.release(jobs)
+}

@@ -1,0 +1,191 @@
+package cache
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// TestOpenWhole: a pinned view exists only once every byte is cached (by chunks or by blocks),
+// it reads as the object, and it keeps its bytes while eviction takes its units; they are
+// released at Close.
+func TestOpenWhole(t *testing.T) {
+	src := newFakeSource()
+	ref := pattern(21, 4*testChunk+999)
+	obj := src.put("whole", 21, ref)
+	other := pattern(22, 6*testChunk)
+	objOther := src.put("other", 22, other)
+	maxBytes := int64(6*testChunk + 4*4096)
+	c := openTest(t, Options{ChunkSize: testChunk, MaxBytes: maxBytes, Readahead: -1})
+
+	if _, ok := c.OpenWhole(obj); ok {
+		t.Fatal("OpenWhole of an uncached object")
+	}
+	if _, err := c.ReadAt(context.Background(), src, obj, make([]byte, 2*testChunk), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.OpenWhole(obj); ok {
+		t.Fatal("OpenWhole of a half-cached object")
+	}
+	mustEqual(t, "read", readAll(t, c, src, obj, 100000), ref)
+	w, ok := c.OpenWhole(obj)
+	if !ok {
+		t.Fatalf("OpenWhole of a fully cached object failed: %+v", c.Stats())
+	}
+	stale := obj
+	stale.Generation++
+	if _, ok := c.OpenWhole(stale); ok {
+		t.Fatal("OpenWhole of another generation")
+	}
+	got, err := io.ReadAll(w.File())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "whole file", got, ref)
+
+	// Reading another object evicts every unit of the pinned one; its bytes stay.
+	mustEqual(t, "other", readAll(t, c, src, objOther, 100000), other)
+	waitIdle(t, c)
+	if c.Stats().Evictions == 0 {
+		t.Fatal("nothing evicted")
+	}
+	got = make([]byte, len(ref))
+	if _, err := w.File().ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "whole file after eviction", got, ref)
+	if err := c.checkInvariants(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // idempotent
+	if err := c.checkInvariants(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, total := chunkFiles(t, c.root); total > maxBytes {
+		t.Fatalf("cache files occupy %d bytes after unpin, bound %d", total, maxBytes)
+	}
+	mustEqual(t, "read after unpin", readAll(t, c, src, obj, 100000), ref)
+}
+
+// TestOpenWholeFromBlocks: an object cached by random-read blocks only is whole too.
+func TestOpenWholeFromBlocks(t *testing.T) {
+	src := newFakeSource()
+	ref := pattern(23, 3*testChunk+5000)
+	obj := src.put("blocks", 23, ref)
+	c := openTest(t, Options{ChunkSize: testChunk, Readahead: -1, randomPolicy: policyBlock, blockSize: 4096})
+	// Fetch block by block (a read through ReadAt would see a stream and take whole chunks).
+	readBlock := func(i int64) {
+		t.Helper()
+		k := key{Bucket: obj.Bucket, Name: obj.Name, Gen: obj.Generation, Unit: 4096, Index: i}
+		if err := c.readUnit(context.Background(), src, obj, k, make([]byte, k.length(obj.Size)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := int64(1); i*4096 < obj.Size; i++ {
+		readBlock(i)
+	}
+	if _, ok := c.OpenWhole(obj); ok {
+		t.Fatal("OpenWhole with block 0 missing")
+	}
+	readBlock(0)
+	if st := c.Stats(); st.Chunks != int(ceilDiv(obj.Size, 4096)) {
+		t.Fatalf("%d units cached, want only blocks", st.Chunks)
+	}
+	w, ok := c.OpenWhole(obj)
+	if !ok {
+		t.Fatalf("OpenWhole of an object cached by blocks failed: %+v", c.Stats())
+	}
+	defer w.Close()
+	got, err := io.ReadAll(w.File())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "whole file", got, ref)
+}
+
+// TestConcurrentReadsUnderEviction: readers of overlapping ranges of several objects through a
+// cache far smaller than the data, so units are evicted and punched while others read the same
+// files. Every byte read must be right (run with -race).
+func TestConcurrentReadsUnderEviction(t *testing.T) {
+	for _, pol := range policies {
+		t.Run(pol.name, func(t *testing.T) {
+			src := newFakeSource()
+			var objs []Object
+			var refs [][]byte
+			for i := range 3 {
+				ref := pattern(int64(30+i), 5*testChunk+int64(i)*3333)
+				objs = append(objs, src.put("c"+itoa(int64(i)), int64(30+i), ref))
+				refs = append(refs, ref)
+			}
+			maxBytes := int64(4*testChunk + 8*4096)
+			c := openTest(t, Options{ChunkSize: testChunk, MaxBytes: maxBytes, randomPolicy: pol.policy, blockSize: 4096})
+			var wg sync.WaitGroup
+			for r := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(r), 77))
+					for range 150 {
+						i := rng.IntN(len(objs))
+						off := rng.Int64N(objs[i].Size)
+						n := 1 + rng.IntN(2*testChunk)
+						if rng.IntN(2) == 0 {
+							n = 1 + rng.IntN(9000)
+						}
+						p := make([]byte, n)
+						got, err := c.ReadAt(context.Background(), src, objs[i], p, off)
+						if err != nil && err != io.EOF {
+							t.Error(err)
+							return
+						}
+						want := refs[i][off:min(off+int64(n), objs[i].Size)]
+						if string(p[:got]) != string(want) {
+							t.Errorf("%s at %d (+%d): wrong bytes", objs[i].Name, off, n)
+							return
+						}
+						if r == 0 && rng.IntN(20) == 0 {
+							if w, ok := c.OpenWhole(objs[i]); ok {
+								all, err := io.ReadAll(w.File())
+								w.Close()
+								if err != nil || string(all) != string(refs[i]) {
+									t.Errorf("whole %s: wrong bytes (%v)", objs[i].Name, err)
+									return
+								}
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			waitIdle(t, c)
+			if err := c.checkInvariants(true); err != nil {
+				t.Fatal(err)
+			}
+			if files, total := chunkFiles(t, c.root); total > maxBytes {
+				for _, f := range files {
+					var st syscall.Stat_t
+					syscall.Stat(f, &st)
+					var ist syscall.Stat_t
+					syscall.Stat(strings.TrimSuffix(f, ".data")+".idx", &ist)
+					t.Logf("%s: %d allocated, idx %d", f, st.Blocks*512, ist.Blocks*512)
+				}
+				c.mu.Lock()
+				for _, k := range c.lru.Keys() {
+					t.Logf("unit %s %d/%d", k.Name, k.Unit, k.Index)
+				}
+				c.mu.Unlock()
+				t.Fatalf("cache files occupy %d bytes, bound %d (stats %+v)", total, maxBytes, c.Stats())
+			}
+			if c.Stats().Evictions == 0 {
+				t.Fatal("no evictions")
+			}
+		})
+	}
+}
