@@ -220,13 +220,11 @@ func (p *Proxy) Middleware(next http.Handler) http.Handler {
 			case <-r.Context().Done():
 			}
 		case Reset, Truncate:
-			cw := &cutWriter{w: w, after: rule.After, reset: rule.Action == Reset}
+			// The fault is counted as the connection is cut, before the client can see it.
+			cw := &cutWriter{w: w, after: rule.After, reset: rule.Action == Reset, onCut: func() { p.fired(rule.Name) }}
 			next.ServeHTTP(cw, r)
 			if !cw.cut && cw.reset && rule.After == 0 {
 				cw.doCut() // the handler wrote nothing: drop the connection anyway
-			}
-			if cw.cut {
-				p.fired(rule.Name)
 			}
 		default:
 			next.ServeHTTP(w, r)
@@ -244,6 +242,7 @@ type cutWriter struct {
 	sent   int64
 	cut    bool
 	header bool
+	onCut  func() // called once, just before the connection is cut
 }
 
 func (c *cutWriter) Header() http.Header { return c.w.Header() }
@@ -290,6 +289,7 @@ func (c *cutWriter) Flush() {
 
 func (c *cutWriter) doCut() {
 	c.cut = true
+	c.onCut()
 	if f, ok := c.w.(http.Flusher); ok && c.header {
 		f.Flush()
 	}
