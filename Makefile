@@ -30,8 +30,8 @@ test: vet ## all tests (real FUSE mounts against fake-gcs-server), with the race
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
 	$(GO) test -count=1 -timeout 20m ./integration/
 
-fuzz: ## run each fuzz target for a few seconds
-	./.ci/fuzz 5s
+fuzz: ## run each fuzz target for a few seconds (100,000 inputs each)
+	./.ci/fuzz 100000x
 
 bench: ## benchmarks: ratios to the direct GCS client, measured in the same run
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/ ./transfer/ ./cache/
