@@ -32,6 +32,9 @@
 //     their own keys, until a region proves hot.
 //   - Write-through. Cache.Fill stores the chunks of a generation plxfs just uploaded from the
 //     local copy, so reading it back needs no fetch.
+//   - Zero copy. ReadSpan serves a sequential read within one chunk as a Span (the bytes'
+//     place in the data file, held until Close) rather than a copy, so a FUSE mount can splice
+//     them to the kernel.
 //   - Whole objects. Once every byte of a generation is cached, OpenWhole hands out its data
 //     file, pinned: a FUSE mount gives it to the kernel, which then serves reads itself
 //     (passthrough) at the speed of a local file.
@@ -98,6 +101,8 @@
 // each 256 KiB write, not across the network read), and releasing a unit or removing the files
 // hold it exclusively, so a reader never sees a range punched under it: it holds io shared,
 // checks under Cache.mu that the unit is still indexed as the entry it looked up, then reads.
+// A Span holds io shared from ReadSpan to Close (while the caller sends its bytes), so a
+// release of that object waits for the reply to be written.
 // Entries are compared by pointer for that reason. The LRU's removal callback runs under
 // Cache.mu, does not call back into the LRU, and only queues a release, run after unlocking.
 // singleflight's lock is never held while our code runs, and no lock of ours is held while

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -13,29 +14,52 @@ import (
 
 // ReadAt reads len(p) bytes of obj at off through the cache, with io.ReaderAt semantics: it
 // returns fewer bytes only at the end of the object, together with io.EOF (an offset at or past
-// the end reads nothing and returns io.EOF). Bytes come from the objects' data files; missing ones are
-// fetched from src, once however many readers want them.
+// the end reads nothing and returns io.EOF). Bytes come from the objects' data files; missing
+// ones are fetched from src, once however many readers want them.
 func (c *Cache) ReadAt(ctx context.Context, src Source, obj Object, p []byte, off int64) (int, error) {
+	_, n, err := c.read(ctx, src, obj, p, off, false)
+	return n, err
+}
+
+// ReadSpan is ReadAt for callers that can send bytes straight from a file (splice): when the
+// read continues a sequential stream within one chunk, it returns a Span, the place of the
+// bytes in the object's data file, held until Span.Close, and copies nothing. Otherwise (a
+// random read, a read across chunks, a chunk too big to cache) it reads into p exactly as
+// ReadAt does and returns a nil Span.
+func (c *Cache) ReadSpan(ctx context.Context, src Source, obj Object, p []byte, off int64) (*Span, int, error) {
+	return c.read(ctx, src, obj, p, off, true)
+}
+
+func (c *Cache) read(ctx context.Context, src Source, obj Object, p []byte, off int64, spanOK bool) (*Span, int, error) {
 	if c.isClosed.Load() {
-		return 0, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	if obj.Generation <= 0 {
-		return 0, fmt.Errorf("cache: read %s/%s: generation %d is not positive", obj.Bucket, obj.Name, obj.Generation)
+		return nil, 0, fmt.Errorf("cache: read %s/%s: generation %d is not positive", obj.Bucket, obj.Name, obj.Generation)
 	}
 	if off < 0 {
-		return 0, fmt.Errorf("cache: read %s/%s: negative offset %d", obj.Bucket, obj.Name, off)
+		return nil, 0, fmt.Errorf("cache: read %s/%s: negative offset %d", obj.Bucket, obj.Name, off)
 	}
 	if len(p) == 0 {
-		return 0, nil
+		return nil, 0, nil
 	}
 	if off >= obj.Size {
-		return 0, io.EOF
+		return nil, 0, io.EOF
 	}
 	end := min(off+int64(len(p)), obj.Size)
 	seq, ahead := c.observe(obj, off, end)
 	cs := c.opts.ChunkSize
 	if ahead && c.opts.Readahead > 0 {
 		c.readahead(src, obj, (end-1)/cs+1, c.opts.Readahead)
+	}
+	if k := c.chunkKey(obj, off/cs); spanOK && seq && (end-1)/cs == k.Index && diskSize(k.length(obj.Size)) <= c.opts.MaxBytes {
+		sp, err := c.spanUnit(ctx, src, obj, k, off-k.off(), int(end-off))
+		if err != nil {
+			return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
+		}
+		if sp != nil {
+			return sp, int(end - off), nil
+		}
 	}
 	n := 0
 	for pos := off; pos < end; {
@@ -49,15 +73,81 @@ func (c *Cache) ReadAt(ctx context.Context, src Source, obj Object, p []byte, of
 			err = c.readRandom(ctx, src, obj, k, buf, pos)
 		}
 		if err != nil {
-			return n, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, pos, err)
+			return nil, n, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, pos, err)
 		}
 		n += len(buf)
 		pos = uend
 	}
 	if n < len(p) {
-		return n, io.EOF
+		return nil, n, io.EOF
 	}
-	return n, nil
+	return nil, n, nil
+}
+
+// Span is a range of cached bytes in an object's data file, for a zero-copy reply. Until
+// Close the bytes stay there: the object's io lock is held shared.
+type Span struct {
+	f   *os.File
+	off int64
+	n   int
+	o   *objState
+}
+
+// Fd, Off and Len locate the bytes: Len bytes at offset Off of the file Fd.
+func (s *Span) Fd() uintptr { return s.f.Fd() }
+func (s *Span) Off() int64  { return s.off }
+func (s *Span) Len() int    { return s.n }
+
+// Close releases the span; call it once the bytes were sent.
+func (s *Span) Close() {
+	s.f.Close()
+	s.o.io.RUnlock()
+}
+
+// spanUnit returns the Span of n bytes at off of unit k, fetching the unit first if need be.
+// It returns nil, nil when the unit keeps being released before it can be held (the caller
+// then reads a copy).
+func (c *Cache) spanUnit(ctx context.Context, src Source, obj Object, k key, off int64, n int) (*Span, error) {
+	for range maxAttempts {
+		c.mu.Lock()
+		e, ok := c.lru.Get(k)
+		verified := ok && e.verified
+		c.mu.Unlock()
+		if ok && !verified {
+			if err := c.verify(ctx, k, e); err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
+		if ok {
+			c.hits.Add(1)
+		} else {
+			c.misses.Add(1)
+			var err error
+			if e, err = c.fetch(ctx, src, obj, k); err != nil {
+				return nil, err
+			}
+		}
+		o := e.obj
+		o.io.RLock()
+		c.mu.Lock()
+		cur, still := c.lru.Peek(k)
+		c.mu.Unlock()
+		if !still || cur != e {
+			o.io.RUnlock()
+			continue
+		}
+		f, err := o.openData(os.O_RDONLY)
+		if err != nil {
+			o.io.RUnlock()
+			c.dropObject(o, err)
+			continue
+		}
+		return &Span{f: f, off: k.off() + off, n: n, o: o}, nil
+	}
+	return nil, nil
 }
 
 func (c *Cache) chunkKey(obj Object, index int64) key {

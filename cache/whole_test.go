@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestOpenWhole: a pinned view exists only once every byte is cached (by chunks or by blocks),
@@ -187,5 +188,82 @@ func TestConcurrentReadsUnderEviction(t *testing.T) {
 				t.Fatal("no evictions")
 			}
 		})
+	}
+}
+
+// TestReadSpan: sequential reads come back as spans of the data file holding the right bytes,
+// which stay there until Close while other readers evict (run with -race); other reads are
+// copied as ReadAt does.
+func TestReadSpan(t *testing.T) {
+	src := newFakeSource()
+	var objs []Object
+	var refs [][]byte
+	for i := range 3 {
+		ref := pattern(int64(40+i), 4*testChunk+int64(i)*1234)
+		objs = append(objs, src.put("s"+itoa(int64(i)), int64(40+i), ref))
+		refs = append(refs, ref)
+	}
+	c := openTest(t, Options{ChunkSize: testChunk, MaxBytes: 3*testChunk + 4*4096})
+	var wg sync.WaitGroup
+	spans := 0
+	var mu sync.Mutex
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 5 {
+				i := (r + round) % len(objs)
+				buf := make([]byte, 20000)
+				for off := int64(0); off < objs[i].Size; off += int64(len(buf)) {
+					sp, n, err := c.ReadSpan(context.Background(), src, objs[i], buf, off)
+					if err != nil && err != io.EOF {
+						t.Error(err)
+						return
+					}
+					got := buf[:n]
+					if sp != nil {
+						if sp.Len() != n {
+							t.Errorf("span of %d bytes for a read of %d", sp.Len(), n)
+						}
+						got = make([]byte, sp.Len())
+						if _, err := syscall.Pread(int(sp.Fd()), got, sp.Off()); err != nil {
+							t.Error(err)
+						}
+						time.Sleep(100 * time.Microsecond) // let evictions try to release it
+						again := make([]byte, sp.Len())
+						syscall.Pread(int(sp.Fd()), again, sp.Off())
+						if string(again) != string(got) {
+							t.Errorf("%s at %d: bytes changed under a span", objs[i].Name, off)
+						}
+						sp.Close()
+						mu.Lock()
+						spans++
+						mu.Unlock()
+					}
+					want := refs[i][off:min(off+int64(len(buf)), objs[i].Size)]
+					if string(got) != string(want) {
+						t.Errorf("%s at %d: wrong bytes (span %v)", objs[i].Name, off, sp != nil)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitIdle(t, c)
+	if spans == 0 {
+		t.Fatal("no read was served as a span")
+	}
+	if c.Stats().Evictions == 0 {
+		t.Fatal("no evictions")
+	}
+	if err := c.checkInvariants(true); err != nil {
+		t.Fatal(err)
+	}
+	// A read across chunks is copied.
+	p := make([]byte, 1000)
+	sp, n, err := c.ReadSpan(context.Background(), src, objs[0], p, testChunk-500)
+	if sp != nil || err != nil || string(p[:n]) != string(refs[0][testChunk-500:testChunk+500]) {
+		t.Fatalf("read across chunks: span %v, %d bytes, %v", sp != nil, n, err)
 	}
 }

@@ -117,6 +117,9 @@
 //     then agree with what GCS reports); the store asks for them without decompression.
 //   - A file's mtime is its last local change (kept in plxfs-mtime metadata), not the upload's
 //     time, so stat tells the same before and after an upload.
+//   - Sequential reads are answered by splicing from the cache's data file (cache.ReadSpan,
+//     spanResult): no copy through plxfs's memory. A spliced reply must fit one pipe (1 MiB
+//     unless fs.pipe-max-size is raised), so requests are capped at 1 MiB - 8 KiB.
 //   - FUSE passthrough (Linux 6.9 or later, root, read-only mounts): an open of a wholly
 //     cached object gets the cache's data file as its backing file, pinned until release, and
 //     the kernel serves its reads without plxfs. The kernel admits no other mode beside a

@@ -11,6 +11,7 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/store"
@@ -41,11 +42,12 @@ type fileNode struct {
 	// generation ptInfo. See openPassthrough.
 	pt     int
 	ptInfo objInfo
-	// flushed counts the open handles, not passthrough, that have seen a flush (a close(2)):
-	// most likely their release is on its way. released is closed by the next release.
-	flushed  int
-	released chan struct{}
-	unlinked bool // removed through the mount; staged data is never uploaded then
+	// flushed and ptFlushed count the open handles, page-cached and passthrough, that have
+	// seen a flush (a close(2)): most likely their release is on its way. released is closed
+	// by the next release.
+	flushed, ptFlushed int
+	released           chan struct{}
+	unlinked           bool // removed through the mount; staged data is never uploaded then
 	// successor maps a generation this mount replaced by an upload to what replaced it, so that
 	// handles opened before the upload read the new bytes (read-your-writes) instead of a
 	// generation that is gone. Cleared when no handle is open.
@@ -256,19 +258,22 @@ func (n *fileNode) openPassthrough() (*passthroughHandle, bool) {
 const releaseWait = 50 * time.Millisecond
 
 // awaitReleasesLocked reports whether every open handle of n is a passthrough handle. The
-// kernel sends a handle's release asynchronously after its last close: when the only other
-// handles have been closed (flushed), it waits up to releaseWait for their releases rather
-// than settle for the page cache for a file just read (say, by a previous epoch). It unlocks
-// n.mu while waiting.
+// kernel sends a handle's release asynchronously after its last close, so handles that stand
+// in the way (page-cached ones, which rule passthrough out, or passthrough handles of an older
+// generation, which a new open would have to join) may be closed already: when all of them
+// have been flushed, it waits up to releaseWait for their releases rather than settle for the
+// page cache or the old generation. It unlocks n.mu while waiting.
 func (n *fileNode) awaitReleasesLocked() bool {
 	deadline := time.Now().Add(releaseWait)
 	for {
-		if n.handles == n.pt {
+		others := n.handles - n.pt
+		oldPT := n.pt > 0 && n.ptInfo.gen != n.info.gen
+		if others == 0 && !oldPT {
 			return true
 		}
 		left := time.Until(deadline)
-		if n.handles-n.pt != n.flushed || left <= 0 {
-			return false
+		if others != n.flushed || (oldPT && n.ptFlushed != n.pt) || left <= 0 {
+			return others == 0
 		}
 		if n.released == nil {
 			n.released = make(chan struct{})
@@ -310,13 +315,27 @@ func (c *conn) objectOf(p string, info objInfo) cache.Object {
 // readObject reads generation gen (size bytes) of the file at path p through the cache.
 // A generation that is gone becomes errStale.
 func (f *FS) readObject(ctx context.Context, c *conn, p string, info objInfo, dest []byte, off int64) (int, error) {
+	_, k, err := f.readObjectSpan(ctx, c, p, info, dest, off, false)
+	return k, err
+}
+
+// readObjectSpan is readObject that, when spanOK, may return the bytes' place in the cache
+// (a Span, for a zero-copy reply) instead of copying them into dest.
+func (f *FS) readObjectSpan(ctx context.Context, c *conn, p string, info objInfo, dest []byte, off int64, spanOK bool) (*cache.Span, int, error) {
 	if off >= info.size || info.gen == 0 {
-		return 0, nil
+		return nil, 0, nil
 	}
 	if int64(len(dest)) > info.size-off {
 		dest = dest[:info.size-off]
 	}
-	k, err := f.opts.Cache.ReadAt(ctx, c.bucket, c.objectOf(p, info), dest, off)
+	var sp *cache.Span
+	var k int
+	var err error
+	if spanOK {
+		sp, k, err = f.opts.Cache.ReadSpan(ctx, c.bucket, c.objectOf(p, info), dest, off)
+	} else {
+		k, err = f.opts.Cache.ReadAt(ctx, c.bucket, c.objectOf(p, info), dest, off)
+	}
 	f.opts.Observer.CacheServed(int64(k))
 	if err == io.EOF {
 		err = nil
@@ -324,7 +343,57 @@ func (f *FS) readObject(ctx context.Context, c *conn, p string, info objInfo, de
 	if err != nil && (errors.Is(err, store.ErrNotExist) || errors.Is(err, store.ErrPrecondition)) {
 		err = errors.Join(errStale, err)
 	}
-	return k, err
+	return sp, k, err
+}
+
+// pipeIdle is how long after the last spliced reply the pipes go-fuse keeps for splicing are
+// closed. Its pool only grows (two descriptors and up to 1 MiB of pipe buffer for every reply
+// in flight at once); an idle mount gives them back.
+const pipeIdle = time.Second
+
+// spanDone counts a spliced reply sent, and closes the pooled pipes once replies stop.
+func (f *FS) spanDone() {
+	if f.spans.Add(-1) != 0 {
+		return
+	}
+	f.reapMu.Lock()
+	defer f.reapMu.Unlock()
+	if f.reaper == nil {
+		f.reaper = time.AfterFunc(pipeIdle, func() {
+			if f.spans.Load() == 0 {
+				splice.ClearSplicePool()
+			}
+		})
+	} else {
+		f.reaper.Reset(pipeIdle)
+	}
+}
+
+// copyResult replies to a read with bytes in memory. (A vector result is written with one
+// writev; go-fuse would first try, and fail, to splice a plain data result.)
+func copyResult(b []byte) fuse.ReadResult { return fuse.ReadResultVector([][]byte{b}) }
+
+// spanResult replies to a read from a cache Span: go-fuse splices the bytes from the data file
+// into /dev/fuse (or, where it cannot, reads them with pread), then calls Done.
+type spanResult struct {
+	sp *cache.Span
+	f  *FS
+}
+
+func (r spanResult) Size() int { return r.sp.Len() }
+func (r spanResult) Done() {
+	r.sp.Close()
+	r.f.spanDone()
+}
+func (r spanResult) Seekable() (fd uintptr, off int64, sz int) {
+	return r.sp.Fd(), r.sp.Off(), r.sp.Len()
+}
+func (r spanResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	n, err := syscall.Pread(int(r.sp.Fd()), buf[:min(len(buf), r.sp.Len())], r.sp.Off())
+	if err != nil {
+		return nil, fuse.ToStatus(err)
+	}
+	return buf[:n], fuse.OK
 }
 
 // fileHandle is an open file. Reads see the staged content when the file has local state,
@@ -383,16 +452,20 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		if err != nil {
 			return nil, n.fsys.fail("read", n.conn, p, err)
 		}
-		return fuse.ReadResultData(dest[:k]), 0
+		return copyResult(dest[:k]), 0
 	}
-	k, err := n.fsys.readObject(ctx, n.conn, p, info, dest, off)
+	sp, k, err := n.fsys.readObjectSpan(ctx, n.conn, p, info, dest, off, true)
 	if err != nil {
 		if errors.Is(err, errStale) {
 			n.staleSeen(info.gen)
 		}
 		return nil, n.fsys.fail("read", n.conn, p, err)
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	if sp != nil {
+		n.fsys.spans.Add(1)
+		return spanResult{sp, n.fsys}, 0
+	}
+	return copyResult(dest[:k]), 0
 }
 
 // staleSeen forgets the node's view of generation gen after a read found it gone, and tells
@@ -415,14 +488,16 @@ func (n *fileNode) staleSeen(gen int64) {
 }
 
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
-	if h.whole == nil {
-		h.n.mu.Lock()
-		if !h.flushed {
-			h.flushed = true
+	h.n.mu.Lock()
+	if !h.flushed {
+		h.flushed = true
+		if h.whole != nil {
+			h.n.ptFlushed++
+		} else {
 			h.n.flushed++
 		}
-		h.n.mu.Unlock()
 	}
+	h.n.mu.Unlock()
 	if !h.write {
 		return 0
 	}
@@ -454,7 +529,9 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	if h.whole != nil {
 		n.pt--
 	}
-	if h.flushed {
+	if h.flushed && h.whole != nil {
+		n.ptFlushed--
+	} else if h.flushed {
 		n.flushed--
 	}
 	if n.released != nil {

@@ -111,6 +111,11 @@ type FS struct {
 
 	// passthrough: the kernel accepted a backing file at mount (see TuneMount).
 	passthrough atomic.Bool
+	// spans counts spliced replies in flight; reaper closes go-fuse's idle splice pipes
+	// (see spanDone). reapMu guards reaper.
+	spans  atomic.Int64
+	reapMu sync.Mutex
+	reaper *time.Timer
 
 	// mu guards the fields below. Lock order: node locks before FS.mu (see doc.go).
 	mu           sync.Mutex
@@ -242,8 +247,9 @@ type MountOptions struct {
 }
 
 // kernelTransfer is the largest read and write request: big requests amortise the
-// per-request cost of FUSE (1 MiB is the kernel's maximum).
-const kernelTransfer = 1 << 20
+// per-request cost of FUSE. 1 MiB is the kernel's maximum, but a spliced reply (header, data
+// and a spare page) must fit one pipe, at most 1 MiB by default (fs.pipe-max-size): 8 KiB less.
+const kernelTransfer = 1<<20 - 8<<10
 
 // kernelReadahead is the kernel's readahead window on the mount: four requests of 1 MiB in
 // flight for a sequential reader, so that chunk-file reads and fetches overlap. (Measured on
@@ -272,9 +278,9 @@ func (f *FS) FuseOptions(mo MountOptions) *fusefs.Options {
 			// No extended attributes: ENOSYS makes the kernel stop asking (ls -l would
 			// otherwise send a getxattr per entry).
 			DisableXAttrs: true,
-			// plxfs returns no file-descriptor read results, so splice would only be tried
-			// (and fail, logging, for replies over the 1 MiB pipe limit) on directory replies.
-			DisableSplice: true,
+			// Sequential reads are answered by splicing from the cache's data file (see
+			// spanResult), which needs a reply to fit a pipe: see kernelTransfer.
+			DisableSplice: false,
 			// The kernel checks permissions against the uid/gid/mode plxfs reports.
 			Options: []string{"default_permissions"},
 		},

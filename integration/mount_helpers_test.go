@@ -110,9 +110,11 @@ func startMount(t testing.TB, srv *emulator.Server, conf, mnt, cacheDir string, 
 			t.Logf("daemon log:\n%s", d.stderr.String())
 		}
 	})
+	// Ready once mounted and tuned: the daemon logs "mounted" after it raised the readahead
+	// window and probed for passthrough.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if ok, _ := isMounted(mnt); ok {
+		if ok, _ := isMounted(mnt); ok && strings.Contains(d.stderr.String(), "msg=mounted") {
 			return d
 		}
 		select {
