@@ -139,13 +139,15 @@ type Cache struct {
 	flights  singleflight.Group
 	bgSem    *semaphore.Weighted // bounds background fetches (readahead, escalation) globally
 	isClosed atomic.Bool
+	noPunch  atomic.Bool // the file system refused to punch a hole (warned once)
 
 	// mu guards the fields below. It is never held across network or chunk-file I/O.
 	mu       sync.Mutex
 	lru      *simplelru.LRU[key, *entry]
 	bytes    int64       // accounted bytes of indexed units and their objects' index files
 	reserved int64       // accounted bytes of units being written
-	busy     map[key]int // units with a fetch or write started or queued
+	busy     map[key]int // units with a fetch started or queued
+	writing  map[key]int // units being written by store (see uncoveredLocked)
 	objs     map[objectID]*objState
 	doomed   []job // units unindexed under mu, to release after unlocking
 	closed   bool
@@ -209,6 +211,7 @@ func Open(opts Options) (*Cache, error) {
 		lockFile: lock,
 		bgSem:    semaphore.NewWeighted(int64(max(2*opts.Readahead, 2))),
 		busy:     make(map[key]int),
+		writing:  make(map[key]int),
 		objs:     make(map[objectID]*objState),
 	}
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
@@ -556,7 +559,7 @@ func (c *Cache) checkInvariants(idle bool) error {
 			bad = fmt.Errorf("indexed unit of unknown object %v", o.id)
 		}
 	}
-	bytes, reserved, busy := c.bytes, c.reserved, len(c.busy)
+	bytes, reserved, busy := c.bytes, c.reserved, len(c.busy)+len(c.writing)
 	c.mu.Unlock()
 	if bad != nil {
 		return bad

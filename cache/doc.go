@@ -95,15 +95,15 @@
 //	objState.io → objState.initMu → Cache.mu
 //	Cache.seqMu (never held with another lock)
 //
-// Cache.mu guards the LRU, the byte counters, the busy set, the object table and each object's
-// reference and pin counts; it is never held across network or file I/O. objState.io orders
-// file I/O on one object: readers and the writes of fills hold it shared (a fill only around
-// each 256 KiB write, not across the network read), and releasing a unit or removing the files
-// hold it exclusively, so a reader never sees a range punched under it: it holds io shared,
-// checks under Cache.mu that the unit is still indexed as the entry it looked up, then reads.
-// A Span holds io shared from ReadSpan to Close (while the caller sends its bytes), so a
-// release of that object waits for the reply to be written.
-// Entries are compared by pointer for that reason. The LRU's removal callback runs under
+// Cache.mu guards the LRU, the byte counters, the busy and writing sets, the object table and
+// each object's reference and pin counts; it is never held across network or file I/O.
+// objState.io orders file I/O on one object: readers and the writes of fills hold it shared
+// (a fill only around each 256 KiB write, not across the network read), and releasing a unit
+// or removing the files hold it exclusively, so a reader never sees a range punched under it:
+// it holds io shared, checks under Cache.mu that the unit is still indexed as the entry it
+// looked up (entries are compared by pointer for that reason), then reads. A Span holds io
+// shared from ReadSpan to Close (while the caller sends its bytes), so a release of that
+// object waits for the reply to be written. The LRU's removal callback runs under
 // Cache.mu, does not call back into the LRU, and only queues a release, run after unlocking.
 // singleflight's lock is never held while our code runs, and no lock of ours is held while
 // calling into it.

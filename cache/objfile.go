@@ -240,7 +240,12 @@ func (c *Cache) release(jobs []job) {
 		if err == nil && len(gaps) > 0 && o.ready {
 			err = punch(o.data, o.hdr.size, gaps)
 		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, unix.EOPNOTSUPP):
+			if !c.noPunch.Swap(true) {
+				c.log.Warn("cache: the cache dir's file system cannot punch holes: evicted bytes stay on disk until all of their object is evicted, so the cache can exceed its size bound; use a cache dir on ext4, xfs, btrfs or tmpfs", "dir", c.root)
+			}
+		case err != nil && !errors.Is(err, os.ErrNotExist):
 			c.log.Warn("cache: release cached bytes", "path", o.data, "err", err)
 		}
 		c.mu.Lock()
@@ -272,12 +277,14 @@ func (c *Cache) removeObjectFiles(o *objState) {
 	c.mu.Unlock()
 }
 
-// uncoveredLocked returns the byte ranges of j's unit that no other indexed or in-progress unit
-// of the same object covers, and whether j's record is to be cleared. Nothing is released when
-// the unit itself is indexed again (or, for eviction, being written again).
+// uncoveredLocked returns the byte ranges of j's unit that no other indexed unit or unit being
+// written covers, and whether j's record is to be cleared. Nothing is released when the unit
+// itself is indexed again or (for eviction) being written again: that write indexes it, or
+// releases it if it fails. (Being written, not merely busy: a unit's fetch marks it busy until
+// after the unit is indexed, and an eviction in that window must still release it.)
 func (c *Cache) uncoveredLocked(j job) (gaps [][2]int64, clear bool) {
 	k, o := j.k, j.o
-	if c.lru.Contains(k) || (!j.own && c.busy[k] > 0) {
+	if c.lru.Contains(k) || (!j.own && c.writing[k] > 0) {
 		return nil, false
 	}
 	lo, hi := k.off(), k.off()+k.length(o.hdr.size)
@@ -286,7 +293,7 @@ func (c *Cache) uncoveredLocked(j job) (gaps [][2]int64, clear bool) {
 		if u == k || u.off() >= o.hdr.size {
 			return
 		}
-		if c.lru.Contains(u) || c.busy[u] > 0 {
+		if c.lru.Contains(u) || c.writing[u] > 0 {
 			cover = append(cover, [2]int64{u.off(), u.off() + u.length(o.hdr.size)})
 		}
 	}

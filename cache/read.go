@@ -22,10 +22,9 @@ func (c *Cache) ReadAt(ctx context.Context, src Source, obj Object, p []byte, of
 }
 
 // ReadSpan is ReadAt for callers that can send bytes straight from a file (splice): when the
-// read continues a sequential stream within one chunk, it returns a Span, the place of the
-// bytes in the object's data file, held until Span.Close, and copies nothing. Otherwise (a
-// random read, a read across chunks, a chunk too big to cache) it reads into p exactly as
-// ReadAt does and returns a nil Span.
+// read continues a sequential stream, it returns a Span, the place of the bytes in the
+// object's data file, held until Span.Close, and copies nothing. Otherwise (a random read, a
+// chunk too big to cache) it reads into p exactly as ReadAt does and returns a nil Span.
 func (c *Cache) ReadSpan(ctx context.Context, src Source, obj Object, p []byte, off int64) (*Span, int, error) {
 	return c.read(ctx, src, obj, p, off, true)
 }
@@ -52,8 +51,8 @@ func (c *Cache) read(ctx context.Context, src Source, obj Object, p []byte, off 
 	if ahead && c.opts.Readahead > 0 {
 		c.readahead(src, obj, (end-1)/cs+1, c.opts.Readahead)
 	}
-	if k := c.chunkKey(obj, off/cs); spanOK && seq && (end-1)/cs == k.Index && diskSize(k.length(obj.Size)) <= c.opts.MaxBytes {
-		sp, err := c.spanUnit(ctx, src, obj, k, off-k.off(), int(end-off))
+	if spanOK && seq && diskSize(cs) <= c.opts.MaxBytes {
+		sp, err := c.spanRange(ctx, src, obj, off, end)
 		if err != nil {
 			return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
 		}
@@ -104,38 +103,54 @@ func (s *Span) Close() {
 	s.o.io.RUnlock()
 }
 
-// spanUnit returns the Span of n bytes at off of unit k, fetching the unit first if need be.
-// It returns nil, nil when the unit keeps being released before it can be held (the caller
-// then reads a copy).
-func (c *Cache) spanUnit(ctx context.Context, src Source, obj Object, k key, off int64, n int) (*Span, error) {
+// spanRange returns the Span of bytes [off, end) of obj, fetching the chunks they lie in first
+// if need be (a read may straddle two chunks: they are contiguous in the data file). It
+// returns nil, nil when a chunk keeps being released before all can be held (the caller then
+// reads a copy).
+func (c *Cache) spanRange(ctx context.Context, src Source, obj Object, off, end int64) (*Span, error) {
+	cs := c.opts.ChunkSize
+	keys := make([]key, 0, 2)
+	for i := off / cs; i <= (end-1)/cs; i++ {
+		keys = append(keys, c.chunkKey(obj, i))
+	}
+	entries := make([]*entry, len(keys))
+attempts:
 	for range maxAttempts {
-		c.mu.Lock()
-		e, ok := c.lru.Get(k)
-		verified := ok && e.verified
-		c.mu.Unlock()
-		if ok && !verified {
-			if err := c.verify(ctx, k, e); err != nil {
-				if ctx.Err() != nil {
+		for i, k := range keys {
+			c.mu.Lock()
+			e, ok := c.lru.Get(k)
+			verified := ok && e.verified
+			c.mu.Unlock()
+			if ok && !verified {
+				if err := c.verify(ctx, k, e); err != nil {
+					if ctx.Err() != nil {
+						return nil, err
+					}
+					continue attempts
+				}
+			}
+			if ok {
+				c.hits.Add(1)
+			} else {
+				c.misses.Add(1)
+				var err error
+				if e, err = c.fetch(ctx, src, obj, k); err != nil {
 					return nil, err
 				}
-				continue
 			}
+			entries[i] = e
 		}
-		if ok {
-			c.hits.Add(1)
-		} else {
-			c.misses.Add(1)
-			var err error
-			if e, err = c.fetch(ctx, src, obj, k); err != nil {
-				return nil, err
-			}
-		}
-		o := e.obj
+		o := entries[0].obj
 		o.io.RLock()
+		held := true
 		c.mu.Lock()
-		cur, still := c.lru.Peek(k)
+		for i, k := range keys {
+			if cur, ok := c.lru.Peek(k); !ok || cur != entries[i] || cur.obj != o {
+				held = false
+			}
+		}
 		c.mu.Unlock()
-		if !still || cur != e {
+		if !held {
 			o.io.RUnlock()
 			continue
 		}
@@ -145,7 +160,7 @@ func (c *Cache) spanUnit(ctx context.Context, src Source, obj Object, k key, off
 			c.dropObject(o, err)
 			continue
 		}
-		return &Span{f: f, off: k.off() + off, n: n, o: o}, nil
+		return &Span{f: f, off: off, n: int(end - off), o: o}, nil
 	}
 	return nil, nil
 }
@@ -377,15 +392,15 @@ func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error
 	doomed := c.takeDoomedLocked()
 	o := c.objLocked(obj)
 	o.refs++
-	c.busy[k]++
+	c.writing[k]++
 	c.mu.Unlock()
 	c.release(doomed)
 
 	crc, epoch, err := c.writeUnit(o, k, body, n, c.fillSeq.Add(1))
 	c.mu.Lock()
 	c.reserved -= disk
-	if c.busy[k]--; c.busy[k] <= 0 {
-		delete(c.busy, k)
+	if c.writing[k]--; c.writing[k] <= 0 {
+		delete(c.writing, k)
 	}
 	if err == nil && o.epoch != epoch {
 		err = fmt.Errorf("%w: data file found damaged during the write", errDamaged)

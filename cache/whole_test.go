@@ -260,10 +260,22 @@ func TestReadSpan(t *testing.T) {
 	if err := c.checkInvariants(true); err != nil {
 		t.Fatal(err)
 	}
-	// A read across chunks is copied.
-	p := make([]byte, 1000)
-	sp, n, err := c.ReadSpan(context.Background(), src, objs[0], p, testChunk-500)
-	if sp != nil || err != nil || string(p[:n]) != string(refs[0][testChunk-500:testChunk+500]) {
-		t.Fatalf("read across chunks: span %v, %d bytes, %v", sp != nil, n, err)
+	// A sequential read across chunks is one span (the chunks are contiguous in the data
+	// file); a random read is copied.
+	p := make([]byte, testChunk+500)
+	sp, n, err := c.ReadSpan(context.Background(), src, objs[1], p, 0)
+	if sp == nil || err != nil || n != len(p) {
+		t.Fatalf("sequential read across chunks: span %v, %d bytes, %v", sp != nil, n, err)
+	}
+	got := make([]byte, sp.Len())
+	syscall.Pread(int(sp.Fd()), got, sp.Off())
+	sp.Close()
+	if string(got) != string(refs[1][:len(p)]) {
+		t.Fatal("span across chunks: wrong bytes")
+	}
+	p = p[:1000]
+	sp, n, err = c.ReadSpan(context.Background(), src, objs[0], p, 3*testChunk+7)
+	if sp != nil || err != nil || string(p[:n]) != string(refs[0][3*testChunk+7:3*testChunk+1007]) {
+		t.Fatalf("random read: span %v, %d bytes, %v", sp != nil, n, err)
 	}
 }
