@@ -170,35 +170,32 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	if write && n.fsys.opts.ReadOnly {
 		return nil, 0, syscall.EROFS
 	}
-	if !write && n.fsys.passthrough.Load() {
-		if h, ok := n.openPassthrough(); ok {
-			return h, 0, 0
-		}
-	}
 	h := &fileHandle{n: n, write: write}
-	n.mu.Lock()
-	if write {
-		if err := n.ensureStageLocked(); err != nil {
-			p := n.path
-			n.mu.Unlock()
-			return nil, 0, n.fsys.fail("open", n.conn, p, err)
+	var keep bool
+	if !write && n.fsys.passthrough.Load() {
+		pt, k := n.openPassthrough(h)
+		if pt != nil {
+			return pt, 0, 0
 		}
-		n.writers++
-	}
-	n.handles++
-	h.gen, h.size = n.info.gen, n.info.size
-	_, local := n.localInfoLocked()
-	keep := !local && !trunc && n.info.gen != 0 && n.keepGen == n.info.gen
-	n.keepGen = n.info.gen
-	if local || trunc {
-		n.keepGen = 0
-	}
-	p := n.path
-	n.mu.Unlock()
-	if trunc {
-		if err := n.truncate(ctx, 0); err != nil {
-			h.Release(ctx)
-			return nil, 0, n.fsys.fail("open", n.conn, p, err)
+		keep = k
+	} else {
+		n.mu.Lock()
+		if write {
+			if err := n.ensureStageLocked(); err != nil {
+				p := n.path
+				n.mu.Unlock()
+				return nil, 0, n.fsys.fail("open", n.conn, p, err)
+			}
+			n.writers++
+		}
+		keep = n.openCachedLocked(h, trunc)
+		p := n.path
+		n.mu.Unlock()
+		if trunc {
+			if err := n.truncate(ctx, 0); err != nil {
+				h.Release(ctx)
+				return nil, 0, n.fsys.fail("open", n.conn, p, err)
+			}
 		}
 	}
 	var fuseFlags uint32
@@ -208,28 +205,42 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	return h, fuseFlags, 0
 }
 
+// openCachedLocked registers h as a page-cached handle of the node's current generation and
+// reports whether the kernel may keep the pages it holds (they are of this generation).
+func (n *fileNode) openCachedLocked(h *fileHandle, trunc bool) (keep bool) {
+	n.handles++
+	h.gen, h.size = n.info.gen, n.info.size
+	_, local := n.localInfoLocked()
+	keep = !local && !trunc && n.info.gen != 0 && n.keepGen == n.info.gen
+	n.keepGen = n.info.gen
+	if local || trunc {
+		n.keepGen = 0
+	}
+	return keep
+}
+
 // openPassthrough opens the node in passthrough mode: the kernel reads the cache's data file
 // itself, pinned (kept whole) until the handle is released. The kernel refuses any other
 // mode for an open of an inode that has passthrough handles (the open fails with EIO), and
 // refuses passthrough next to page-cached handles. So passthrough is chosen only when every
 // open handle is a passthrough handle, and once it is, every open joins it, reading the
 // generation the others hold even if the node has learnt of a newer one since (the newer one
-// is read once they are all closed). It reports false, with nothing changed, when the open
-// must read through plxfs: the object is not wholly cached, or page-cached handles are open.
-func (n *fileNode) openPassthrough() (*passthroughHandle, bool) {
-	for range 100 {
+// is read once they are all closed). When the open must read through plxfs instead (the
+// object is not wholly cached, or page-cached handles are open), it registers h as a
+// page-cached handle in the same critical section as that decision, so that no passthrough
+// open can slip in between, and returns nil and the FOPEN_KEEP_CACHE choice.
+func (n *fileNode) openPassthrough(h *fileHandle) (pt *passthroughHandle, keep bool) {
+	for attempt := 0; ; attempt++ {
 		n.mu.Lock()
-		if !n.awaitReleasesLocked() {
-			n.mu.Unlock()
-			return nil, false
-		}
+		joinable := n.awaitReleasesLocked() // may unlock n.mu while it waits
 		info := objInfo{gen: n.info.gen, size: n.info.size}
 		if n.pt > 0 {
 			info = n.ptInfo
 		}
-		if info.gen == 0 || info.size == 0 {
+		if !joinable || info.gen == 0 || info.size == 0 || attempt == 100 {
+			keep = n.openCachedLocked(h, false)
 			n.mu.Unlock()
-			return nil, false
+			return nil, keep
 		}
 		n.pt++ // reserved now, so that concurrent opens see it
 		n.handles++
@@ -237,21 +248,22 @@ func (n *fileNode) openPassthrough() (*passthroughHandle, bool) {
 		p := n.path
 		n.mu.Unlock()
 		if w, ok := n.fsys.opts.Cache.OpenWhole(n.conn.objectOf(p, info)); ok {
-			return &passthroughHandle{&fileHandle{n: n, gen: info.gen, size: info.size, whole: w}}, true
+			h.gen, h.size, h.whole = info.gen, info.size, w
+			return &passthroughHandle{h}, false
 		}
 		n.mu.Lock()
 		n.pt--
 		n.handles--
-		others := n.pt
-		n.mu.Unlock()
-		if others == 0 {
-			return nil, false
+		if n.pt == 0 {
+			keep = n.openCachedLocked(h, false)
+			n.mu.Unlock()
+			return nil, keep
 		}
+		n.mu.Unlock()
 		// Another passthrough open is under way: once it holds its pin, OpenWhole of its
 		// generation succeeds for this one too.
 		time.Sleep(time.Millisecond)
 	}
-	return nil, false
 }
 
 // releaseWait bounds how long a passthrough open waits for the releases of closed handles.

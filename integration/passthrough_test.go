@@ -3,9 +3,11 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,6 +115,41 @@ func TestPassthrough(t *testing.T) {
 	}
 	equalBytes(t, "passthrough read after eviction", got, data)
 	equalBytes(t, "new open after eviction joins the pinned file", readUncached(t, p), data)
+
+	// Many readers open, read and close one file while it becomes wholly cached: each open
+	// is passthrough or page-cached, never a mix the kernel refuses (EIO), and every byte is
+	// right.
+	race := genBytes(9, 3<<20+17)
+	if err := srv.PutObject("pt-bkt", "race.bin", race, ""); err != nil {
+		t.Fatal(err)
+	}
+	rp := filepath.Join(mnt, "ds", "race.bin")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for r := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				f, err := os.Open(rp)
+				if err != nil {
+					errs <- fmt.Errorf("reader %d, open %d: %w", r, i, err)
+					return
+				}
+				got, err := io.ReadAll(f)
+				f.Close()
+				if err != nil || !bytes.Equal(got, race) {
+					errs <- fmt.Errorf("reader %d, read %d: %d bytes, %v", r, i, len(got), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 
 	// A new generation behind the mount: while a passthrough handle holds the old one, opens
 	// read the old one (the kernel admits nothing else beside it); once it is closed, a new
