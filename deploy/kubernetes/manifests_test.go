@@ -245,6 +245,8 @@ func TestBuild(t *testing.T) {
 		{"legacy", kubernetes.Options{}, legacy},
 		{"init", kubernetes.Options{Init: true}, initMode},
 		{"native, own paths", kubernetes.Options{Native: true, MountPath: "/data", ConfigMapName: "my-conns", Memory: "300Mi"}, native},
+		{"native, read-only", kubernetes.Options{Native: true, ReadOnly: true}, native},
+		{"legacy, read-only", kubernetes.Options{ReadOnly: true}, legacy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,6 +284,19 @@ func TestBuild(t *testing.T) {
 				t.Errorf("%v", err)
 			}
 			checkMode(t, spec, tc.m, len(in))
+			sidecars := 0
+			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+				if c.Name != kubernetes.SidecarName {
+					continue
+				}
+				sidecars++
+				if slices.Contains(c.Args, "--read-only") != tc.opts.ReadOnly {
+					t.Errorf("sidecar args %q, want --read-only: %v", c.Args, tc.opts.ReadOnly)
+				}
+			}
+			if tc.m != initMode && sidecars != 1 {
+				t.Errorf("%d sidecar containers named %q", sidecars, kubernetes.SidecarName)
+			}
 			// One volume per distinct secret: gcs-secret is shared by two connections.
 			var secretVols []string
 			for _, v := range spec.Volumes {

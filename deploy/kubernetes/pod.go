@@ -61,6 +61,9 @@ type Options struct {
 	Native        bool   // an init container with restartPolicy Always, instead of a container with --exit-on-file
 	Init          bool   // one plain `plxfs init` init container per connection, instead of a mount
 	Memory        string // memory request and limit; "" means DefaultMemory
+	// ReadOnly mounts with --read-only (datasets): changes fail with EROFS, and the kernel
+	// reads wholly cached files straight from the cache (FUSE passthrough).
+	ReadOnly bool
 }
 
 // Pod is what plxfs adds to a pod.
@@ -139,6 +142,9 @@ func (b *builder) mountPod(conns []connspec.Connection) error {
 	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", DefaultCacheSize, "--grace-period", "100s"}
 	if !b.opts.Native {
 		args = append(args, "--exit-on-file", DoneFile)
+	}
+	if b.opts.ReadOnly {
+		args = append(args, "--read-only")
 	}
 	args = append(args, b.opts.MountPath)
 	bidirectional, hostToContainer := corev1.MountPropagationBidirectional, corev1.MountPropagationHostToContainer
