@@ -117,26 +117,12 @@ func (c *Cache) spanRange(ctx context.Context, src Source, obj Object, off, end 
 attempts:
 	for range maxAttempts {
 		for i, k := range keys {
-			c.mu.Lock()
-			e, ok := c.lru.Get(k)
-			verified := ok && e.verified
-			c.mu.Unlock()
-			if ok && !verified {
-				if err := c.verify(ctx, k, e); err != nil {
-					if ctx.Err() != nil {
-						return nil, err
-					}
-					continue attempts
-				}
+			e, err := c.entryOf(ctx, src, obj, k)
+			if errors.Is(err, errGone) {
+				continue attempts
 			}
-			if ok {
-				c.hits.Add(1)
-			} else {
-				c.misses.Add(1)
-				var err error
-				if e, err = c.fetch(ctx, src, obj, k); err != nil {
-					return nil, err
-				}
+			if err != nil {
+				return nil, err
 			}
 			entries[i] = e
 		}
@@ -228,27 +214,10 @@ func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf
 		return c.readDirect(ctx, src, obj, k.off()+off, buf)
 	}
 	for range maxAttempts {
-		c.mu.Lock()
-		e, ok := c.lru.Get(k)
-		verified := ok && e.verified
-		c.mu.Unlock()
-		if ok {
-			if !verified {
-				if err := c.verify(ctx, k, e); err != nil {
-					if ctx.Err() != nil {
-						return err
-					}
-					continue
-				}
-			}
-			if c.readEntry(k, e, buf, off) {
-				c.hits.Add(1)
-				return nil
-			}
+		e, err := c.entryOf(ctx, src, obj, k)
+		if errors.Is(err, errGone) {
 			continue
 		}
-		c.misses.Add(1)
-		e, err := c.fetch(ctx, src, obj, k)
 		if err != nil {
 			return err
 		}
@@ -259,6 +228,30 @@ func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf
 	}
 	// The cache is thrashing (units evicted between fetch and read): stay correct, uncached.
 	return c.readDirect(ctx, src, obj, k.off()+off, buf)
+}
+
+// entryOf returns the entry of unit k: the indexed one (its checksum verified first if it was
+// re-indexed at Open), or, on a miss, the one its shared fetch indexes. errGone means the
+// unit was found damaged or released meanwhile: look again.
+func (c *Cache) entryOf(ctx context.Context, src Source, obj Object, k key) (*entry, error) {
+	c.mu.Lock()
+	e, ok := c.lru.Get(k)
+	verified := ok && e.verified
+	c.mu.Unlock()
+	if !ok {
+		c.misses.Add(1)
+		return c.fetch(ctx, src, obj, k)
+	}
+	if !verified {
+		if err := c.verify(ctx, k, e); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, errGone
+		}
+	}
+	c.hits.Add(1)
+	return e, nil
 }
 
 // readEntry reads from unit k indexed as e, reporting false when it was released meanwhile or
