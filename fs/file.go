@@ -466,7 +466,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		}
 		return copyResult(dest[:k]), 0
 	}
-	sp, k, err := n.fsys.readObjectSpan(ctx, n.conn, p, info, dest, off, true)
+	sp, k, err := n.fsys.readObjectSpan(ctx, n.conn, p, info, dest, off, n.fsys.canSplice)
 	if err != nil {
 		if errors.Is(err, errStale) {
 			n.staleSeen(info.gen)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -111,6 +112,9 @@ type FS struct {
 
 	// passthrough: the kernel accepted a backing file at mount (see TuneMount).
 	passthrough atomic.Bool
+	// canSplice: a reply of kernelTransfer bytes fits a pipe, so reads may be answered with
+	// spans of the cache (see spanResult); otherwise go-fuse would fail, and log, every splice.
+	canSplice bool
 	// spans counts spliced replies in flight; reaper closes go-fuse's idle splice pipes
 	// (see spanDone). reapMu guards reaper.
 	spans  atomic.Int64
@@ -208,6 +212,7 @@ func New(opts Options) (*FS, error) {
 		incarnation:  inc,
 		staged:       map[*staging]stageRef{},
 		partSlots:    make(chan struct{}, uploadWorkers(opts.Upload)),
+		canSplice:    pipeFits(kernelTransfer),
 	}
 	seen := map[string]bool{}
 	for _, c := range opts.Connections {
@@ -244,6 +249,18 @@ type MountOptions struct {
 	AllowOther bool
 	// Debug logs every FUSE request (very verbose).
 	Debug bool
+}
+
+// pipeFits reports whether a pipe can hold a spliced reply of n bytes with its header and
+// the spare page go-fuse adds, within fs.pipe-max-size (1 MiB by default; only
+// CAP_SYS_RESOURCE may exceed it).
+func pipeFits(n int) bool {
+	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
+	if err != nil {
+		return false
+	}
+	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && n+2*os.Getpagesize() <= max
 }
 
 // kernelTransfer is the largest read and write request: big requests amortise the
