@@ -499,19 +499,7 @@ func (c *Cache) loadObject(id, data, idx string) ([]found, error) {
 		os.Remove(idx)
 		return nil, nil
 	}
-	slices.SortFunc(covered, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
-	var gaps [][2]int64
-	pos := int64(0)
-	for _, r := range covered {
-		if r[0] > pos {
-			gaps = append(gaps, [2]int64{pos, r[0]})
-		}
-		pos = max(pos, r[1])
-	}
-	if pos < h.size {
-		gaps = append(gaps, [2]int64{pos, h.size})
-	}
-	if err := punch(data, h.size, gaps); err != nil {
+	if err := punch(data, h.size, gaps(0, h.size, covered)); err != nil {
 		c.log.Warn("cache: release uncached bytes", "path", data, "err", err)
 	}
 	o.refs = len(units)

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -282,7 +283,7 @@ func (c *Cache) removeObjectFiles(o *objState) {
 // itself is indexed again or (for eviction) being written again: that write indexes it, or
 // releases it if it fails. (Being written, not merely busy: a unit's fetch marks it busy until
 // after the unit is indexed, and an eviction in that window must still release it.)
-func (c *Cache) uncoveredLocked(j job) (gaps [][2]int64, clear bool) {
+func (c *Cache) uncoveredLocked(j job) (holes [][2]int64, clear bool) {
 	k, o := j.k, j.o
 	if c.lru.Contains(k) || (!j.own && c.writing[k] > 0) {
 		return nil, false
@@ -305,21 +306,27 @@ func (c *Cache) uncoveredLocked(j job) (gaps [][2]int64, clear bool) {
 			add(unit(u, i))
 		}
 	}
-	slices.SortFunc(cover, func(a, b [2]int64) int { return int(a[0] - b[0]) })
+	return gaps(lo, hi, cover), true
+}
+
+// gaps returns the parts of [lo, hi) that none of the ranges in cover (sorted in place)
+// covers, in order.
+func gaps(lo, hi int64, cover [][2]int64) (out [][2]int64) {
+	slices.SortFunc(cover, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
 	pos := lo
 	for _, r := range cover {
-		if r[0] > pos {
-			gaps = append(gaps, [2]int64{pos, min(r[0], hi)})
-		}
-		pos = max(pos, r[1])
 		if pos >= hi {
 			break
 		}
+		if r[0] > pos {
+			out = append(out, [2]int64{pos, min(r[0], hi)})
+		}
+		pos = max(pos, r[1])
 	}
 	if pos < hi {
-		gaps = append(gaps, [2]int64{pos, hi})
+		out = append(out, [2]int64{pos, hi})
 	}
-	return gaps, true
+	return out
 }
 
 // punch deallocates the given byte ranges of the data file at path, of size bytes (they read
