@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -36,14 +35,21 @@ type Source interface {
 type Object struct {
 	Bucket, Name     string
 	Generation, Size int64
+	// CRC32C is GCS's Castagnoli checksum of the whole generation, when HasCRC32C: reads are
+	// checked against it (see verify.go).
+	CRC32C    uint32
+	HasCRC32C bool
 }
 
 // Defaults for the zero values of Options.
 const (
 	DefaultMaxBytes     int64 = 10 << 30
 	DefaultChunkSize    int64 = 8 << 20
-	DefaultReadahead          = 4
+	DefaultReadahead          = 8
 	DefaultFetchTimeout       = 2 * time.Minute
+	// DefaultPrefetchMemory is the default memory budget of the read path: chunks arriving
+	// from GCS, waiting for their readers and on their way to disk.
+	DefaultPrefetchMemory int64 = 64 << 20
 )
 
 // Options configure a Cache. Zero values select the documented defaults.
@@ -57,9 +63,14 @@ type Options struct {
 	MaxBytes int64
 	// ChunkSize is the fetch and storage unit for sequential reads. Default DefaultChunkSize.
 	ChunkSize int64
-	// Readahead is the number of chunks fetched ahead of a sequential reader. 0 selects
-	// DefaultReadahead; a negative value disables readahead.
+	// Readahead bounds the prefetch window: the chunks fetched into memory ahead of a
+	// sequential reader (see nextWindow). 0 selects DefaultReadahead; a negative value
+	// disables prefetch.
 	Readahead int
+	// PrefetchMemory is the memory budget of the read path, a hard bound: chunks being fetched,
+	// waiting for their readers or for the disk all count, in whole chunks, and at least two
+	// chunks are allowed. 0 selects DefaultPrefetchMemory. See doc.go "Memory".
+	PrefetchMemory int64
 	// FetchTimeout bounds one shared fetch of a chunk. Default DefaultFetchTimeout.
 	FetchTimeout time.Duration
 	// Logger receives warnings (damaged cache files, failed readahead). Default slog.Default().
@@ -122,8 +133,15 @@ type Stats struct {
 	BytesFetched    int64 // bytes received from Sources
 	Evictions       int64 // units evicted to stay under MaxBytes
 	Damaged         int64 // units or data files found damaged (dropped, then refetched)
-	Readaheads      int64 // background fetches started by readahead or escalation
+	Readaheads      int64 // chunk fetches started ahead of a reader (prefetch, escalation)
 	FetchesInFlight int64 // range requests in progress
+
+	MemoryHits         int64 // reads served from chunks in memory
+	Resumes            int64 // fetches continued after a body broke off
+	WriteSkips         int64 // chunks not cached because the disk was behind (write queue full)
+	WriteErrors        int64 // chunks not cached because writing them failed (disk full, I/O error)
+	ChecksumMismatches int64 // fetched bytes that did not match the object's CRC32C
+	MemoryBytes        int64 // chunk buffers in use (the prefetch memory budget's use)
 }
 
 // Cache is a chunked, size-bounded LRU disk cache of object bytes. It is safe for concurrent use.
@@ -137,7 +155,6 @@ type Cache struct {
 	wg       sync.WaitGroup // fills and background fetches in progress
 	fillSeq  atomic.Uint64  // last fill sequence number used in a unit record
 	flights  singleflight.Group
-	bgSem    *semaphore.Weighted // bounds background fetches (readahead, escalation) globally
 	isClosed atomic.Bool
 	noPunch  atomic.Bool // the file system refused to punch a hole (warned once)
 
@@ -152,11 +169,27 @@ type Cache struct {
 	doomed   []job // units unindexed under mu, to release after unlocking
 	closed   bool
 
+	// The read path in memory (mem.go), also guarded by mu.
+	mem           map[key]*memChunk // chunks in memory, by key
+	pool          memPool           // their buffers: the memory budget
+	memTick       uint64            // use counter for memChunk.used
+	maxWindow     int               // bound of the prefetch window, in chunks
+	genEpoch      map[objectID]int  // bumped when a generation fails its CRC check
+	sums          *simplelru.LRU[objectID, *genSums]
+	verifiedGens  *simplelru.LRU[objectID, struct{}]
+	lastWriteWarn time.Time
+
+	// The write-behind queue (mem.go): chunks in memory waiting to be written to disk.
+	writeQ     chan *memChunk
+	stopWrites chan struct{}
+	writers    sync.WaitGroup
+
 	// seqMu guards seq. It is never held together with mu.
 	seqMu sync.Mutex
 	seq   *simplelru.LRU[objectID, *streams]
 
 	hits, misses, fetches, fetched, evictions, damaged, readaheads, inFlight atomic.Int64
+	memHits, resumes, writeSkips, writeErrors, crcMismatches                 atomic.Int64
 }
 
 // entry is the LRU value of one indexed unit. Entries are compared by pointer: a reader or a
@@ -188,6 +221,9 @@ func Open(opts Options) (*Cache, error) {
 	if opts.FetchTimeout <= 0 {
 		opts.FetchTimeout = DefaultFetchTimeout
 	}
+	if opts.PrefetchMemory <= 0 {
+		opts.PrefetchMemory = DefaultPrefetchMemory
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -209,11 +245,19 @@ func Open(opts Options) (*Cache, error) {
 		root:     opts.Dir,
 		log:      opts.Logger,
 		lockFile: lock,
-		bgSem:    semaphore.NewWeighted(int64(max(2*opts.Readahead, 2))),
 		busy:     make(map[key]int),
 		writing:  make(map[key]int),
 		objs:     make(map[objectID]*objState),
+		mem:      make(map[key]*memChunk),
+		genEpoch: make(map[objectID]int),
 	}
+	c.pool = memPool{size: opts.ChunkSize, max: int(max(opts.PrefetchMemory/opts.ChunkSize, 2))}
+	c.maxWindow = min(opts.Readahead, c.pool.max)
+	c.sums, _ = simplelru.NewLRU[objectID, *genSums](maxGenSums, nil)
+	c.verifiedGens, _ = simplelru.NewLRU[objectID, struct{}](maxGenSums, nil)
+	// The write queue holds what the budget can: a chunk waiting there is in memory anyway.
+	c.writeQ = make(chan *memChunk, c.pool.max)
+	c.stopWrites = make(chan struct{})
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
 	// Every entry accounts at least one disk block, so this entry bound never binds before
 	// the byte bound does; it only keeps the LRU's own limit consistent with MaxBytes.
@@ -224,7 +268,27 @@ func Open(opts Options) (*Cache, error) {
 		lock.Close()
 		return nil, err
 	}
+	c.writers.Add(2)
+	go c.writeBehind()
+	go c.reapPool()
 	return c, nil
+}
+
+// reapPool unmaps idle chunk buffers (see memPool) until Close.
+func (c *Cache) reapPool() {
+	defer c.writers.Done()
+	t := time.NewTicker(poolIdle)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.mu.Lock()
+			c.pool.reap(false)
+			c.mu.Unlock()
+		case <-c.stopWrites:
+			return
+		}
+	}
 }
 
 // lockDir takes an exclusive flock on dir/lock and records our pid in it. The lock lives as long
@@ -271,6 +335,11 @@ func (c *Cache) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	close(c.stopWrites) // the write-behind worker writes what is queued, then stops
+	c.writers.Wait()
+	c.mu.Lock()
+	c.pool.reap(true)
+	c.mu.Unlock()
 	if err := c.lockFile.Close(); err != nil {
 		return fmt.Errorf("cache: release lock: %w", err)
 	}
@@ -284,6 +353,7 @@ func (c *Cache) Dir() string { return c.root }
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	bytes, chunks := c.bytes, c.lru.Len()
+	memBytes := int64(c.pool.out) * c.pool.size
 	c.mu.Unlock()
 	return Stats{
 		Bytes:           bytes,
@@ -296,6 +366,13 @@ func (c *Cache) Stats() Stats {
 		Damaged:         c.damaged.Load(),
 		Readaheads:      c.readaheads.Load(),
 		FetchesInFlight: c.inFlight.Load(),
+
+		MemoryHits:         c.memHits.Load(),
+		Resumes:            c.resumes.Load(),
+		WriteSkips:         c.writeSkips.Load(),
+		WriteErrors:        c.writeErrors.Load(),
+		ChecksumMismatches: c.crcMismatches.Load(),
+		MemoryBytes:        memBytes,
 	}
 }
 
@@ -307,6 +384,14 @@ func (c *Cache) Invalidate(bucket, name string) {
 	for _, k := range c.lru.Keys() {
 		if k.Bucket == bucket && k.Name == name {
 			c.lru.Remove(k)
+		}
+	}
+	for k, m := range c.mem {
+		if k.Bucket == bucket && k.Name == name {
+			if m.state == stInMemory {
+				m.move(stAbsent)
+			}
+			c.untableLocked(m)
 		}
 	}
 	doomed := c.takeDoomedLocked()
@@ -548,6 +633,16 @@ func (c *Cache) checkInvariants(idle bool) error {
 		}
 	}
 	bytes, reserved, busy := c.bytes, c.reserved, len(c.busy)+len(c.writing)
+	if idle && bad == nil {
+		for k, m := range c.mem {
+			if m.k != k || m.state != stInMemory || m.refs != 1 || m.buf == nil {
+				bad = fmt.Errorf("idle chunk %+v in memory: state %s, %d references", k, m.state, m.refs)
+			}
+		}
+		if c.pool.out != len(c.mem) {
+			bad = fmt.Errorf("%d chunk buffers handed out, %d chunks in memory", c.pool.out, len(c.mem))
+		}
+	}
 	c.mu.Unlock()
 	if bad != nil {
 		return bad

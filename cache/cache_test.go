@@ -359,6 +359,7 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 		if got := len(src.reqs()); got != wantReqs {
 			t.Fatalf("%d requests after re-read, want %d", got, wantReqs)
 		}
+		waitIdle(t, c)
 		if err := c.checkInvariants(true); err != nil {
 			t.Fatal(err)
 		}
@@ -603,29 +604,46 @@ func TestWrongBodyLengthIsAnError(t *testing.T) {
 	}
 }
 
-// TestSequentialReadahead: a sequential reader gets the next chunks fetched in the background;
-// a random reader does not.
+// TestSequentialReadahead: a sequential reader gets the next chunks fetched ahead of it, in a
+// window that starts at one chunk and doubles with each new chunk (nextWindow); a random reader
+// gets none.
 func TestSequentialReadahead(t *testing.T) {
 	src := newFakeSource()
 	ref := pattern(4, 20*testChunk)
 	obj := src.put("seq", 4, ref)
 	c := openTest(t, Options{ChunkSize: testChunk, Readahead: 3})
 	p := make([]byte, 4096)
+	fetched := func() map[int64]bool {
+		waitIdle(t, c)
+		got := map[int64]bool{}
+		for _, r := range src.reqs() {
+			got[r.Off/testChunk] = true
+		}
+		return got
+	}
 	if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitIdle(t, c)
-	got := map[int64]bool{}
-	for _, r := range src.reqs() {
-		got[r.Off/testChunk] = true
+	if got := fetched(); len(got) != 2 || !got[0] || !got[1] {
+		t.Fatalf("after a read at 0: fetched chunks %v, want 0 and 1 (window 1)", got)
 	}
-	for i := int64(0); i <= 3; i++ {
-		if !got[i] {
-			t.Errorf("chunk %d not fetched after a read at 0 with readahead 3 (got %v)", i, got)
+	// Reading on into chunk 1 doubles the window: chunks 2 and 3 follow.
+	for off := int64(4096); off < testChunk+4096; off += 4096 {
+		if _, err := c.ReadAt(context.Background(), src, obj, p, off); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if len(got) != 4 {
-		t.Errorf("fetched chunks %v, want 0..3", got)
+	if got := fetched(); len(got) != 4 || !got[2] || !got[3] {
+		t.Fatalf("after reading into chunk 1: fetched chunks %v, want 0..3 (window 2)", got)
+	}
+	// Chunk 2 takes the window to its bound, 3: chunks 4 and 5 follow (3 is there already).
+	for off := int64(testChunk + 4096); off < 2*testChunk+4096; off += 4096 {
+		if _, err := c.ReadAt(context.Background(), src, obj, p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fetched(); len(got) != 6 || !got[4] || !got[5] {
+		t.Fatalf("after reading into chunk 2: fetched chunks %v, want 0..5 (window 3)", got)
 	}
 	// A single read far away is not sequential: exactly one request, no readahead.
 	src.reset()

@@ -153,7 +153,12 @@ func waitIdle(t testing.TB, c *Cache) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c.mu.Lock()
-		busy := len(c.busy)
+		busy := len(c.busy) + len(c.writeQ)
+		for _, m := range c.mem {
+			if m.state != stInMemory {
+				busy++
+			}
+		}
 		c.mu.Unlock()
 		if busy == 0 && c.Stats().FetchesInFlight == 0 {
 			return

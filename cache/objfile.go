@@ -112,13 +112,12 @@ func (o *objState) openData(flag int) (*os.File, error) {
 	return f, nil
 }
 
-// writeUnit writes unit k (n bytes of body, which must hold exactly n) into o's data file and
-// then its record. The caller holds a reference on o, so the files cannot be removed meanwhile;
-// o.io is held shared around each write only, so releases of other units interleave.
-// It returns the data checksum and o's epoch when the data file was opened.
-func (c *Cache) writeUnit(o *objState, k key, body io.Reader, n int64, seq uint64) (crc uint32, epoch int, err error) {
+// openForWrite opens o's data file for a unit write, creating the files if need be, and
+// returns it with o's epoch at that time. A data file found damaged (of the wrong length) is
+// dropped with all its units and truncated back to the object's size.
+func (c *Cache) openForWrite(o *objState) (*os.File, int, error) {
 	o.io.RLock()
-	err = o.ensure()
+	err := o.ensure()
 	var f *os.File
 	if err == nil {
 		f, err = o.openData(os.O_WRONLY)
@@ -136,12 +135,24 @@ func (c *Cache) writeUnit(o *objState, k key, body io.Reader, n int64, seq uint6
 		if f != nil {
 			f.Close()
 		}
-		return 0, 0, fmt.Errorf("open data file: %w", err)
+		return nil, 0, fmt.Errorf("open data file: %w", err)
+	}
+	c.mu.Lock()
+	epoch := o.epoch
+	c.mu.Unlock()
+	return f, epoch, nil
+}
+
+// writeUnit writes unit k (n bytes of body, which must hold exactly n) into o's data file and
+// then its record. The caller holds a reference on o, so the files cannot be removed meanwhile;
+// o.io is held shared around each write only, so releases of other units interleave.
+// It returns the data checksum and o's epoch when the data file was opened.
+func (c *Cache) writeUnit(o *objState, k key, body io.Reader, n int64, seq uint64) (crc uint32, epoch int, err error) {
+	f, epoch, err := c.openForWrite(o)
+	if err != nil {
+		return 0, 0, err
 	}
 	defer f.Close()
-	c.mu.Lock()
-	epoch = o.epoch
-	c.mu.Unlock()
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
 	buf := *bufp
@@ -176,6 +187,32 @@ func (c *Cache) writeUnit(o *objState, k key, body io.Reader, n int64, seq uint6
 		return 0, 0, err
 	}
 	return crc, epoch, nil
+}
+
+// writeUnitBytes is writeUnit for bytes already in memory whose CRC32C is known (the
+// write-behind of a fetched chunk): no copy, no second checksum pass.
+func (c *Cache) writeUnitBytes(o *objState, k key, data []byte, crc uint32, seq uint64) (epoch int, err error) {
+	f, epoch, err := c.openForWrite(o)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	const step = 1 << 20 // o.io is held shared around each write only
+	for done := 0; done < len(data); done += step {
+		part := data[done:min(done+step, len(data))]
+		o.io.RLock()
+		_, werr := f.WriteAt(part, k.off()+int64(done))
+		o.io.RUnlock()
+		if werr != nil {
+			return 0, fmt.Errorf("write data file: %w", werr)
+		}
+	}
+	o.io.RLock()
+	defer o.io.RUnlock()
+	if err := writeRecord(o, k, record{dataCRC: crc, seq: seq}.encode()); err != nil {
+		return 0, err
+	}
+	return epoch, nil
 }
 
 // idxDisk is the accounted size of o's index file.

@@ -46,61 +46,240 @@ func (c *Cache) read(ctx context.Context, src Source, obj Object, p []byte, off 
 		return nil, 0, io.EOF
 	}
 	end := min(off+int64(len(p)), obj.Size)
-	seq, ahead := c.observe(obj, off, end)
+	seq, window := c.observe(obj, off, end)
+	var sp *Span
+	var err error
+	if seq {
+		sp, err = c.readChunks(ctx, src, obj, p, off, end, spanOK, window)
+	} else {
+		err = c.readRandomRange(ctx, src, obj, p, off, end)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
+	}
+	n := int(end - off)
+	if n < len(p) {
+		return sp, n, io.EOF
+	}
+	return sp, n, nil
+}
+
+// readRandomRange serves a read that does not continue a stream, chunk by chunk (readRandom).
+func (c *Cache) readRandomRange(ctx context.Context, src Source, obj Object, p []byte, off, end int64) error {
 	cs := c.opts.ChunkSize
-	if ahead && c.opts.Readahead > 0 {
-		c.readahead(src, obj, (end-1)/cs+1, c.opts.Readahead)
-	}
-	if spanOK && seq && diskSize(cs) <= c.opts.MaxBytes {
-		sp, err := c.spanRange(ctx, src, obj, off, end)
-		if err != nil {
-			return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
-		}
-		if sp != nil {
-			return sp, int(end - off), nil
-		}
-	}
-	n := 0
 	for pos := off; pos < end; {
 		k := c.chunkKey(obj, pos/cs)
 		uend := min(k.off()+k.length(obj.Size), end)
-		buf := p[pos-off : uend-off]
-		var err error
-		if seq {
-			err = c.readUnit(ctx, src, obj, k, buf, pos-k.off())
-		} else {
-			err = c.readRandom(ctx, src, obj, k, buf, pos)
+		if err := c.readRandom(ctx, src, obj, k, p[pos-off:uend-off], pos); err != nil {
+			return err
 		}
-		if err != nil {
-			return nil, n, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, pos, err)
-		}
-		n += len(buf)
 		pos = uend
 	}
-	if n < len(p) {
-		return nil, n, io.EOF
-	}
-	return nil, n, nil
+	return nil
 }
 
-// Span is a range of cached bytes in an object's data file, for a zero-copy reply. Until
-// Close the bytes stay there: the object's io lock is held shared.
+// part is the share of one chunk in a read: bytes [lo, hi) of the object, served from memory
+// (m, a chunk fetched or being fetched, referenced until the reply is sent), from the data file,
+// or, when the memory budget has no room for a fetch, by a direct range read.
+type part struct {
+	k      key
+	lo, hi int64
+	m      *memChunk
+	disk   bool
+}
+
+// readChunks serves [off, end) of obj from whole chunks: the read path of sequential readers.
+// Chunks in memory (arriving or complete) serve the bytes that have arrived; cached chunks are
+// read from the data file; missing chunks are fetched into memory, and, when window > 0, so
+// are the window chunks after the last one the read touches. With spanOK the reply is a Span
+// of the bytes where they lie (memory or data file), copying nothing; otherwise the bytes are
+// copied into p.
+func (c *Cache) readChunks(ctx context.Context, src Source, obj Object, p []byte, off, end int64, spanOK bool, window int) (*Span, error) {
+	cs := c.opts.ChunkSize
+	for attempt := 0; ; attempt++ {
+		parts := c.plan(src, obj, off, end)
+		if window > 0 {
+			c.prefetch(src, obj, (end-1)/cs+1, window)
+			window = 0
+		}
+		sp, err := c.serveParts(ctx, src, obj, p, off, parts, spanOK)
+		if errors.Is(err, errGone) && attempt < maxAttempts {
+			continue // a chunk in memory was dropped (its generation failed its check): anew
+		}
+		return sp, err
+	}
+}
+
+// plan decides where each chunk of [off, end) is served from, starting the fetches of missing
+// chunks, and takes a reference to each chunk in memory (serveParts releases them).
+func (c *Cache) plan(src Source, obj Object, off, end int64) []part {
+	cs := c.opts.ChunkSize
+	parts := make([]part, 0, 2)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := off / cs; i <= (end-1)/cs; i++ {
+		k := c.chunkKey(obj, i)
+		pt := part{k: k, lo: max(off, k.off()), hi: min(end, k.off()+k.length(obj.Size))}
+		switch m := c.mem[k]; {
+		case m != nil:
+			pt.m = m
+			if m.state == stFetching {
+				c.misses.Add(1)
+			} else {
+				c.hits.Add(1)
+			}
+		case c.lru.Contains(k) || c.busy[k] > 0:
+			pt.disk = true
+		default:
+			pt.m = c.startFetchLocked(src, obj, k, true) // nil: no room, read directly
+			c.misses.Add(1)
+		}
+		if pt.m != nil {
+			pt.m.refs++
+		}
+		parts = append(parts, pt)
+	}
+	return parts
+}
+
+// serveParts waits for the parts of a read and returns them as a Span (spanOK) or copies them
+// into p. Every reference plan took is released here, or by the returned Span's Close.
+func (c *Cache) serveParts(ctx context.Context, src Source, obj Object, p []byte, off int64, parts []part, spanOK bool) (sp *Span, err error) {
+	held := make([]memPiece, 0, len(parts))
+	for _, pt := range parts {
+		if pt.m != nil {
+			held = append(held, memPiece{m: pt.m, lo: pt.lo - pt.k.off(), hi: pt.hi - pt.k.off()})
+		}
+	}
+	defer func() {
+		if sp == nil || sp.f != nil {
+			c.releasePieces(held)
+		}
+	}()
+	onDisk := len(held) == 0
+	for _, pt := range parts {
+		onDisk = onDisk && pt.disk
+	}
+	if onDisk && spanOK && diskSize(c.opts.ChunkSize) <= c.opts.MaxBytes {
+		if sp, err := c.spanRange(ctx, src, obj, off, parts[len(parts)-1].hi); err != nil || sp != nil {
+			return sp, err
+		}
+	}
+	vecs := make([][]byte, 0, len(parts))
+	next := 0 // the next of held
+	for _, pt := range parts {
+		dst := p[pt.lo-off : pt.hi-off]
+		var err error
+		switch {
+		case pt.m != nil:
+			piece := held[next]
+			next++
+			if err = c.waitBytes(ctx, piece); err == nil {
+				if spanOK {
+					vecs = append(vecs, piece.bytes())
+				} else {
+					copy(dst, piece.bytes())
+				}
+				continue
+			}
+		case pt.disk:
+			err = c.readUnit(ctx, src, obj, pt.k, dst, pt.lo-pt.k.off())
+		default:
+			err = c.readDirect(ctx, src, obj, pt.lo, dst)
+		}
+		if err != nil {
+			return nil, err
+		}
+		vecs = append(vecs, dst)
+	}
+	if !spanOK {
+		return nil, nil
+	}
+	n := 0
+	for _, v := range vecs {
+		n += len(v)
+	}
+	return &Span{vecs: vecs, n: n, c: c, pieces: held}, nil
+}
+
+// waitBytes waits until the bytes of piece may be served: they have arrived (for a chunk that
+// is the whole object, they have passed the CRC check too). The caller holds a reference on
+// the chunk. A failed fetch returns its error; a chunk dropped because its generation failed
+// its check returns errGone.
+func (c *Cache) waitBytes(ctx context.Context, piece memPiece) error {
+	m := piece.m
+	c.mu.Lock()
+	for {
+		if m.state == stFailed {
+			err := m.err
+			c.mu.Unlock()
+			return err
+		}
+		if m.state == stAbsent || c.genEpoch[m.k.object()] != m.epoch {
+			c.mu.Unlock()
+			return errGone
+		}
+		if m.state.readable(m.whole) && m.filled >= piece.hi {
+			break
+		}
+		ch := m.wake
+		m.waiters++
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			c.mu.Lock()
+			m.waiters--
+			c.mu.Unlock()
+			return ctx.Err()
+		}
+		c.mu.Lock()
+		m.waiters--
+	}
+	c.memTick++
+	m.used = c.memTick
+	if piece.hi == m.n {
+		m.consumed = true
+	}
+	c.mu.Unlock()
+	c.memHits.Add(1)
+	return nil
+}
+
+// Span is the reply to a read, without a copy: either a range of cached bytes in an object's
+// data file (Fd, Off, Len: for splice), held there until Close (the object's io lock is held
+// shared), or bytes in memory (Vecs), held until Close.
 type Span struct {
+	// A range of the data file.
 	f   *os.File
 	off int64
-	n   int
 	o   *objState
+	// Bytes in memory: slices of chunk buffers (and of the caller's buffer).
+	vecs   [][]byte
+	pieces []memPiece
+	c      *Cache
+
+	n int
 }
 
-// Fd, Off and Len locate the bytes: Len bytes at offset Off of the file Fd.
+// Fd, Off and Len locate the bytes of a file span: Len bytes at offset Off of the file Fd.
 func (s *Span) Fd() uintptr { return s.f.Fd() }
 func (s *Span) Off() int64  { return s.off }
 func (s *Span) Len() int    { return s.n }
 
+// Vecs returns the bytes of a memory span, in order, or nil for a file span. They stay valid
+// until Close.
+func (s *Span) Vecs() [][]byte { return s.vecs }
+
 // Close releases the span; call it once the bytes were sent.
 func (s *Span) Close() {
-	s.f.Close()
-	s.o.io.RUnlock()
+	if s.f != nil {
+		s.f.Close()
+		s.o.io.RUnlock()
+		return
+	}
+	s.c.releasePieces(s.pieces)
+	s.pieces = nil
 }
 
 // spanRange returns the Span of bytes [off, end) of obj, fetching the chunks they lie in first
@@ -161,7 +340,7 @@ func (c *Cache) chunkKey(obj Object, index int64) key {
 func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, buf []byte, pos int64) error {
 	bs := c.opts.blockSize
 	if c.opts.randomPolicy == policyChunk || ck.length(obj.Size) <= 2*bs {
-		return c.readUnit(ctx, src, obj, ck, buf, pos-ck.off())
+		return c.readChunkCopy(ctx, src, obj, buf, pos)
 	}
 	b0, b1 := pos/bs, (pos+int64(len(buf))-1)/bs
 	c.mu.Lock()
@@ -171,8 +350,8 @@ func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, 
 	// bytes twice.
 	prev := ck
 	prev.Index--
-	useChunk := c.lru.Contains(ck) || c.busy[ck] > 0 ||
-		(prev.Index >= 0 && (c.lru.Contains(prev) || c.busy[prev] > 0))
+	useChunk := c.lru.Contains(ck) || c.busy[ck] > 0 || c.mem[ck] != nil ||
+		(prev.Index >= 0 && (c.lru.Contains(prev) || c.busy[prev] > 0 || c.mem[prev] != nil))
 	escalate := false
 	if !useChunk && c.opts.randomPolicy == policyAdaptive {
 		have := 0
@@ -185,10 +364,10 @@ func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, 
 	}
 	c.mu.Unlock()
 	if useChunk {
-		return c.readUnit(ctx, src, obj, ck, buf, pos-ck.off())
+		return c.readChunkCopy(ctx, src, obj, buf, pos)
 	}
 	if escalate {
-		c.readahead(src, obj, ck.Index, 1)
+		c.prefetch(src, obj, ck.Index, 1)
 	}
 	blockKey := func(i int64) key {
 		return key{Bucket: obj.Bucket, Name: obj.Name, Gen: obj.Generation, Unit: bs, Index: i}
@@ -206,8 +385,16 @@ func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, 
 	return g.Wait()
 }
 
+// readChunkCopy copies bytes [pos, pos+len(buf)) of obj, all in one chunk, into buf through the
+// chunk read path (memory, data file, or a fetch into memory), without prefetch.
+func (c *Cache) readChunkCopy(ctx context.Context, src Source, obj Object, buf []byte, pos int64) error {
+	_, err := c.readChunks(ctx, src, obj, buf, pos, pos+int64(len(buf)), false, 0)
+	return err
+}
+
 // readUnit copies bytes [off, off+len(buf)) of unit k into buf, from the object's data file or,
-// on a miss, after the unit's shared fetch.
+// on a miss, after the unit's shared fetch (which writes the unit to the data file first: the
+// path of random-read blocks, and of chunks found cached).
 func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf []byte, off int64) error {
 	if diskSize(k.length(obj.Size)) > c.opts.MaxBytes {
 		// Never fits: serve it uncached rather than evicting everything for nothing.
@@ -411,6 +598,57 @@ func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error
 	return e, nil
 }
 
+// storeBytes is store for a chunk already in memory with its CRC32C (the write-behind): it
+// joins a fill of the same unit in progress rather than write it twice, and indexes the unit
+// only if valid() (called under Cache.mu) still holds once it is written.
+func (c *Cache) storeBytes(obj Object, k key, data []byte, crc uint32, valid func() bool) (*entry, error) {
+	v, err, _ := c.flights.Do(k.flightKey(), func() (any, error) {
+		n := int64(len(data))
+		disk := diskSize(n)
+		c.mu.Lock()
+		if e, ok := c.lru.Peek(k); ok {
+			c.mu.Unlock()
+			return e, nil
+		}
+		c.reserved += disk
+		c.evictLocked()
+		doomed := c.takeDoomedLocked()
+		o := c.objLocked(obj)
+		o.refs++
+		c.writing[k]++
+		c.mu.Unlock()
+		c.release(doomed)
+
+		epoch, err := c.writeUnitBytes(o, k, data, crc, c.fillSeq.Add(1))
+		c.mu.Lock()
+		c.reserved -= disk
+		if c.writing[k]--; c.writing[k] <= 0 {
+			delete(c.writing, k)
+		}
+		if err == nil && o.epoch != epoch {
+			err = fmt.Errorf("%w: data file found damaged during the write", errDamaged)
+		}
+		if err == nil && !valid() {
+			err = errGone
+		}
+		if err != nil {
+			c.mu.Unlock()
+			c.release([]job{{o: o, k: k, own: true}})
+			return nil, err
+		}
+		e := &entry{obj: o, disk: disk, crc: crc, verified: true}
+		c.insertLocked(k, e)
+		doomed = c.takeDoomedLocked()
+		c.mu.Unlock()
+		c.release(doomed)
+		return e, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*entry), nil
+}
+
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 type countingReader struct {
@@ -447,47 +685,6 @@ func (c *Cache) readDirect(ctx context.Context, src Source, obj Object, off int6
 		return fmt.Errorf("direct read: %w: more than the %d bytes asked for", ErrLongBody, n)
 	}
 	return nil
-}
-
-// readahead starts background fetches of up to depth chunks of obj from chunk index from on,
-// skipping chunks that are cached or already being fetched. The global semaphore bounds
-// background fetches; when it is exhausted the rest are skipped, not queued (the reader will
-// fetch them on demand, and its next read tries again).
-func (c *Cache) readahead(src Source, obj Object, from int64, depth int) {
-	last := (obj.Size - 1) / c.opts.ChunkSize
-	for i := from; i <= last && i < from+int64(depth); i++ {
-		k := c.chunkKey(obj, i)
-		if diskSize(k.length(obj.Size)) > c.opts.MaxBytes {
-			return
-		}
-		c.mu.Lock()
-		if c.closed || c.busy[k] > 0 || c.lru.Contains(k) {
-			c.mu.Unlock()
-			continue
-		}
-		if !c.bgSem.TryAcquire(1) {
-			c.mu.Unlock()
-			return
-		}
-		c.busy[k]++
-		c.wg.Add(1)
-		c.mu.Unlock()
-		c.readaheads.Add(1)
-		go func() {
-			defer c.wg.Done()
-			defer c.bgSem.Release(1)
-			_, err := c.fetch(c.baseCtx, src, obj, k)
-			c.mu.Lock()
-			if c.busy[k]--; c.busy[k] <= 0 {
-				delete(c.busy, k)
-			}
-			c.mu.Unlock()
-			if err != nil && c.baseCtx.Err() == nil {
-				c.log.Warn("cache: readahead failed", "bucket", obj.Bucket, "object", obj.Name,
-					"generation", obj.Generation, "chunk", i, "err", err)
-			}
-		}()
-	}
 }
 
 // Fill stores the chunks of a just-uploaded generation from a local copy r of its obj.Size

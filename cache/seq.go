@@ -24,6 +24,7 @@ type stream struct {
 	matches int    // reads that continued the stream after it started
 	fromTop bool   // the stream started at offset 0
 	used    uint64 // last-use tick, to replace the least recently used stream
+	window  int    // chunks prefetched ahead of the reader (see nextWindow)
 }
 
 // streams tracks the sequential readers of one object generation.
@@ -34,9 +35,10 @@ type streams struct {
 }
 
 // observe records a read of [off, end) of obj. seq reports that it continues a stream (or
-// starts one at offset 0): it is served by whole chunks. ahead reports that the stream is
-// established (started at offset 0, or continued at least twice): readahead starts.
-func (c *Cache) observe(obj Object, off, end int64) (seq, ahead bool) {
+// starts one at offset 0): it is served by whole chunks. window is the number of chunks to
+// prefetch after the one the read ends in: 0 until the stream is established (started at
+// offset 0, or continued at least twice), then as nextWindow says.
+func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int) {
 	id := objectID{obj.Bucket, obj.Name, obj.Generation}
 	c.seqMu.Lock()
 	defer c.seqMu.Unlock()
@@ -46,14 +48,19 @@ func (c *Cache) observe(obj Object, off, end int64) (seq, ahead bool) {
 		c.seq.Add(id, st)
 	}
 	st.tick++
-	window := min(maxSeqWindow, c.opts.ChunkSize/4)
+	near := min(maxSeqWindow, c.opts.ChunkSize/4)
 	for i := range st.s[:st.n] {
 		s := &st.s[i]
-		if off >= s.end-window && off <= s.end+window {
+		if off >= s.end-near && off <= s.end+near {
+			newChunk := (end-1)/c.opts.ChunkSize > (s.end-1)/c.opts.ChunkSize
 			s.end = max(s.end, end)
 			s.matches++
 			s.used = st.tick
-			return true, s.fromTop || s.matches >= 2
+			if !s.fromTop && s.matches < 2 {
+				return true, 0
+			}
+			s.window = nextWindow(s.window, c.maxWindow, newChunk)
+			return true, s.window
 		}
 	}
 	slot := st.n
@@ -68,5 +75,9 @@ func (c *Cache) observe(obj Object, off, end int64) (seq, ahead bool) {
 		}
 	}
 	st.s[slot] = stream{end: end, fromTop: off == 0, used: st.tick}
-	return off == 0, off == 0
+	if off != 0 {
+		return false, 0
+	}
+	st.s[slot].window = nextWindow(0, c.maxWindow, false)
+	return true, st.s[slot].window
 }

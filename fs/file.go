@@ -209,7 +209,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 // reports whether the kernel may keep the pages it holds (they are of this generation).
 func (n *fileNode) openCachedLocked(h *fileHandle, trunc bool) (keep bool) {
 	n.handles++
-	h.gen, h.size = n.info.gen, n.info.size
+	h.pin(n.info)
 	_, local := n.localInfoLocked()
 	keep = !local && !trunc && n.info.gen != 0 && n.keepGen == n.info.gen
 	n.keepGen = n.info.gen
@@ -233,7 +233,7 @@ func (n *fileNode) openPassthrough(h *fileHandle) (pt *passthroughHandle, keep b
 	for attempt := 0; ; attempt++ {
 		n.mu.Lock()
 		joinable := n.awaitReleasesLocked() // may unlock n.mu while it waits
-		info := objInfo{gen: n.info.gen, size: n.info.size}
+		info := objInfo{gen: n.info.gen, size: n.info.size, crc: n.info.crc, hasCRC: n.info.hasCRC}
 		if n.pt > 0 {
 			info = n.ptInfo
 		}
@@ -248,7 +248,8 @@ func (n *fileNode) openPassthrough(h *fileHandle) (pt *passthroughHandle, keep b
 		p := n.path
 		n.mu.Unlock()
 		if w, ok := n.fsys.opts.Cache.OpenWhole(n.conn.objectOf(p, info)); ok {
-			h.gen, h.size, h.whole = info.gen, info.size, w
+			h.pin(info)
+			h.whole = w
 			return &passthroughHandle{h}, false
 		}
 		n.mu.Lock()
@@ -321,7 +322,8 @@ func (n *fileNode) OnForget() {
 
 // objectOf is the cache identity of generation info of the file at path p.
 func (c *conn) objectOf(p string, info objInfo) cache.Object {
-	return cache.Object{Bucket: c.bucket.Name(), Name: c.objectName(p), Generation: info.gen, Size: info.size}
+	return cache.Object{Bucket: c.bucket.Name(), Name: c.objectName(p), Generation: info.gen, Size: info.size,
+		CRC32C: info.crc, HasCRC32C: info.hasCRC}
 }
 
 // readObject reads generation gen (size bytes) of the file at path p through the cache.
@@ -408,6 +410,22 @@ func (r spanResult) Bytes(buf []byte) ([]byte, fuse.Status) {
 	return buf[:n], fuse.OK
 }
 
+// memResult replies to a read with bytes the cache holds in memory (chunks arriving from GCS):
+// go-fuse writes them to /dev/fuse with one writev, straight from the chunk buffers, then calls
+// Done, which lets the cache reuse them.
+type memResult struct{ sp *cache.Span }
+
+func (r memResult) Size() int                       { return r.sp.Len() }
+func (r memResult) Done()                           { r.sp.Close() }
+func (r memResult) Slices() ([][]byte, fuse.Status) { return r.sp.Vecs(), fuse.OK }
+func (r memResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	out := buf[:0]
+	for _, v := range r.sp.Vecs() {
+		out = append(out, v...)
+	}
+	return out, fuse.OK
+}
+
 // fileHandle is an open file. Reads see the staged content when the file has local state,
 // otherwise the generation pinned at open (or what this mount's own uploads replaced it by).
 type fileHandle struct {
@@ -415,10 +433,17 @@ type fileHandle struct {
 	write bool
 	// Pinned at open; guarded by n.mu after that (successor updates them).
 	gen, size int64
+	crc       uint32
+	hasCRC    bool
 	// whole is the cache's pinned data file of a passthrough handle (nil otherwise).
 	whole *cache.Whole
 	// flushed: a flush came for this handle (guarded by n.mu).
 	flushed bool
+}
+
+// pin makes h read generation info (its size and CRC32C with it).
+func (h *fileHandle) pin(info objInfo) {
+	h.gen, h.size, h.crc, h.hasCRC = info.gen, info.size, info.crc, info.hasCRC
 }
 
 // passthroughHandle is a fileHandle whose reads the kernel serves from the cache's data file.
@@ -447,7 +472,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	n.mu.Lock()
 	st := n.stage
 	local := st != nil && st.filled
-	info := objInfo{gen: h.gen, size: h.size}
+	info := objInfo{gen: h.gen, size: h.size, crc: h.crc, hasCRC: h.hasCRC}
 	for {
 		next, ok := n.successor[info.gen]
 		if !ok || next.gen == info.gen {
@@ -455,7 +480,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		}
 		info = next
 	}
-	h.gen, h.size = info.gen, info.size
+	h.pin(info)
 	p := n.path
 	n.mu.Unlock()
 
@@ -472,6 +497,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 			n.staleSeen(info.gen)
 		}
 		return nil, n.fsys.fail("read", n.conn, p, err)
+	}
+	if sp != nil && sp.Vecs() != nil {
+		return memResult{sp}, 0
 	}
 	if sp != nil {
 		n.fsys.spans.Add(1)
@@ -557,9 +585,16 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	if n.handles == 0 {
 		n.successor = nil
 	}
+	last, p := n.handles == 0, n.path
+	info := objInfo{gen: h.gen, size: h.size}
 	n.mu.Unlock()
 	if drop != nil {
 		n.fsys.dropStage(drop)
+	}
+	if last && info.gen != 0 {
+		// Nobody reads the file any more (a reader that was killed included): fetches started
+		// ahead of its readers stop.
+		n.fsys.opts.Cache.StopPrefetch(n.conn.objectOf(p, info))
 	}
 	return 0
 }

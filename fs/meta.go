@@ -27,11 +27,14 @@ type objInfo struct {
 	gen    int64 // object generation; 0 for a directory without placeholder or a file never uploaded
 	mtime  time.Time
 	target string // symlink target
+	// crc is GCS's CRC32C of the generation, when hasCRC: reads are checked against it.
+	crc    uint32
+	hasCRC bool
 }
 
 // infoFromAttrs converts an object's attributes. An object with the symlink key is a symlink.
 func infoFromAttrs(a store.Attrs) objInfo {
-	info := objInfo{kind: kindFile, size: a.Size, gen: a.Generation, mtime: a.Updated}
+	info := objInfo{kind: kindFile, size: a.Size, gen: a.Generation, mtime: a.Updated, crc: a.CRC32C, hasCRC: a.HasCRC32C}
 	if v, ok := a.Metadata[mdMtime]; ok {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 			info.mtime = t

@@ -1,0 +1,442 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// memChunk is one chunk of one object generation in memory: arriving from the Source, complete,
+// or on its way to the data file (see chunkstate.go for its states). Readers are served from buf
+// as soon as the bytes they need have arrived; the disk write happens behind them.
+type memChunk struct {
+	k     key
+	obj   Object
+	n     int64  // the chunk's length
+	buf   []byte // n bytes of a pool buffer
+	whole bool   // the chunk is the whole object and has a CRC to check: nothing is served before
+
+	// Guarded by Cache.mu.
+	state    chunkState
+	refs     int           // holders of buf: the table, the fetch, the writer, replies in flight
+	filled   int64         // bytes arrived (published in steps of publishStep)
+	err      error         // the fetch's error, once failed
+	wake     chan struct{} // closed (and replaced) when filled grows or the state changes
+	waiters  int           // readers waiting for bytes now
+	consumed bool          // a reader read its last byte: the first to go under memory pressure
+	skipped  bool          // not written to disk (queue full or write failed): memory only
+	used     uint64        // last use (Cache.memTick), for eviction order
+	epoch    int           // Cache.genEpoch of the generation when the fetch started
+	cancel   context.CancelFunc
+
+	crc uint32 // CRC32C of buf[:filled]; written by the fetch only, read after it ends
+}
+
+// publishStep is how many newly arrived bytes a fetch accumulates before it wakes readers.
+const publishStep = 256 << 10
+
+// move changes m's state, refusing any move chunkMoves does not list. Callers hold Cache.mu.
+func (m *memChunk) move(to chunkState) {
+	for _, ok := range chunkMoves[m.state] {
+		if ok == to {
+			m.state = to
+			m.notify()
+			return
+		}
+	}
+	panic(fmt.Sprintf("cache: chunk %d of %s: no move from %s to %s", m.k.Index, m.k.Name, m.state, to))
+}
+
+// notify wakes m's waiters. Callers hold Cache.mu.
+func (m *memChunk) notify() {
+	close(m.wake)
+	m.wake = make(chan struct{})
+}
+
+// memPool hands out the chunk buffers of the read path, at most max at a time: the prefetch
+// memory budget. Buffers are anonymous memory mappings, outside the Go heap, so a full budget
+// neither makes the garbage collector work (the daemon runs with a soft heap limit) nor is
+// freed late; free buffers are unmapped after poolIdle without use. Guarded by Cache.mu.
+type memPool struct {
+	size     int64 // bytes per buffer (the chunk size)
+	max      int   // buffers allowed at once
+	out      int   // buffers handed out
+	free     [][]byte
+	lastUsed time.Time
+}
+
+// poolIdle is how long free buffers stay mapped after the last one was handed out.
+const poolIdle = 2 * time.Second
+
+func (p *memPool) get() []byte {
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.out++
+		p.lastUsed = time.Now()
+		return b
+	}
+	if p.out >= p.max {
+		return nil
+	}
+	b, err := unix.Mmap(-1, 0, int(p.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if err != nil {
+		return nil
+	}
+	p.out++
+	p.lastUsed = time.Now()
+	return b
+}
+
+func (p *memPool) put(b []byte) {
+	p.out--
+	p.free = append(p.free, b[:cap(b)])
+}
+
+// reap unmaps the free buffers if none was handed out for poolIdle (or always, when force).
+func (p *memPool) reap(force bool) {
+	if !force && time.Since(p.lastUsed) < poolIdle {
+		return
+	}
+	for _, b := range p.free {
+		unix.Munmap(b)
+	}
+	p.free = nil
+}
+
+// unrefLocked drops one reference to m's buffer, returning it to the pool with the last one.
+func (c *Cache) unrefLocked(m *memChunk) {
+	if m.refs--; m.refs == 0 && m.buf != nil {
+		c.pool.put(m.buf)
+		m.buf = nil
+	}
+}
+
+// untableLocked removes m from the table of chunks in memory (if it is still there).
+func (c *Cache) untableLocked(m *memChunk) {
+	if c.mem[m.k] == m {
+		delete(c.mem, m.k)
+		c.unrefLocked(m)
+	}
+}
+
+// bufferLocked returns a chunk buffer from the budget, or nil. When the budget is used up it
+// frees chunks that are in memory only (not being fetched or written, no reply in flight):
+// first those a reader has read to the end, then, for a reader's own read (demand), the least
+// recently used. Prefetch never pushes out bytes a reader has not read yet.
+func (c *Cache) bufferLocked(demand bool) []byte {
+	for {
+		if b := c.pool.get(); b != nil {
+			return b
+		}
+		var victim *memChunk
+		for _, m := range c.mem {
+			if m.state != stInMemory || m.refs != 1 || (!m.consumed && !demand) { // 1: the table's
+				continue
+			}
+			if victim == nil || (m.consumed && !victim.consumed) ||
+				(m.consumed == victim.consumed && m.used < victim.used) {
+				victim = m
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		victim.move(stAbsent)
+		c.untableLocked(victim)
+	}
+}
+
+// startFetchLocked starts fetching chunk k of obj into memory and returns its memChunk, or nil
+// when the budget has no buffer for it. Callers hold Cache.mu and have checked that k is
+// neither in memory nor cached.
+func (c *Cache) startFetchLocked(src Source, obj Object, k key, demand bool) *memChunk {
+	if c.closed {
+		return nil
+	}
+	buf := c.bufferLocked(demand)
+	if buf == nil {
+		return nil
+	}
+	n := k.length(obj.Size)
+	m := &memChunk{
+		k: k, obj: obj, n: n, buf: buf[:n],
+		whole: k.off() == 0 && n == obj.Size && obj.HasCRC32C,
+		state: stAbsent, refs: 2, wake: make(chan struct{}), // the table's and the fetch's
+	}
+	c.memTick++
+	m.used = c.memTick
+	m.epoch = c.genEpoch[k.object()]
+	m.move(stFetching)
+	c.mem[k] = m
+	ctx, cancel := context.WithTimeout(c.baseCtx, c.opts.FetchTimeout)
+	m.cancel = cancel
+	c.wg.Add(1)
+	go c.runFetch(ctx, src, m)
+	return m
+}
+
+// ErrChecksum is wrapped by read errors when the bytes received for a whole object did not
+// match the CRC32C that GCS holds for it, after retries.
+var ErrChecksum = errors.New("object bytes do not match their CRC32C")
+
+// crcAttempts bounds how often a whole object whose bytes fail their CRC check is fetched.
+const crcAttempts = 3
+
+// runFetch fills m from src, checks it and hands it to the write-behind queue.
+func (c *Cache) runFetch(ctx context.Context, src Source, m *memChunk) {
+	defer c.wg.Done()
+	defer m.cancel()
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = c.download(ctx, src, m)
+		if err != nil || !m.whole || m.crc == m.obj.CRC32C {
+			break
+		}
+		c.mismatch(m.obj, fmt.Sprintf("whole-object read (attempt %d of %d)", attempt, crcAttempts), m.crc)
+		if attempt == crcAttempts {
+			err = fmt.Errorf("%w: gs://%s/%s generation %d, %d attempts", ErrChecksum, m.obj.Bucket, m.obj.Name, m.obj.Generation, crcAttempts)
+			break
+		}
+		c.mu.Lock()
+		m.filled = 0
+		c.mu.Unlock()
+		m.crc = 0
+	}
+	c.mu.Lock()
+	if err != nil {
+		if m.waiters == 0 && ctx.Err() != nil && c.baseCtx.Err() == nil {
+			m.move(stAbsent) // cancelled with nobody waiting (StopPrefetch)
+		} else {
+			m.err = err
+			m.move(stFailed)
+		}
+		c.untableLocked(m)
+		c.unrefLocked(m)
+		c.mu.Unlock()
+		return
+	}
+	m.move(stInMemory)
+	c.unrefLocked(m)
+	c.mu.Unlock()
+	if !m.whole {
+		c.noteChunk(m.obj, m.k.Index, m.crc)
+	}
+	c.queueWrite(m)
+}
+
+// maxResumes bounds how often one chunk fetch continues after a body that broke off (a reset,
+// a truncated response, a stall the Source gave up on), from the byte where it stopped.
+const maxResumes = 3
+
+// download reads m's bytes from src into m.buf, publishing progress to readers, and resumes a
+// body that broke off from where it stopped. It checks the length: short (after resumes) and
+// long bodies are errors.
+func (c *Cache) download(ctx context.Context, src Source, m *memChunk) error {
+	var crc uint32
+	var filled int64
+	for resumes := 0; ; resumes++ {
+		err := c.downloadFrom(ctx, src, m, &filled, &crc)
+		if err == nil || ctx.Err() != nil || resumes == maxResumes || errors.Is(err, ErrLongBody) || filled == 0 && !retryable(err) {
+			m.crc = crc
+			return err
+		}
+		c.resumes.Add(1)
+	}
+}
+
+// retryable reports whether a failed request is worth sending again from the same offset:
+// anything but a refusal to open the range (the Source retries those itself).
+func retryable(err error) bool { return errors.Is(err, ErrShortBody) || errors.Is(err, errBodyBroke) }
+
+var errBodyBroke = errors.New("response body broke off")
+
+// downloadFrom sends one range request for the bytes of m from *filled on and copies them in.
+func (c *Cache) downloadFrom(ctx context.Context, src Source, m *memChunk, filled *int64, crc *uint32) error {
+	off := m.k.off() + *filled
+	want := m.n - *filled
+	c.fetches.Add(1)
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	rc, err := src.NewRangeReader(ctx, m.obj.Name, m.obj.Generation, off, want)
+	if err != nil {
+		return fmt.Errorf("fetch bytes %d-%d: %w", off, off+want-1, err)
+	}
+	defer rc.Close()
+	published := *filled
+	for *filled < m.n {
+		k, rerr := rc.Read(m.buf[*filled:])
+		if k > 0 {
+			*crc = crc32.Update(*crc, castagnoli, m.buf[*filled:*filled+int64(k)])
+			*filled += int64(k)
+			c.fetched.Add(int64(k))
+			if *filled-published >= publishStep || *filled == m.n {
+				published = *filled
+				c.mu.Lock()
+				m.filled = published
+				m.notify()
+				c.mu.Unlock()
+			}
+		}
+		if rerr == io.EOF && *filled < m.n {
+			return fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, *filled, m.n)
+		}
+		if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("%w at byte %d: %v", errBodyBroke, m.k.off()+*filled, rerr)
+		}
+	}
+	var probe [1]byte
+	if k, _ := io.ReadFull(rc, probe[:]); k > 0 {
+		return fmt.Errorf("%w: more than the %d bytes asked for", ErrLongBody, want)
+	}
+	return nil
+}
+
+// memPiece is a part of a read served from a chunk in memory; it holds a reference to the
+// chunk's buffer until released.
+type memPiece struct {
+	m      *memChunk
+	lo, hi int64 // offsets within the chunk
+}
+
+func (p memPiece) bytes() []byte { return p.m.buf[p.lo:p.hi] }
+
+// waitPiece waits until bytes [lo, hi) of m may be served and returns them as a piece holding
+// a reference (release it with releasePieces). A failed fetch returns its error.
+func (c *Cache) waitPiece(ctx context.Context, m *memChunk, lo, hi int64) (memPiece, error) {
+	c.mu.Lock()
+	for {
+		if m.state == stFailed {
+			err := m.err
+			c.mu.Unlock()
+			return memPiece{}, err
+		}
+		if m.state == stAbsent {
+			c.mu.Unlock()
+			return memPiece{}, errGone
+		}
+		if m.state.readable(m.whole) && m.filled >= hi {
+			break
+		}
+		ch := m.wake
+		m.waiters++
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			c.mu.Lock()
+			m.waiters--
+			c.mu.Unlock()
+			return memPiece{}, ctx.Err()
+		}
+		c.mu.Lock()
+		m.waiters--
+	}
+	m.refs++
+	c.memTick++
+	m.used = c.memTick
+	if hi == m.n {
+		m.consumed = true
+	}
+	c.mu.Unlock()
+	return memPiece{m: m, lo: lo, hi: hi}, nil
+}
+
+func (c *Cache) releasePieces(ps []memPiece) {
+	if len(ps) == 0 {
+		return
+	}
+	c.mu.Lock()
+	for _, p := range ps {
+		c.unrefLocked(p.m)
+	}
+	c.mu.Unlock()
+}
+
+// queueWrite hands a complete chunk to the write-behind queue. When the queue is full (the
+// disk is slower than the network) the chunk is not cached: it stays in memory for its readers
+// and a later read fetches it again. The reader never waits for the disk.
+func (c *Cache) queueWrite(m *memChunk) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m.state != stInMemory || c.closed || diskSize(m.n) > c.opts.MaxBytes || c.genEpoch[m.k.object()] != m.epoch {
+		m.skipped = true
+		return
+	}
+	select {
+	case c.writeQ <- m:
+		m.refs++
+		m.move(stWriting)
+	default:
+		m.skipped = true
+		c.writeSkips.Add(1)
+	}
+}
+
+// writeBehind is the write-behind worker: it writes queued chunks into their data files and
+// indexes them, until Close. Chunks still queued at Close are written first.
+func (c *Cache) writeBehind() {
+	defer c.writers.Done()
+	for {
+		select {
+		case m := <-c.writeQ:
+			c.writeChunk(m)
+		case <-c.stopWrites:
+			for {
+				select {
+				case m := <-c.writeQ:
+					c.writeChunk(m)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// writeChunk stores one chunk from memory. Once it is indexed, readers go to the data file and
+// its buffer returns to the pool with the last reply that still uses it. A failed write (disk
+// full, an I/O error) only costs the caching: the chunk goes on serving from memory.
+func (c *Cache) writeChunk(m *memChunk) {
+	_, err := c.storeBytes(m.obj, m.k, m.buf, m.crc, func() bool {
+		// Cache.mu is held: the generation has not failed a check since the fetch began.
+		return c.genEpoch[m.k.object()] == m.epoch
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		m.move(stInMemory)
+		m.skipped = true
+		c.unrefLocked(m)
+		c.writeErrors.Add(1)
+		if time.Since(c.lastWriteWarn) > time.Minute {
+			c.lastWriteWarn = time.Now()
+			c.log.Warn("cache: cannot write to the cache dir; reads go on from memory and GCS, uncached", "dir", c.root, "err", err)
+		}
+		return
+	}
+	m.move(stCached)
+	c.untableLocked(m)
+	c.unrefLocked(m)
+}
+
+// StopPrefetch cancels the fetches of obj's generation that no reader is waiting for: the
+// last reader of the file went away (its handle was released), so nobody will read them.
+func (c *Cache) StopPrefetch(obj Object) {
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	c.mu.Lock()
+	for k, m := range c.mem {
+		if k.object() == id && m.state == stFetching && m.waiters == 0 {
+			m.cancel()
+		}
+	}
+	c.mu.Unlock()
+	c.seqMu.Lock()
+	c.seq.Remove(id)
+	c.seqMu.Unlock()
+}

@@ -1,0 +1,176 @@
+package cache
+
+import "fmt"
+
+// Integrity of what the cache serves and keeps.
+//
+// GCS keeps a CRC32C of every object, and the caller hands it in (Object.CRC32C). A range
+// response carries no checksum of its own, so what can be checked, and when, depends on how
+// much of the object a fetch brings:
+//
+//   - A fetch of the whole object (small files; the only chunk of a one-chunk object) is
+//     checked before any byte is served or cached; a mismatch is fetched again, then fails
+//     with ErrChecksum (see runFetch).
+//   - A chunk of a larger object is served as it arrives, unchecked, and its CRC is noted.
+//     Once the CRCs of every chunk of a generation are known (from this process's fetches or
+//     from the records of cached chunks), they are combined and compared with the object's:
+//     on a mismatch every chunk of the generation is dropped, in memory and on disk, so the
+//     next read fetches again; the event is logged and counted (Stats.ChecksumMismatches).
+//     A generation that passed is remembered, and not checked again.
+//   - Cached units carry their CRC in their record; units re-indexed at Open are checked
+//     against it on their first read (bit rot while the daemon was down).
+
+// genSums collects the chunk CRCs of one generation of a multi-chunk object until all are known.
+type genSums struct {
+	crc  []uint32
+	have []bool
+	left int // chunks whose CRC is not known yet
+}
+
+// maxGenSums bounds the generations whose chunk CRCs are being collected. An evicted entry only
+// postpones a check (its cached chunks' records still hold their CRCs).
+const maxGenSums = 4096
+
+// noteChunk records the CRC of chunk idx of obj as fetched, and checks the generation when it
+// completes the set.
+func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
+	if !obj.HasCRC32C {
+		return
+	}
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	chunks := ceilDiv(obj.Size, c.opts.ChunkSize)
+	c.mu.Lock()
+	if c.verifiedGens.Contains(id) {
+		c.mu.Unlock()
+		return
+	}
+	g, ok := c.sums.Get(id)
+	if !ok || int64(len(g.crc)) != chunks {
+		g = &genSums{crc: make([]uint32, chunks), have: make([]bool, chunks), left: int(chunks)}
+		c.sums.Add(id, g)
+	}
+	if g.have[idx] && g.crc[idx] != crc {
+		// Two fetches of one chunk disagree: one of them was damaged, and some of its bytes
+		// may be cached. Which one cannot be told; drop both.
+		c.sums.Remove(id)
+		c.mu.Unlock()
+		c.mismatch(obj, fmt.Sprintf("two fetches of chunk %d disagree", idx), crc)
+		return
+	}
+	if !g.have[idx] {
+		g.have[idx], g.crc[idx] = true, crc
+		g.left--
+	}
+	// Chunks cached on disk count as known too (their records hold their CRCs).
+	if g.left > 0 {
+		for i := range g.have {
+			if !g.have[i] {
+				if e, ok := c.lru.Peek(c.chunkKey(obj, int64(i))); ok {
+					g.have[i], g.crc[i] = true, e.crc
+					g.left--
+				}
+			}
+		}
+	}
+	if g.left > 0 {
+		c.mu.Unlock()
+		return
+	}
+	var sum uint32
+	for i, part := range g.crc {
+		sum = crc32Combine(sum, part, c.chunkKey(obj, int64(i)).length(obj.Size))
+	}
+	c.sums.Remove(id)
+	if sum == obj.CRC32C {
+		c.verifiedGens.Add(id, struct{}{})
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.mismatch(obj, "chunks combined", sum)
+}
+
+// mismatch handles bytes of obj that did not match its CRC32C: it is logged and counted, and
+// everything held of the generation (chunks in memory and units on disk) is dropped.
+func (c *Cache) mismatch(obj Object, what string, got uint32) {
+	c.crcMismatches.Add(1)
+	c.log.Warn("cache: object bytes from GCS do not match the object's CRC32C; dropping what is held of this generation, the next read fetches it again",
+		"bucket", obj.Bucket, "object", obj.Name, "generation", obj.Generation,
+		"check", what, "want_crc32c", fmt.Sprintf("%08x", obj.CRC32C), "got_crc32c", fmt.Sprintf("%08x", got))
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	c.mu.Lock()
+	c.genEpoch[id]++
+	c.sums.Remove(id)
+	for k, m := range c.mem {
+		// Chunks still arriving or queued finish for the readers that hold them; the epoch
+		// keeps them out of the cache (see queueWrite and writeChunk), and new readers fetch anew.
+		if k.object() != id {
+			continue
+		}
+		if m.state == stInMemory {
+			m.move(stAbsent)
+		}
+		c.untableLocked(m)
+	}
+	for _, k := range c.lru.Keys() {
+		if k.object() == id {
+			c.lru.Remove(k)
+		}
+	}
+	doomed := c.takeDoomedLocked()
+	c.mu.Unlock()
+	c.release(doomed)
+}
+
+// crc32Combine returns the CRC32C of A‖B from crcA = CRC32C(A), crcB = CRC32C(B) and len(B),
+// by applying lenB zero bytes to crcA as a linear operator over GF(2), squared repeatedly
+// (the method of zlib's crc32_combine).
+func crc32Combine(crcA, crcB uint32, lenB int64) uint32 {
+	if lenB <= 0 {
+		return crcA
+	}
+	var even, odd [32]uint32
+	odd[0] = 0x82f63b78 // Castagnoli, reversed
+	row := uint32(1)
+	for i := 1; i < 32; i++ {
+		odd[i] = row
+		row <<= 1
+	}
+	gf2Square(&even, &odd) // two zero bits
+	gf2Square(&odd, &even) // four zero bits
+	for {
+		gf2Square(&even, &odd) // one zero byte, then 4, 16, ...
+		if lenB&1 != 0 {
+			crcA = gf2Times(&even, crcA)
+		}
+		lenB >>= 1
+		if lenB == 0 {
+			break
+		}
+		gf2Square(&odd, &even)
+		if lenB&1 != 0 {
+			crcA = gf2Times(&odd, crcA)
+		}
+		lenB >>= 1
+		if lenB == 0 {
+			break
+		}
+	}
+	return crcA ^ crcB
+}
+
+func gf2Times(mat *[32]uint32, vec uint32) uint32 {
+	var sum uint32
+	for i := 0; vec != 0; i, vec = i+1, vec>>1 {
+		if vec&1 != 0 {
+			sum ^= mat[i]
+		}
+	}
+	return sum
+}
+
+func gf2Square(square, mat *[32]uint32) {
+	for i := range 32 {
+		square[i] = gf2Times(mat, mat[i])
+	}
+}
