@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,12 @@ const (
 	// Stall waits Rule.Stall, or until the request's context ends, then forwards the request
 	// (or drops it if the context ended).
 	Stall
+	// Flip forwards the request and passes the whole response, headers and length unchanged,
+	// except that one byte of the body is flipped (XOR 0xff): the byte at offset After, or,
+	// with After < 0, at an offset drawn from the proxy's RNG below the response's
+	// Content-Length (without one, within the first body write). Silent corruption: only a
+	// checksum can tell. A body shorter than the offset passes untouched and is not counted.
+	Flip
 )
 
 func (a Action) String() string {
@@ -41,6 +48,8 @@ func (a Action) String() string {
 		return "truncate"
 	case Stall:
 		return "stall"
+	case Flip:
+		return "flip"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -57,7 +66,8 @@ type Rule struct {
 	Action
 	// Status is the HTTP status for Status faults (default 503).
 	Status int
-	// After is the number of response body bytes passed before a Reset or Truncate cut.
+	// After is the number of response body bytes passed before a Reset or Truncate cut, or
+	// the offset of the body byte a Flip flips (< 0: a random offset).
 	After int64
 	// Stall is how long a Stall fault waits.
 	Stall time.Duration
@@ -226,10 +236,72 @@ func (p *Proxy) Middleware(next http.Handler) http.Handler {
 			if !cw.cut && cw.reset && rule.After == 0 {
 				cw.doCut() // the handler wrote nothing: drop the connection anyway
 			}
+		case Flip:
+			fw := &flipWriter{w: w, at: rule.After, pick: p.intN, onFlip: func() { p.fired(rule.Name) }}
+			next.ServeHTTP(fw, r)
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// intN draws from the proxy's RNG (n > 0).
+func (p *Proxy) intN(n int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rng.Int64N(n)
+}
+
+// flipWriter passes a response through with the body byte at offset at flipped.
+type flipWriter struct {
+	w      http.ResponseWriter
+	at     int64 // < 0: not chosen yet
+	pick   func(n int64) int64
+	sent   int64
+	header bool
+	done   bool
+	onFlip func()
+}
+
+func (f *flipWriter) Header() http.Header { return f.w.Header() }
+
+func (f *flipWriter) WriteHeader(code int) {
+	if f.header {
+		return
+	}
+	f.header = true
+	if f.at < 0 {
+		if n, err := strconv.ParseInt(f.w.Header().Get("Content-Length"), 10, 64); err == nil && n > 0 {
+			f.at = f.pick(n)
+		}
+	}
+	f.w.WriteHeader(code)
+}
+
+func (f *flipWriter) Write(b []byte) (int, error) {
+	if !f.header {
+		f.WriteHeader(http.StatusOK)
+	}
+	if f.at < 0 && len(b) > 0 {
+		f.at = f.sent + f.pick(int64(len(b))) // no Content-Length: within this write
+	}
+	if !f.done && f.at >= f.sent && f.at < f.sent+int64(len(b)) {
+		c := append([]byte(nil), b...) // never modify the handler's buffer
+		c[f.at-f.sent] ^= 0xff
+		f.done = true
+		f.onFlip()
+		b = c
+	}
+	n, err := f.w.Write(b)
+	f.sent += int64(n)
+	return n, err
+}
+
+// Flush forwards flushes.
+func (f *flipWriter) Flush() {
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
 }
 
 var errCut = errors.New("faultproxy: response cut")
