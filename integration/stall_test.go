@@ -25,7 +25,7 @@ var metadataRequests = []string{"/storage/v1/"}
 // backend in trouble: a stat of a new name and an ls of a new directory must end (with EIO)
 // within 5 s, and stat and read of cached files must stay under 0.1 s. With only the first
 // request of each kind stalled, hedges answer. A media request that stalls before its first
-// byte is hedged as well.
+// byte is hedged as well, and one that stalls mid-body is resumed from its offset.
 func TestStallMetadataBounded(t *testing.T) {
 	const (
 		stall       = 20 * time.Second
@@ -38,7 +38,7 @@ func TestStallMetadataBounded(t *testing.T) {
 	cold := randData(2, 300_000)
 	objs := map[string][]byte{
 		"warm.bin": warm, "known.bin": cold, "cold.bin": cold, "cold2.bin": cold,
-		"colddir/a": cold, "colddir2/a": cold, "hedged.bin": cold,
+		"colddir/a": cold, "colddir2/a": cold, "hedged.bin": cold, "resumed.bin": warm,
 	}
 	for name, data := range objs {
 		if err := srv.PutObject(relBucket, "pre/"+name, data, ""); err != nil {
@@ -54,7 +54,7 @@ func TestStallMetadataBounded(t *testing.T) {
 	if err := readVerified(d.path("ds", "warm.bin"), warm); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"known.bin", "hedged.bin"} {
+	for _, name := range []string{"known.bin", "hedged.bin", "resumed.bin"} {
 		if _, err := os.Stat(d.path("ds", name)); err != nil {
 			t.Fatal(err)
 		}
@@ -158,6 +158,21 @@ func TestStallMetadataBounded(t *testing.T) {
 		}
 		if p.Stats().ByRule["media stall"] != 1 {
 			t.Errorf("the media request was not stalled (%+v): the test proves nothing; requests: %+v", p.Stats(), srv.Requests())
+		}
+	})
+
+	t.Run("a media response stops delivering bytes", func(t *testing.T) {
+		// The first media response of resumed.bin pauses for 20 s after 1 MB; the read
+		// resumes from there with a new request.
+		p.SetRules(faultproxy.Rule{Name: "body stall", Method: "GET", Match: []string{"resumed.bin"}, Action: faultproxy.Stall, After: 1_000_000, Stall: stall, First: 1})
+		p.ResetStats()
+		defer p.Clear()
+		tm := timed("read of a known file whose response stops after 1 MB", func() error { return readVerified(d.path("ds", "resumed.bin"), warm) })
+		if tm.err != nil || tm.took > bound {
+			t.Errorf("%s: %v after %v; want the resumed bytes within %v", tm.what, tm.err, tm.took, bound)
+		}
+		if p.Stats().ByRule["body stall"] != 1 {
+			t.Errorf("the response was not stalled (%+v): the test proves nothing", p.Stats())
 		}
 	})
 

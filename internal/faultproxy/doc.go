@@ -21,7 +21,8 @@
 // Status faults answer without calling the next handler, so the emulator never sees the
 // request. Reset and Truncate faults call the next handler and cut its response after After
 // body bytes (After 0 with Reset: before any header, i.e. a response lost after the server
-// acted on the request). Stall waits, honouring the request context, then forwards. Flip
+// acted on the request). Stall waits, honouring the request context, then forwards (with
+// After > 0: forwards at once and pauses the response body after After bytes). Flip
 // forwards and flips one byte of the response body (at After, or at a random offset when
 // After < 0), keeping the status, headers and length: corruption only a checksum catches.
 //

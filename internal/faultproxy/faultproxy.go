@@ -28,7 +28,8 @@ const (
 	// bytes of the body, then closes the connection normally: the client sees a short body.
 	Truncate
 	// Stall waits Rule.Stall, or until the request's context ends, then forwards the request
-	// (or drops it if the context ended).
+	// (or drops it if the context ended). With After > 0 it forwards at once and stalls the
+	// response after After body bytes instead: a response that stops delivering bytes.
 	Stall
 	// Flip forwards the request and passes the whole response, headers and length unchanged,
 	// except that one byte of the body is flipped (XOR 0xff): the byte at offset After, or,
@@ -66,8 +67,8 @@ type Rule struct {
 	Action
 	// Status is the HTTP status for Status faults (default 503).
 	Status int
-	// After is the number of response body bytes passed before a Reset or Truncate cut, or
-	// the offset of the body byte a Flip flips (< 0: a random offset).
+	// After is the number of response body bytes passed before a Reset or Truncate cut or a
+	// Stall's pause, or the offset of the body byte a Flip flips (< 0: a random offset).
 	After int64
 	// Stall is how long a Stall fault waits.
 	Stall time.Duration
@@ -221,6 +222,11 @@ func (p *Proxy) Middleware(next http.Handler) http.Handler {
 			msg, _ := json.Marshal("injected by faultproxy rule " + rule.Name)
 			fmt.Fprintf(w, `{"error":{"code":%d,"message":%s}}`, code, msg)
 		case Stall:
+			if rule.After > 0 {
+				sw := &stallWriter{w: w, after: rule.After, stall: rule.Stall, done: r.Context().Done(), onStall: func() { p.fired(rule.Name) }}
+				next.ServeHTTP(sw, r)
+				return
+			}
 			p.fired(rule.Name)
 			t := time.NewTimer(rule.Stall)
 			defer t.Stop()
@@ -243,6 +249,54 @@ func (p *Proxy) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// stallWriter passes a response through, pausing once after `after` body bytes.
+type stallWriter struct {
+	w       http.ResponseWriter
+	after   int64
+	stall   time.Duration
+	done    <-chan struct{} // the request's context
+	sent    int64
+	stalled bool
+	onStall func()
+}
+
+func (s *stallWriter) Header() http.Header  { return s.w.Header() }
+func (s *stallWriter) WriteHeader(code int) { s.w.WriteHeader(code) }
+
+func (s *stallWriter) Write(b []byte) (int, error) {
+	if s.stalled || s.sent+int64(len(b)) <= s.after {
+		n, err := s.w.Write(b)
+		s.sent += int64(n)
+		return n, err
+	}
+	k := s.after - s.sent
+	n, err := s.w.Write(b[:k])
+	s.sent += int64(n)
+	if err != nil {
+		return n, err
+	}
+	s.Flush() // the client has the bytes before the pause
+	s.stalled = true
+	s.onStall()
+	t := time.NewTimer(s.stall)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
+		return n, errors.New("faultproxy: client gone during a stall")
+	}
+	m, err := s.w.Write(b[k:])
+	s.sent += int64(m)
+	return n + m, err
+}
+
+// Flush forwards flushes.
+func (s *stallWriter) Flush() {
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // intN draws from the proxy's RNG (n > 0).

@@ -324,3 +324,34 @@ func TestFlipRandomOffsetIsSeeded(t *testing.T) {
 	}
 	t.Logf("random flips at %v of %d bytes", a, len(body))
 }
+
+func TestStallMidBody(t *testing.T) {
+	p := New(1)
+	srv, _ := backend(t, p)
+	p.SetRules(Rule{Name: "pause", Action: Stall, After: 5000, Stall: 150 * time.Millisecond, First: 1})
+	start := time.Now()
+	r := do(context.Background(), "GET", srv.URL+"/o")
+	if took := time.Since(start); r.err != nil || !bytes.Equal(r.body, body) || took < 150*time.Millisecond {
+		t.Fatalf("paused response: %v, %d bytes, after %v; want the whole body after the pause", r.err, len(r.body), took)
+	}
+	if p.Stats().ByRule["pause"] != 1 {
+		t.Fatalf("stats %+v", p.Stats())
+	}
+	// A client that gives up during the pause gets the bytes before it, and the handler ends.
+	p.SetRules(Rule{Name: "pause", Action: Stall, After: 5000, Stall: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/o", nil)
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5000)
+	if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, body[:5000]) {
+		t.Fatalf("bytes before the pause: %v", err)
+	}
+	cancel()
+	resp.Body.Close()
+	srv.Close() // waits for the handler: it must not sleep for an hour
+}
