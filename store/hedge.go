@@ -130,7 +130,7 @@ type attemptResult[T any] struct {
 
 // hedge runs call, sending it again if it has not answered within the deadline (see
 // WithHedging), and returns the first result with the winner's cancel function, which the
-// caller must call when done with the result. Attempts run on contexts detached from ctx so
+// caller must call when done with the result (nil with an error). Attempts run on contexts detached from ctx so
 // that an attempt the call gave up on can still finish and teach l its latency (bounded by
 // twice Ceiling); the winner's context follows ctx from then on. discard releases a result
 // nobody will use (a reader to close).
@@ -218,6 +218,10 @@ func hedge[T any](ctx context.Context, h *hedgeBucket, l *latencies, what string
 			}
 			r.bound.Stop()
 			decide(&r, true)
+			if r.err != nil {
+				r.cancel()
+				return zero, nil, r.err
+			}
 			stop := context.AfterFunc(ctx, r.cancel)
 			cancel := func() { stop(); r.cancel() }
 			return r.v, cancel, r.err
