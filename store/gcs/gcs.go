@@ -244,6 +244,7 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 	if opts.IfGen < 0 {
 		return nil, fmt.Errorf("gcs: write gs://%s/%s: negative IfGen %d", b.name, name, opts.IfGen)
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	// Upload requests are retried by the API layer below the storage client, which applies
 	// neither MaxAttempts nor the retry deadline to them; the budget does (handles from
@@ -269,7 +270,7 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 		w.CRC32C = opts.CRC32C
 		w.SendCRC32C = true
 	}
-	return &writer{w: w, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts, budget: budget}, nil
+	return &writer{w: w, ctx: parent, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts, budget: budget}, nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -318,6 +319,7 @@ func (r *retryBudget) shouldRetry(err error) bool {
 // request, so no object is created.
 type writer struct {
 	w      *storage.Writer
+	ctx    context.Context // the caller's
 	cancel context.CancelFunc
 	b      *bucket
 	name   string
@@ -363,7 +365,7 @@ func (w *writer) Commit() (store.Attrs, error) {
 	}
 	err := w.w.Close()
 	w.cancel()
-	if err != nil && outcomeUnknown(err, w.budget.didRetry()) {
+	if err != nil && w.ctx.Err() == nil && outcomeUnknown(err, w.budget.didRetry()) {
 		// The final request failed in a way that says nothing about what GCS did (a reset,
 		// a timeout, a 5xx, or the 412/404 a retry meets when an earlier attempt landed):
 		// what the bucket holds decides.
@@ -431,7 +433,7 @@ func (b *bucket) Compose(ctx context.Context, dst string, srcs []string, opts st
 		c.SendCRC32C = true
 	}
 	a, err := c.Run(ctx)
-	if err != nil && opts.HasCRC32C && outcomeUnknown(err, rec.didRetry()) {
+	if err != nil && ctx.Err() == nil && opts.HasCRC32C && outcomeUnknown(err, rec.didRetry()) {
 		// As in writer.Commit: the compose landed if the live object is a new generation with
 		// the declared CRC32C (the size of a compose is not known beforehand).
 		if got, ok := b.landed(dst, opts.IfGen, -1, opts.CRC32C); ok {
@@ -448,9 +450,9 @@ func (b *bucket) Compose(ctx context.Context, dst string, srcs []string, opts st
 // Only a definitive 4xx answer to the one and only attempt says that GCS did not act (a bad
 // request, a refusal, a real precondition conflict). Everything else may hide a landed write:
 // a connection reset or timeout (the request may have been processed), a 5xx (GCS documents
-// that the operation may have succeeded), a cancelled context, and any error at all after a
-// retry, since an earlier attempt whose response was lost may have landed; its retry then meets
-// the write's own result (412, or 404 for a finalised resumable session).
+// that the operation may have succeeded), and any error at all after a retry, since an
+// earlier attempt whose response was lost may have landed; its retry then meets the write's
+// own result (412, or 404 for a finalised resumable session).
 func outcomeUnknown(err error, retried bool) bool {
 	if retried {
 		return true
