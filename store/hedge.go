@@ -57,8 +57,9 @@ const (
 // attempts that a call gave up on: a backend that is slow rather than stalled (a listing of a
 // huge prefix) raises its own deadline after one failure, while a stall beyond Ceiling is not
 // learned as normal. Before any answer D is Floor. So with the defaults and a healthy
-// backend, a metadata call that stalls fails after 2 s, and a lookup (a Stat and a List
-// page in parallel) followed by a directory listing fails within 4 s.
+// backend, a metadata call that stalls fails after 2 s, and so does a lookup (a Stat and a
+// List page in parallel); a lookup that first tries a listing of the directory and then the
+// name (fs does so in a directory with many lookups) fails after 4 s.
 //
 // Writes, copies, deletes and metadata updates pass through unchanged: they are not
 // idempotent under concurrency, and store/gcs retries them itself.
