@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/url"
 	"syscall"
 
 	"github.com/plxfs/plxfs/store"
@@ -15,12 +17,18 @@ import (
 var errStale = errors.New("object generation is gone (changed behind the mount)")
 
 // toErrno is the only place an error becomes an errno. Unknown errors are EIO, never ENOSYS:
-// the kernel remembers ENOSYS for some opcodes and stops sending them.
+// the kernel remembers ENOSYS for some opcodes and stops sending them. An errno found inside
+// a network error (a *net.OpError or *url.Error, or a socket errno such as ECONNRESET) is the
+// transport's, not the file's: a caller of the mount sees EIO for it, never a socket errno.
+// Errnos of local files (the staging area: ENOSPC, EDQUOT, EROFS...) and plxfs's own refusals
+// pass through.
 func toErrno(err error) syscall.Errno {
 	var errno syscall.Errno
 	switch {
 	case err == nil:
 		return 0
+	case isNetwork(err):
+		return syscall.EIO // the backend could not be reached or dropped the connection
 	case errors.As(err, &errno):
 		return errno
 	case errors.Is(err, errStale):
@@ -35,6 +43,28 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EIO // --op-timeout expired: the backend did not answer in time
 	}
 	return syscall.EIO
+}
+
+// isNetwork reports whether err came from the network below the storage client.
+func isNetwork(err error) bool {
+	var (
+		op    *net.OpError
+		uerr  *url.Error
+		errno syscall.Errno
+	)
+	if errors.As(err, &op) || errors.As(err, &uerr) {
+		return true
+	}
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE,
+		syscall.ETIMEDOUT, syscall.ENETDOWN, syscall.ENETUNREACH, syscall.ENETRESET,
+		syscall.EHOSTDOWN, syscall.EHOSTUNREACH, syscall.ENOTCONN, syscall.ESHUTDOWN:
+		return true
+	}
+	return false
 }
 
 // fail is how a node method reports an error: one log line at the boundary (op, connection,

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"os"
 	"syscall"
 	"testing"
 
@@ -27,6 +30,14 @@ func TestToErrno(t *testing.T) {
 		{"deadline (--op-timeout)", fmt.Errorf("fetch: %w", context.DeadlineExceeded), syscall.EIO},
 		{"unknown", errors.New("boom"), syscall.EIO},
 		{"unexpected EOF", fmt.Errorf("chunk: %w", io.ErrUnexpectedEOF), syscall.EIO},
+		{"connection reset (net.OpError)", fmt.Errorf("upload: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), syscall.EIO},
+		{"connection refused (url.Error)", fmt.Errorf("stat: %w", &url.Error{Op: "Get", URL: "http://x", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}), syscall.EIO},
+		{"bare ECONNRESET", fmt.Errorf("fsync: %w", syscall.ECONNRESET), syscall.EIO},
+		{"EPIPE", fmt.Errorf("write: %w", syscall.EPIPE), syscall.EIO},
+		{"ETIMEDOUT", fmt.Errorf("read: %w", syscall.ETIMEDOUT), syscall.EIO},
+		{"staging disk full", fmt.Errorf("stage: %w", &os.PathError{Op: "write", Path: "/c/x", Err: syscall.ENOSPC}), syscall.ENOSPC},
+		{"quota", fmt.Errorf("stage: %w", syscall.EDQUOT), syscall.EDQUOT},
+		{"read-only", syscall.EROFS, syscall.EROFS},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

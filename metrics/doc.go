@@ -13,6 +13,8 @@
 //     (successful Open/Create/Tmpfile minus Release).
 //   - Bucket wraps a store.Bucket: one request per call by method and outcome, latency, and
 //     the bytes read from (and written to) GCS.
+//   - Metrics.StorageCounters is a store.Counters that store/gcs (upload outcome checks) and
+//     store.WithHedging (hedges, stalled calls) add to; it is read at scrape time.
 //   - NewCacheCollector reads cache.Stats at scrape time (func() cache.Stats, so any cache
 //     and any test double fit).
 //   - Observer is the small interface for what only the filesystem knows: when a file's
@@ -35,6 +37,9 @@
 //	plxfs_cache_{hits,misses,evictions,damaged,fetches,fetched_bytes,readaheads}_total            counters
 //	plxfs_uploads_in_flight, plxfs_open_handles   gauges
 //	plxfs_uploads_total, plxfs_upload_bytes_total, plxfs_upload_failures_total                     counters
+//	plxfs_checksum_mismatch_total                 counter (Metrics.ChecksumMismatch, from the read path)
+//	plxfs_upload_outcome_checked_total{result}    counter (result: landed, not_landed; store/gcs)
+//	plxfs_hedged_requests_total, plxfs_hedge_wins_total, plxfs_stalled_calls_total   counters (store.WithHedging)
 //	go_*, process_*                               the Go runtime and process collectors
 //
 // The share of read bytes that did not need GCS is

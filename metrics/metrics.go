@@ -41,6 +41,10 @@ type Metrics struct {
 	uploadFailures  atomic.Int64
 	openHandles     atomic.Int64
 	gcsRead         atomic.Int64
+
+	// Integrity and latency counters, also shown by plxfs status.
+	checksumMismatches atomic.Int64
+	storage            *store.Counters // filled by store/gcs and store.WithHedging
 }
 
 // fuseBuckets spans a FUSE operation answered from memory (tens of µs) to one that waits for
@@ -54,7 +58,10 @@ var gcsBuckets = prometheus.ExponentialBuckets(1e-3, 4, 9)
 // New returns a Metrics with every plxfs collector registered, plus the Go runtime and process
 // collectors.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), storage: &store.Counters{}}
+	storage := func(f func(store.CountersSnapshot) int64) func() float64 {
+		return func() float64 { return float64(f(m.storage.Snapshot())) }
+	}
 	m.fuseOps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "plxfs_fuse_operations_total",
 		Help: "FUSE requests answered, by operation (lookup, getattr, read, write, flush, ...).",
@@ -120,6 +127,32 @@ func New() *Metrics {
 			Name: "plxfs_open_handles",
 			Help: "Open file handles (opens and creates not yet released by the kernel).",
 		}, loadFloat(&m.openHandles)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plxfs_checksum_mismatch_total",
+			Help: "Object bytes fetched from GCS whose CRC32C did not match the object's (refetched or failed, never served).",
+		}, loadFloat(&m.checksumMismatches)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "plxfs_upload_outcome_checked_total",
+			Help:        "Uploads whose final request failed with an unknown outcome (reset, timeout, 5xx, an error after a retry) and were checked against the bucket, by result: landed (intact, reported as success) or not_landed.",
+			ConstLabels: prometheus.Labels{"result": "landed"},
+		}, storage(func(s store.CountersSnapshot) int64 { return s.OutcomeLanded })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "plxfs_upload_outcome_checked_total",
+			Help:        "Uploads whose final request failed with an unknown outcome (reset, timeout, 5xx, an error after a retry) and were checked against the bucket, by result: landed (intact, reported as success) or not_landed.",
+			ConstLabels: prometheus.Labels{"result": "not_landed"},
+		}, storage(func(s store.CountersSnapshot) int64 { return s.OutcomeNotLanded })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plxfs_hedged_requests_total",
+			Help: "Storage requests sent again because an earlier attempt had not answered (or a read had stopped delivering bytes) within the hedge deadline.",
+		}, storage(func(s store.CountersSnapshot) int64 { return s.Hedged })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plxfs_hedge_wins_total",
+			Help: "Hedged storage calls answered first by the later attempt.",
+		}, storage(func(s store.CountersSnapshot) int64 { return s.HedgeWins })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plxfs_stalled_calls_total",
+			Help: "Storage calls (metadata requests, reads) that failed because no attempt answered within two hedge deadlines.",
+		}, storage(func(s store.CountersSnapshot) int64 { return s.HedgeGaveUp })),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -148,6 +181,10 @@ type Snapshot struct {
 	OpenHandles     int64
 	GCSReadBytes    int64
 	CacheServed     int64
+	// ChecksumMismatches counts fetched bytes that failed their CRC32C check.
+	ChecksumMismatches int64
+	// Storage is what store/gcs and store.WithHedging counted.
+	Storage store.CountersSnapshot
 }
 
 // Snapshot reads the counters shown by plxfs status.
@@ -160,8 +197,22 @@ func (m *Metrics) Snapshot() Snapshot {
 		OpenHandles:     m.openHandles.Load(),
 		GCSReadBytes:    m.gcsRead.Load(),
 		CacheServed:     m.cacheServed.Load(),
+
+		ChecksumMismatches: m.checksumMismatches.Load(),
+		Storage:            m.storage.Snapshot(),
 	}
 }
+
+// StorageCounters is where the storage layers count their outcome checks and hedges: pass it
+// as gcs.Options.Counters and store.HedgeOptions.Counters. m exports it as
+// plxfs_upload_outcome_checked_total, plxfs_hedged_requests_total, plxfs_hedge_wins_total and
+// plxfs_stalled_calls_total.
+func (m *Metrics) StorageCounters() *store.Counters { return m.storage }
+
+// ChecksumMismatch records fetched object bytes whose CRC32C did not match the object's
+// (plxfs_checksum_mismatch_total). It is cheap and never blocks; call it once per mismatch
+// found, whatever is done about it (refetch or failure).
+func (m *Metrics) ChecksumMismatch() { m.checksumMismatches.Add(1) }
 
 // Observer receives the events that only the filesystem sees. *Metrics implements it; Nop
 // ignores everything. Methods must be cheap and must not block: they run on FUSE request paths.

@@ -57,3 +57,43 @@ func TestMetricsAreRegistryScoped(t *testing.T) {
 		}
 	}
 }
+
+// The integrity and latency counters: checksum mismatches reported by the read path, and what
+// the storage layers count in StorageCounters, agree between the metrics and Snapshot.
+func TestIntegrityCounters(t *testing.T) {
+	m := metrics.New()
+	m.ChecksumMismatch()
+	m.ChecksumMismatch()
+	c := m.StorageCounters()
+	c.OutcomeChecked(true)
+	c.OutcomeChecked(true)
+	c.OutcomeChecked(false)
+	c.Hedged()
+	want := []struct {
+		name   string
+		labels []string
+		v      float64
+	}{
+		{"plxfs_checksum_mismatch_total", nil, 2},
+		{"plxfs_upload_outcome_checked_total", []string{"result", "landed"}, 2},
+		{"plxfs_upload_outcome_checked_total", []string{"result", "not_landed"}, 1},
+		{"plxfs_hedged_requests_total", nil, 1},
+		{"plxfs_hedge_wins_total", nil, 0},
+		{"plxfs_stalled_calls_total", nil, 0},
+	}
+	for _, w := range want {
+		if got := value(t, m, w.name, w.labels...); got != w.v {
+			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.v)
+		}
+	}
+	s := m.Snapshot()
+	if s.ChecksumMismatches != 2 || s.Storage.OutcomeLanded != 2 || s.Storage.OutcomeNotLanded != 1 || s.Storage.Hedged != 1 {
+		t.Errorf("Snapshot %+v disagrees with the metrics", s)
+	}
+	text := scrape(t, m)
+	for _, line := range []string{`plxfs_upload_outcome_checked_total{result="landed"} 2`, "plxfs_checksum_mismatch_total 2", "plxfs_hedged_requests_total 1"} {
+		if !hasLine(text, line) {
+			t.Errorf("scrape has no line starting %q", line)
+		}
+	}
+}

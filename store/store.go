@@ -1,7 +1,9 @@
 // Package store is plxfs's only view of object storage: a small, generation-aware
 // Bucket interface, the errors that cross it, and decorators that compose over it
-// (WithPrefix). The Google Cloud Storage implementation lives in store/gcs, the only
-// package that imports cloud.google.com/go/storage.
+// (WithPrefix; WithTimeout and WithHedging, which bound the latency of calls made for file
+// operations). Counters is where the storage layers count what they do to keep answers
+// honest (upload outcome checks, hedges). The Google Cloud Storage implementation lives in
+// store/gcs, the only package that imports cloud.google.com/go/storage.
 //
 // Contract for every Bucket implementation:
 //   - All methods are safe for concurrent use and honour ctx for cancellation and deadlines.

@@ -250,6 +250,13 @@ func (s *statusSource) Status() control.Status {
 		st.Cache.GCSReadBytes, st.Cache.ServedBytes = ms.GCSReadBytes, ms.CacheServed
 		st.Uploads = control.Uploads{InFlight: ms.UploadsInFlight, Done: ms.Uploads, Bytes: ms.UploadBytes, Failures: ms.UploadFailures}
 		st.OpenHandles = ms.OpenHandles
+		st.Integrity = control.Integrity{
+			ChecksumMismatches:    ms.ChecksumMismatches,
+			UploadOutcomesChecked: ms.Storage.OutcomeChecked(),
+			UploadOutcomesLanded:  ms.Storage.OutcomeLanded,
+			HedgedRequests:        ms.Storage.Hedged,
+			StalledCalls:          ms.Storage.HedgeGaveUp,
+		}
 	}
 	if s.Pending != nil {
 		st.Uploads.Pending = s.Pending()

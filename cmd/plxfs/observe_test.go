@@ -91,6 +91,10 @@ func TestObservabilityServesMetricsPprofAndStatus(t *testing.T) {
 	m.Registry().MustRegister(metrics.NewCacheCollector(func() cache.Stats { return cache.Stats{Hits: 3, Misses: 1, Bytes: 8192, Chunks: 2} }, 1<<30))
 	m.UploadStarted()
 	m.CacheServed(5000)
+	m.ChecksumMismatch()
+	m.StorageCounters().OutcomeChecked(true)
+	m.StorageCounters().Hedged()
+	m.StorageCounters().Hedged()
 	src := &statusSource{
 		Mountpoint:  mnt,
 		Started:     time.Now().Add(-time.Hour),
@@ -113,7 +117,8 @@ func TestObservabilityServesMetricsPprofAndStatus(t *testing.T) {
 	defer stop()
 
 	text := httpGet(t, loggedURL(t, logBuf.String(), "serving metrics"))
-	for _, line := range []string{"plxfs_uploads_in_flight 1", "plxfs_cache_hits_total 3", "plxfs_cache_served_bytes_total 5000"} {
+	for _, line := range []string{"plxfs_uploads_in_flight 1", "plxfs_cache_hits_total 3", "plxfs_cache_served_bytes_total 5000",
+		"plxfs_checksum_mismatch_total 1", `plxfs_upload_outcome_checked_total{result="landed"} 1`, "plxfs_hedged_requests_total 2"} {
 		if !strings.Contains(text, "\n"+line+"\n") {
 			t.Errorf("metrics lack %q", line)
 		}
@@ -132,6 +137,7 @@ func TestObservabilityServesMetricsPprofAndStatus(t *testing.T) {
 		"8.0 KiB of 1.0 GiB", "2 chunks", "75.0% hit ratio (3 hits, 1 misses)",
 		"4.9 KiB served",
 		"1 in flight, 2 files pending",
+		"1 checksum mismatches, 1 upload outcomes checked (1 landed), 2 requests hedged, 0 stalled calls failed",
 		`upload failed; the file stays staged connection=ds1 path=a/b.txt`,
 	} {
 		if !strings.Contains(out, want) {
@@ -148,7 +154,8 @@ func TestObservabilityServesMetricsPprofAndStatus(t *testing.T) {
 		t.Fatalf("status JSON: %v\n%s", err, out)
 	}
 	if st.PID != os.Getpid() || st.Mountpoint != mnt || st.Cache.HitRatio != 0.75 || st.Uploads.InFlight != 1 ||
-		len(st.RecentErrors) != 1 || st.RecentErrors[0].Level != "WARN" {
+		len(st.RecentErrors) != 1 || st.RecentErrors[0].Level != "WARN" ||
+		st.Integrity != (control.Integrity{ChecksumMismatches: 1, UploadOutcomesChecked: 1, UploadOutcomesLanded: 1, HedgedRequests: 2}) {
 		t.Errorf("status JSON = %+v", st)
 	}
 

@@ -87,6 +87,10 @@ type runtime struct {
 	anonymous bool
 	env       creds.Env
 
+	// counters, when set before the first Bucket call (the mount sets it), counts what the
+	// storage clients do (upload outcome checks); nil counts nothing.
+	counters *store.Counters
+
 	mu      sync.Mutex
 	catalog *connspec.Catalog
 	clients map[string]*gcs.Client // by credential source
@@ -240,7 +244,7 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 		if err != nil {
 			return nil, fmt.Errorf("connection %q: %w", conn.Name, err)
 		}
-		client, err = gcs.NewClient(ctx, gcs.Options{Endpoint: rt.endpoint, ClientOptions: copts, UserAgent: "plxfs/" + version})
+		client, err = gcs.NewClient(ctx, gcs.Options{Endpoint: rt.endpoint, ClientOptions: copts, UserAgent: "plxfs/" + version, Counters: rt.counters})
 		if err != nil {
 			return nil, fmt.Errorf("connection %q: %w", conn.Name, err)
 		}

@@ -19,8 +19,9 @@ import (
 
 const statusDescription = `status asks the plxfs daemon serving MOUNTPOINT what it is doing: its connections
 (bucket, prefix, where the credentials come from), cache use and hit ratio, bytes read from
-GCS and served from the cache, uploads in flight, pending and failed, open files, and the
-last warnings and errors it logged.
+GCS and served from the cache, uploads in flight, pending and failed, integrity checks
+(checksum mismatches, upload outcomes checked, hedged requests, stalled calls), open files,
+and the last warnings and errors it logged.
 
 The daemon answers on a unix socket whose path is derived from the absolute MOUNTPOINT:
    $XDG_RUNTIME_DIR/plxfs/HASH.sock, else /run/plxfs/HASH.sock (root),
@@ -113,6 +114,9 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 
 	u := st.Uploads
 	fmt.Fprintf(w, "\nuploads:  %d in flight, %d files pending, %d done (%s), %d failed\n", u.InFlight, u.Pending, u.Done, humanBytes(u.Bytes), u.Failures)
+	in := st.Integrity
+	fmt.Fprintf(w, "checks:   %d checksum mismatches, %d upload outcomes checked (%d landed), %d requests hedged, %d stalled calls failed\n",
+		in.ChecksumMismatches, in.UploadOutcomesChecked, in.UploadOutcomesLanded, in.HedgedRequests, in.StalledCalls)
 	fmt.Fprintf(w, "handles:  %d open\n", st.OpenHandles)
 
 	if len(st.RecentErrors) == 0 {

@@ -14,6 +14,7 @@ type Status struct {
 	Connections  []Connection `json:"connections"`
 	Cache        Cache        `json:"cache"`
 	Uploads      Uploads      `json:"uploads"`
+	Integrity    Integrity    `json:"integrity"`
 	OpenHandles  int64        `json:"open_handles"`
 	RecentErrors []LogRecord  `json:"recent_errors"` // oldest first
 	// ErrorsLogged counts every warning and error logged since start; RecentErrors keeps the
@@ -51,6 +52,21 @@ type Uploads struct {
 	Bytes    int64 `json:"bytes"`
 	Failures int64 `json:"failures"`
 	Pending  int   `json:"pending"` // files with changes not uploaded yet
+}
+
+// Integrity counts what the daemon did to keep answers honest and bounded.
+type Integrity struct {
+	// ChecksumMismatches counts fetched bytes whose CRC32C did not match the object's.
+	ChecksumMismatches int64 `json:"checksum_mismatches"`
+	// UploadOutcomesChecked counts uploads whose last request failed with an unknown outcome
+	// and were checked against the bucket; UploadOutcomesLanded those found intact there
+	// (reported as successes).
+	UploadOutcomesChecked int64 `json:"upload_outcomes_checked"`
+	UploadOutcomesLanded  int64 `json:"upload_outcomes_landed"`
+	// HedgedRequests counts requests sent again after an attempt did not answer in time;
+	// StalledCalls the calls that failed because no attempt answered.
+	HedgedRequests int64 `json:"hedged_requests"`
+	StalledCalls   int64 `json:"stalled_calls"`
 }
 
 // LogRecord is one warning or error the daemon logged.

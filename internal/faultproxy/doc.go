@@ -1,6 +1,7 @@
 // Package faultproxy is an http.Handler middleware for tests that injects the failures a GCS
 // client meets in the wild: throttling and server errors (429, 500, 503), connections reset in
-// the middle of a response body, bodies cut short of their Content-Length, and stalls. It plugs
+// the middle of a response body, bodies cut short of their Content-Length, stalls, and bodies
+// with one byte flipped. It plugs
 // into internal/emulator through Options.Handler:
 //
 //	p := faultproxy.New(1)
@@ -20,7 +21,10 @@
 // Status faults answer without calling the next handler, so the emulator never sees the
 // request. Reset and Truncate faults call the next handler and cut its response after After
 // body bytes (After 0 with Reset: before any header, i.e. a response lost after the server
-// acted on the request). Stall waits, honouring the request context, then forwards.
+// acted on the request). Stall waits, honouring the request context, then forwards (with
+// After > 0: forwards at once and pauses the response body after After bytes). Flip
+// forwards and flips one byte of the response body (at After, or at a random offset when
+// After < 0), keeping the status, headers and length: corruption only a checksum catches.
 //
 // # Counting
 //

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,8 +28,15 @@ const (
 	// bytes of the body, then closes the connection normally: the client sees a short body.
 	Truncate
 	// Stall waits Rule.Stall, or until the request's context ends, then forwards the request
-	// (or drops it if the context ended).
+	// (or drops it if the context ended). With After > 0 it forwards at once and stalls the
+	// response after After body bytes instead: a response that stops delivering bytes.
 	Stall
+	// Flip forwards the request and passes the whole response, headers and length unchanged,
+	// except that one byte of the body is flipped (XOR 0xff): the byte at offset After, or,
+	// with After < 0, at an offset drawn from the proxy's RNG below the response's
+	// Content-Length (without one, within the first body write). Silent corruption: only a
+	// checksum can tell. A body shorter than the offset passes untouched and is not counted.
+	Flip
 )
 
 func (a Action) String() string {
@@ -41,6 +49,8 @@ func (a Action) String() string {
 		return "truncate"
 	case Stall:
 		return "stall"
+	case Flip:
+		return "flip"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -57,7 +67,8 @@ type Rule struct {
 	Action
 	// Status is the HTTP status for Status faults (default 503).
 	Status int
-	// After is the number of response body bytes passed before a Reset or Truncate cut.
+	// After is the number of response body bytes passed before a Reset or Truncate cut or a
+	// Stall's pause, or the offset of the body byte a Flip flips (< 0: a random offset).
 	After int64
 	// Stall is how long a Stall fault waits.
 	Stall time.Duration
@@ -211,6 +222,11 @@ func (p *Proxy) Middleware(next http.Handler) http.Handler {
 			msg, _ := json.Marshal("injected by faultproxy rule " + rule.Name)
 			fmt.Fprintf(w, `{"error":{"code":%d,"message":%s}}`, code, msg)
 		case Stall:
+			if rule.After > 0 {
+				sw := &stallWriter{w: w, after: rule.After, stall: rule.Stall, done: r.Context().Done(), onStall: func() { p.fired(rule.Name) }}
+				next.ServeHTTP(sw, r)
+				return
+			}
 			p.fired(rule.Name)
 			t := time.NewTimer(rule.Stall)
 			defer t.Stop()
@@ -226,10 +242,120 @@ func (p *Proxy) Middleware(next http.Handler) http.Handler {
 			if !cw.cut && cw.reset && rule.After == 0 {
 				cw.doCut() // the handler wrote nothing: drop the connection anyway
 			}
+		case Flip:
+			fw := &flipWriter{w: w, at: rule.After, pick: p.intN, onFlip: func() { p.fired(rule.Name) }}
+			next.ServeHTTP(fw, r)
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// stallWriter passes a response through, pausing once after `after` body bytes.
+type stallWriter struct {
+	w       http.ResponseWriter
+	after   int64
+	stall   time.Duration
+	done    <-chan struct{} // the request's context
+	sent    int64
+	stalled bool
+	onStall func()
+}
+
+func (s *stallWriter) Header() http.Header  { return s.w.Header() }
+func (s *stallWriter) WriteHeader(code int) { s.w.WriteHeader(code) }
+
+func (s *stallWriter) Write(b []byte) (int, error) {
+	if s.stalled || s.sent+int64(len(b)) <= s.after {
+		n, err := s.w.Write(b)
+		s.sent += int64(n)
+		return n, err
+	}
+	k := s.after - s.sent
+	n, err := s.w.Write(b[:k])
+	s.sent += int64(n)
+	if err != nil {
+		return n, err
+	}
+	s.Flush() // the client has the bytes before the pause
+	s.stalled = true
+	s.onStall()
+	t := time.NewTimer(s.stall)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
+		return n, errors.New("faultproxy: client gone during a stall")
+	}
+	m, err := s.w.Write(b[k:])
+	s.sent += int64(m)
+	return n + m, err
+}
+
+// Flush forwards flushes.
+func (s *stallWriter) Flush() {
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// intN draws from the proxy's RNG (n > 0).
+func (p *Proxy) intN(n int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rng.Int64N(n)
+}
+
+// flipWriter passes a response through with the body byte at offset at flipped.
+type flipWriter struct {
+	w      http.ResponseWriter
+	at     int64 // < 0: not chosen yet
+	pick   func(n int64) int64
+	sent   int64
+	header bool
+	done   bool
+	onFlip func()
+}
+
+func (f *flipWriter) Header() http.Header { return f.w.Header() }
+
+func (f *flipWriter) WriteHeader(code int) {
+	if f.header {
+		return
+	}
+	f.header = true
+	if f.at < 0 {
+		if n, err := strconv.ParseInt(f.w.Header().Get("Content-Length"), 10, 64); err == nil && n > 0 {
+			f.at = f.pick(n)
+		}
+	}
+	f.w.WriteHeader(code)
+}
+
+func (f *flipWriter) Write(b []byte) (int, error) {
+	if !f.header {
+		f.WriteHeader(http.StatusOK)
+	}
+	if f.at < 0 && len(b) > 0 {
+		f.at = f.sent + f.pick(int64(len(b))) // no Content-Length: within this write
+	}
+	if !f.done && f.at >= f.sent && f.at < f.sent+int64(len(b)) {
+		c := append([]byte(nil), b...) // never modify the handler's buffer
+		c[f.at-f.sent] ^= 0xff
+		f.done = true
+		f.onFlip()
+		b = c
+	}
+	n, err := f.w.Write(b)
+	f.sent += int64(n)
+	return n, err
+}
+
+// Flush forwards flushes.
+func (f *flipWriter) Flush() {
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
 }
 
 var errCut = errors.New("faultproxy: response cut")

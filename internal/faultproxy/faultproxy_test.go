@@ -246,3 +246,112 @@ func TestReplaceAndClearConcurrently(t *testing.T) {
 		t.Fatalf("after ResetStats %+v", s)
 	}
 }
+
+// diffs returns the offsets where got differs from want (same length).
+func diffs(got, want []byte) []int {
+	var at []int
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			at = append(at, i)
+		}
+	}
+	return at
+}
+
+func TestFlipChosenOffset(t *testing.T) {
+	p := New(1)
+	srv, calls := backend(t, p)
+	// 4096 is the first byte of the backend's second write; 0 and the last byte are edges.
+	for _, at := range []int64{0, 4095, 4096, 12345, int64(len(body)) - 1} {
+		p.SetRules(Rule{Name: "flip", Method: "GET", Action: Flip, After: at, First: 1})
+		p.ResetStats()
+		r := do(context.Background(), "GET", srv.URL+"/o")
+		if r.err != nil || r.code != 200 || len(r.body) != len(body) {
+			t.Fatalf("flip at %d: %d, %d bytes, %v; want a whole 200 response", at, r.code, len(r.body), r.err)
+		}
+		if d := diffs(r.body, body); len(d) != 1 || int64(d[0]) != at || r.body[at] != body[at]^0xff {
+			t.Fatalf("flip at %d: bytes differ at %v", at, d)
+		}
+		if s := p.Stats(); s.ByRule["flip"] != 1 {
+			t.Fatalf("flip at %d: stats %+v", at, s)
+		}
+	}
+	// Spent (First 1): the next response is intact, and the handler's buffer was never
+	// modified (the backend serves the same slice every time).
+	if r := do(context.Background(), "GET", srv.URL+"/o"); !bytes.Equal(r.body, body) {
+		t.Fatalf("after the rule is spent: differs at %v", diffs(r.body, body))
+	}
+	if calls.Load() != 6 {
+		t.Fatalf("backend calls %d; a flip must forward the request", calls.Load())
+	}
+	// Past the end of the body: nothing is flipped and nothing counted.
+	p.SetRules(Rule{Name: "flip", Action: Flip, After: int64(len(body))})
+	p.ResetStats()
+	if r := do(context.Background(), "GET", srv.URL+"/o"); !bytes.Equal(r.body, body) || p.Stats().Faults != 0 {
+		t.Fatalf("flip past the end: differs at %v, stats %+v", diffs(r.body, body), p.Stats())
+	}
+}
+
+func TestFlipRandomOffsetIsSeeded(t *testing.T) {
+	run := func() []int {
+		p := New(99)
+		srv, _ := backend(t, p)
+		p.SetRules(Rule{Name: "flip", Action: Flip, After: -1})
+		var at []int
+		for range 5 {
+			r := do(context.Background(), "GET", srv.URL+"/o")
+			d := diffs(r.body, body)
+			if r.err != nil || len(r.body) != len(body) || len(d) != 1 {
+				t.Fatalf("random flip: %d bytes, %v, differences at %v; want exactly one", len(r.body), r.err, d)
+			}
+			at = append(at, d[0])
+		}
+		if p.Stats().ByRule["flip"] != 5 {
+			t.Fatalf("stats %+v", p.Stats())
+		}
+		return at
+	}
+	a, b := run(), run()
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("same seed, different offsets: %v, %v", a, b)
+	}
+	spread := map[int]bool{}
+	for _, o := range a {
+		spread[o] = true
+	}
+	if len(spread) < 2 {
+		t.Fatalf("random offsets %v are not random", a)
+	}
+	t.Logf("random flips at %v of %d bytes", a, len(body))
+}
+
+func TestStallMidBody(t *testing.T) {
+	p := New(1)
+	srv, _ := backend(t, p)
+	p.SetRules(Rule{Name: "pause", Action: Stall, After: 5000, Stall: 150 * time.Millisecond, First: 1})
+	start := time.Now()
+	r := do(context.Background(), "GET", srv.URL+"/o")
+	if took := time.Since(start); r.err != nil || !bytes.Equal(r.body, body) || took < 150*time.Millisecond {
+		t.Fatalf("paused response: %v, %d bytes, after %v; want the whole body after the pause", r.err, len(r.body), took)
+	}
+	if p.Stats().ByRule["pause"] != 1 {
+		t.Fatalf("stats %+v", p.Stats())
+	}
+	// A client that gives up during the pause gets the bytes before it, and the handler ends.
+	p.SetRules(Rule{Name: "pause", Action: Stall, After: 5000, Stall: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/o", nil)
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5000)
+	if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, body[:5000]) {
+		t.Fatalf("bytes before the pause: %v", err)
+	}
+	cancel()
+	resp.Body.Close()
+	srv.Close() // waits for the handler: it must not sleep for an hour
+}

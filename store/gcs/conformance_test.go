@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/plxfs/plxfs/internal/emulator"
 	"github.com/plxfs/plxfs/store"
@@ -38,3 +39,13 @@ func same(b store.Bucket) store.Bucket { return b }
 
 func TestConformanceMemory(t *testing.T)     { conformance(t, "memory", same) }
 func TestConformanceFilesystem(t *testing.T) { conformance(t, "filesystem", same) }
+
+// TestConformanceHedged runs the contract through the mount's stack of decorators (hedging
+// and timeouts), so that they keep every answer, error and precondition as the contract says.
+// The hedge floor is lower than the mount's, but high enough that a loaded machine does not
+// make calls give up.
+func TestConformanceHedged(t *testing.T) {
+	conformance(t, "memory", func(b store.Bucket) store.Bucket {
+		return store.WithTimeout(store.WithHedging(b, store.HedgeOptions{Floor: 300 * time.Millisecond, Ceiling: 5 * time.Second}), 30*time.Second)
+	})
+}

@@ -21,13 +21,21 @@
 //     the upload it compares the server's size and CRC32C with what was written and, on a
 //     mismatch, deletes that generation and fails. Either way no wrong object is left behind.
 //     (If the upload was an overwrite, the replaced generation is gone by then.)
-//   - A retried write can meet its own result: when the response of the request that created
-//     the object (a single-request upload, a resumable session's final chunk, a compose) is
-//     lost, the retry fails its precondition (412) or finds the session finalised (404).
-//     After a retry, Commit and Compose therefore treat 412/404 as success when the live
-//     object is a new generation holding exactly the bytes written (size and CRC32C; for
-//     Compose the declared CRC32C). Otherwise a 412 stays ErrPrecondition, and a 404 of a
-//     retried upload is an I/O error ("upload session lost"), never ErrNotExist.
+//   - Unknown outcomes: an upload's outcome is what GCS has, not what the last request said.
+//     When the final request of a write (a single-request upload, a resumable session's final
+//     chunk, a compose) fails in a way that leaves open whether GCS acted (a connection reset,
+//     a timeout, a 5xx, or any error after a retry, because an earlier attempt whose response
+//     was lost may have landed and its retry then meets the write's own result: 412, or 404
+//     for a finalised resumable session), Commit and Compose Stat the
+//     object. The write succeeded, and its Attrs are returned, when the live object is a
+//     generation other than IfGen (with IfGen 0: it exists) holding exactly the bytes written
+//     (size and CRC32C; for Compose the declared CRC32C, so a Compose without one is not
+//     checked). Otherwise the original error stands: a 412 stays ErrPrecondition, a 404 of a
+//     retried upload is an I/O error ("upload session lost"), never ErrNotExist. Only a
+//     definitive 4xx answer to a write's only attempt skips the check, and so does a caller
+//     whose context has ended: it gave up waiting (an abandoned upload at shutdown must not
+//     wait for a Stat of a backend that may be down). Each check is counted in
+//     Options.Counters (landed or not).
 //   - UpdateMetadata merges keys, which is idempotent, so it is retried too (RetryAlways for
 //     that call only). Delete of a specific generation is retried; Delete of the live
 //     generation (gen 0) is not, since a retry after a lost response would report ErrNotExist.

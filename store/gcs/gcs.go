@@ -41,6 +41,9 @@ type Options struct {
 	RetryDeadline time.Duration
 	// UserAgent, when set, is sent with every request.
 	UserAgent string
+	// Counters, when set, counts the uploads whose outcome had to be checked (see doc.go,
+	// "Unknown outcomes").
+	Counters *store.Counters
 }
 
 const (
@@ -60,6 +63,7 @@ type Client struct {
 	c             *storage.Client
 	maxAttempts   int
 	retryDeadline time.Duration
+	counters      *store.Counters
 }
 
 // NewClient creates a client. It does not contact the server.
@@ -105,7 +109,7 @@ func NewClient(ctx context.Context, opts Options) (*Client, error) {
 		storage.WithMaxAttempts(attempts),
 		storage.WithMaxRetryDuration(deadline),
 	)
-	return &Client{c: c, maxAttempts: attempts, retryDeadline: deadline}, nil
+	return &Client{c: c, maxAttempts: attempts, retryDeadline: deadline, counters: opts.Counters}, nil
 }
 
 // Close releases the client's connections.
@@ -114,7 +118,7 @@ func (c *Client) Close() error { return c.c.Close() }
 // Bucket returns the named bucket. It does not check that the bucket exists; the first call
 // on a missing bucket fails with an error wrapping store.ErrNotExist.
 func (c *Client) Bucket(name string) store.Bucket {
-	return &bucket{name: name, h: c.c.Bucket(name), maxAttempts: c.maxAttempts, retryDeadline: c.retryDeadline}
+	return &bucket{name: name, h: c.c.Bucket(name), maxAttempts: c.maxAttempts, retryDeadline: c.retryDeadline, counters: c.counters}
 }
 
 type bucket struct {
@@ -122,6 +126,7 @@ type bucket struct {
 	h             *storage.BucketHandle
 	maxAttempts   int
 	retryDeadline time.Duration
+	counters      *store.Counters // nil: not counted
 }
 
 var _ store.Bucket = (*bucket)(nil)
@@ -239,6 +244,7 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 	if opts.IfGen < 0 {
 		return nil, fmt.Errorf("gcs: write gs://%s/%s: negative IfGen %d", b.name, name, opts.IfGen)
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	// Upload requests are retried by the API layer below the storage client, which applies
 	// neither MaxAttempts nor the retry deadline to them; the budget does (handles from
@@ -264,7 +270,7 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 		w.CRC32C = opts.CRC32C
 		w.SendCRC32C = true
 	}
-	return &writer{w: w, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts, budget: budget}, nil
+	return &writer{w: w, ctx: parent, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts, budget: budget}, nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -313,6 +319,7 @@ func (r *retryBudget) shouldRetry(err error) bool {
 // request, so no object is created.
 type writer struct {
 	w      *storage.Writer
+	ctx    context.Context // the caller's
 	cancel context.CancelFunc
 	b      *bucket
 	name   string
@@ -358,16 +365,15 @@ func (w *writer) Commit() (store.Attrs, error) {
 	}
 	err := w.w.Close()
 	w.cancel()
-	if err != nil && w.budget.didRetry() && isOwnResultCode(err) {
-		// A request was sent again after its response was lost, and the retry met the upload's
-		// own result: 412 (the object it created now fails "does not exist") or 404 (the
-		// resumable session it finalised is gone). The write landed if the live object holds
-		// exactly the bytes written.
+	if err != nil && w.ctx.Err() == nil && outcomeUnknown(err, w.budget.didRetry()) {
+		// The final request failed in a way that says nothing about what GCS did (a reset,
+		// a timeout, a 5xx, or the 412/404 a retry meets when an earlier attempt landed):
+		// what the bucket holds decides.
 		if a, ok := w.b.landed(w.name, w.want.IfGen, w.size, sum); ok {
 			w.attrs = a
 			return a, nil
 		}
-		if httpCode(err) == http.StatusNotFound {
+		if w.budget.didRetry() && httpCode(err) == http.StatusNotFound {
 			// Not a missing object: the upload session is gone and the bytes did not land.
 			w.err = fmt.Errorf("gcs: write gs://%s/%s: the upload session was lost after a retry and the object does not hold the bytes written: %v",
 				w.b.name, w.name, err)
@@ -427,9 +433,9 @@ func (b *bucket) Compose(ctx context.Context, dst string, srcs []string, opts st
 		c.SendCRC32C = true
 	}
 	a, err := c.Run(ctx)
-	if err != nil && opts.HasCRC32C && rec.didRetry() && httpCode(err) == http.StatusPreconditionFailed {
-		// As in writer.Commit: the retry of a compose whose response was lost fails its own
-		// precondition. The compose landed if the live object has the declared CRC32C.
+	if err != nil && ctx.Err() == nil && opts.HasCRC32C && outcomeUnknown(err, rec.didRetry()) {
+		// As in writer.Commit: the compose landed if the live object is a new generation with
+		// the declared CRC32C (the size of a compose is not known beforehand).
 		if got, ok := b.landed(dst, opts.IfGen, -1, opts.CRC32C); ok {
 			return got, nil
 		}
@@ -440,20 +446,34 @@ func (b *bucket) Compose(ctx context.Context, dst string, srcs []string, opts st
 	return toAttrs(a), nil
 }
 
-// isOwnResultCode reports whether err is an answer a retried write gets when its first
-// attempt succeeded: 412 or 404.
-func isOwnResultCode(err error) bool {
+// outcomeUnknown reports whether a write's final error leaves open whether the write landed.
+// Only a definitive 4xx answer to the one and only attempt says that GCS did not act (a bad
+// request, a refusal, a real precondition conflict). Everything else may hide a landed write:
+// a connection reset or timeout (the request may have been processed), a 5xx (GCS documents
+// that the operation may have succeeded), and any error at all after a retry, since an
+// earlier attempt whose response was lost may have landed; its retry then meets the write's
+// own result (412, or 404 for a finalised resumable session).
+func outcomeUnknown(err error, retried bool) bool {
+	if retried {
+		return true
+	}
 	c := httpCode(err)
-	return c == http.StatusPreconditionFailed || c == http.StatusNotFound
+	return c == 0 || c >= 500 || c == http.StatusRequestTimeout || c == http.StatusTooManyRequests
 }
 
-// landed checks whether the live generation of name is the result of a write whose response
-// was lost: a generation other than ifGen, holding size bytes (size < 0: any) with CRC32C crc.
+// landed checks whether a write whose outcome is unknown landed: the live generation of name
+// is not ifGen (so the write's precondition held: with ifGen 0, the object exists now), holds
+// size bytes (size < 0: any size) and has CRC32C crc. The check itself is a Stat, retried by
+// the client; if it fails, the write is reported as failed. A concurrent writer that stored
+// the very same bytes cannot be told from this write landing, which is harmless: the object
+// holds what the caller wrote. Every check is counted in the Counters.
 func (b *bucket) landed(name string, ifGen, size int64, crc uint32) (store.Attrs, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.retryDeadline)
 	defer cancel()
 	a, err := b.Stat(ctx, name)
-	if err != nil || !a.HasCRC32C || a.CRC32C != crc || (size >= 0 && a.Size != size) || a.Generation == ifGen {
+	ok := err == nil && a.HasCRC32C && a.CRC32C == crc && (size < 0 || a.Size == size) && a.Generation != ifGen
+	b.counters.OutcomeChecked(ok)
+	if !ok {
 		return store.Attrs{}, false
 	}
 	return a, true
