@@ -24,6 +24,7 @@ func initCommand() *cli.Command {
 		&cli.BoolFlag{Name: "ignore-errors", Usage: "warn about failures and exit 0, as Polyaxon's initializer does"},
 		&cli.IntFlag{Name: "workers", Value: transfer.DefaultWorkers, Usage: "`N` requests moving bytes at once"},
 		quietFlag(),
+		memoryLimitFlag(""),
 	}
 	return storageCommand(&cli.Command{
 		Name:  "init",
@@ -97,6 +98,9 @@ func runInit(c *cli.Context) error {
 	opts := transfer.Options{Workers: c.Int("workers"), Progress: rep, Logger: rt.Logger()}
 	if opts.Workers < 1 {
 		return usageErrorf("--workers %d: use 1 or more", opts.Workers)
+	}
+	if err := applyMemoryLimit(c); err != nil {
+		return err
 	}
 	var total transfer.Summary
 	for _, job := range jobs {

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,7 +70,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "compose-threshold", Value: "64MiB", Usage: "files of at least this `SIZE` upload as parallel parts joined by compose"},
 			&cli.StringFlag{Name: "part-size", Value: "32MiB", Usage: "part `SIZE` of composed uploads"},
 			&cli.IntFlag{Name: "upload-workers", Value: 4, Usage: "parallel requests per upload"},
-			&cli.StringFlag{Name: "memory-limit", Value: "60MiB", Usage: "soft limit for the Go heap (`SIZE`; 0: none): the garbage collector works harder near it, keeping the daemon small (data lives on disk). $GOMEMLIMIT overrides it"},
+			memoryLimitFlag("Keeps the daemon small (data lives on disk)."),
 			&cli.StringFlag{Name: "ready-file", Usage: "create `FILE` once the mount is ready (see plxfs wait)"},
 			&cli.StringFlag{Name: "exit-on-file", Usage: "unmount and exit once `FILE` exists (sidecars without native sidecar support)"},
 			&cli.DurationFlag{Name: "grace-period", Value: 5 * time.Minute, Usage: "on SIGINT/SIGTERM, how long pending uploads may take before plxfs gives up on them and exits 1 (a second signal gives up at once); keep it below the pod's terminationGracePeriodSeconds"},
@@ -230,10 +229,8 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		return mc, usageErrorf("--upload-workers %d: use a positive number", mc.fs.Upload.Workers)
 	}
 	mc.fs.Upload.Owner = mountOwner(mnt)
-	if s := c.String("memory-limit"); s != "0" && s != "" {
-		if mc.memoryLimit, err = parseSize("--memory-limit", s); err != nil {
-			return mc, err
-		}
+	if mc.memoryLimit, err = parseMemoryLimit(c); err != nil {
+		return mc, err
 	}
 	mc.mount = fs.MountOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse")}
 	mc.readyFile = c.String("ready-file")
@@ -280,9 +277,7 @@ func runMount(c *cli.Context) error {
 	errRing := captureErrors(rt)
 	started := time.Now()
 	log := rt.Logger()
-	if mc.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(mc.memoryLimit)
-	}
+	setMemoryLimit(mc.memoryLimit)
 	conns, err := rt.Selected()
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ import (
 func commonFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"PLXFS_CONFIG"}, Usage: "connections `FILE` (YAML with a connections: or persistence: list, or a Polyaxon config file containing one); default: $POLYAXON_CONNECTIONS_CATALOG"},
-		&cli.StringFlag{Name: "polyaxonfile", Aliases: []string{"f"}, Usage: "Polyaxon operation/component `FILE`: its run.connections selects the connections (and plxfs init runs its run.init artifacts)"},
+		&cli.StringFlag{Name: "polyaxonfile", Usage: "Polyaxon operation/component `FILE`: its run.connections selects the connections (and plxfs init runs its run.init artifacts)"},
 		&cli.StringSliceFlag{Name: "connections", EnvVars: []string{"PLXFS_CONNECTIONS"}, Usage: "`NAMES` of the connections to use (comma separated); default: every gcs connection"},
 		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"PLXFS_ENDPOINT"}, Usage: "storage endpoint `URL` (an emulator such as fake-gcs-server; no credentials are used then). $STORAGE_EMULATOR_HOST is honoured too"},
 		&cli.BoolFlag{Name: "anonymous", Usage: "use no credentials (public buckets)"},

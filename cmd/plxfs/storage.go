@@ -39,27 +39,9 @@ const confirmAbove = 10
 // staleParts is the age after which anyone's leftover upload parts are removed by upload.
 const staleParts = 24 * time.Hour
 
-// storageCommand adds the common flags, dropping the -f alias of --polyaxonfile where the
-// command has its own -f (rm -f).
+// storageCommand adds the common flags to a storage command.
 func storageCommand(cmd *cli.Command) *cli.Command {
-	own := map[string]bool{}
-	for _, f := range cmd.Flags {
-		for _, n := range f.Names() {
-			own[n] = true
-		}
-	}
-	for _, f := range commonFlags() {
-		if sf, ok := f.(*cli.StringFlag); ok {
-			var keep []string
-			for _, a := range sf.Aliases {
-				if !own[a] {
-					keep = append(keep, a)
-				}
-			}
-			sf.Aliases = keep
-		}
-		cmd.Flags = append(cmd.Flags, f)
-	}
+	cmd.Flags = append(cmd.Flags, commonFlags()...)
 	return cmd
 }
 
@@ -101,7 +83,8 @@ before deleting more than ` + strconv.Itoa(confirmAbove) + ` objects unless -f i
 	})
 }
 
-func transferFlags() []cli.Flag {
+// transferFlags are the flags upload and download share.
+func transferFlags(verb string) []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "copy directories and everything below them"},
 		&cli.BoolFlag{Name: "no-basename", Usage: "put the contents directly at the destination instead of under its base name (Polyaxon's use_basename=False)"},
@@ -109,12 +92,29 @@ func transferFlags() []cli.Flag {
 		&cli.StringFlag{Name: "since", Usage: "only files modified after `TIME` (RFC 3339, 2006-01-02[ 15:04:05], or a duration ago such as 90m, 2h, 7d)"},
 		&cli.IntFlag{Name: "workers", Value: transfer.DefaultWorkers, Usage: "`N` requests moving bytes at once (files and parts)"},
 		&cli.BoolFlag{Name: "skip-unchanged", Usage: "skip destinations with the same size and CRC32C, replace different ones"},
-		&cli.BoolFlag{Name: "force", Usage: "replace existing destinations without comparing"},
-		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be copied and copy nothing"},
-		&cli.StringFlag{Name: "part-size", Value: "16MiB", Usage: "`SIZE` of ranged download parts and upload parts"},
-		&cli.StringFlag{Name: "compose-threshold", Value: "64MiB", Usage: "files of at least `SIZE` are uploaded as parallel parts joined with compose"},
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace existing destinations without comparing"},
+		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be " + pastTense[verb] + " and " + verb + " nothing"},
 		quietFlag(),
 	}
+}
+
+// uploadFlags are upload's own flags.
+func uploadFlags() []cli.Flag {
+	return append(transferFlags("upload"),
+		&cli.StringFlag{Name: "part-size", Value: "16MiB", Usage: "`SIZE` of the parts of composed uploads"},
+		&cli.StringFlag{Name: "compose-threshold", Value: "64MiB", Usage: "files of at least `SIZE` are uploaded as parallel parts joined with compose"},
+		&cli.StringFlag{Name: "upload-chunk-size", Value: "2MiB", Usage: "resumable-upload chunk `SIZE`: each of the --workers requests holds one chunk in memory (a multiple of 256KiB)"},
+		memoryLimitFlag("Upload buffers take about --workers × --upload-chunk-size."),
+	)
+}
+
+// downloadFlags are download's own flags.
+func downloadFlags() []cli.Flag {
+	return append(transferFlags("download"),
+		&cli.StringFlag{Name: "part-size", Value: "16MiB", Usage: "`SIZE` of the parallel ranged reads of a big object"},
+		&cli.BoolFlag{Name: "raw", Usage: "keep the stored bytes of gzip-encoded objects instead of decompressing them"},
+		memoryLimitFlag(""),
+	)
 }
 
 func uploadCommand() *cli.Command {
@@ -128,13 +128,12 @@ the object REMOTE itself and a directory's contents go directly under REMOTE.
 An existing identical object is skipped; a different one is a failure unless --skip-unchanged
 or --force says to replace it. Uploads send CRC32C and carry a generation precondition, so a
 retried or concurrent write never clobbers silently.`,
-		Flags:  transferFlags(),
+		Flags:  uploadFlags(),
 		Action: runUpload,
 	})
 }
 
 func downloadCommand() *cli.Command {
-	flags := append(transferFlags(), &cli.BoolFlag{Name: "raw", Usage: "keep the stored bytes of gzip-encoded objects instead of decompressing them"})
 	return storageCommand(&cli.Command{
 		Name:      "download",
 		Usage:     "copy a remote object (and with -r a remote directory) to local disk",
@@ -148,7 +147,7 @@ Object names unsafe as local paths ("..", absolute, NUL, empty or over-long segm
 object "a" next to objects under "a/" are refused and listed. An existing different local
 file is a failure unless --skip-unchanged or --force. Objects stored with Content-Encoding
 gzip are decompressed (as GCS serves them to most clients) unless --raw.`,
-		Flags:  flags,
+		Flags:  downloadFlags(),
 		Action: runDownload,
 	})
 }
@@ -370,10 +369,32 @@ func transferOptions(c *cli.Context, rt *runtime, rep *reporter) (transfer.Optio
 	if opts.PartSize, err = parseSize("--part-size", c.String("part-size")); err != nil {
 		return opts, err
 	}
-	if opts.ComposeThreshold, err = parseSize("--compose-threshold", c.String("compose-threshold")); err != nil {
-		return opts, err
+	if hasFlag(c, "compose-threshold") {
+		if opts.ComposeThreshold, err = parseSize("--compose-threshold", c.String("compose-threshold")); err != nil {
+			return opts, err
+		}
 	}
-	return opts, nil
+	if hasFlag(c, "upload-chunk-size") {
+		chunk, err := parseSize("--upload-chunk-size", c.String("upload-chunk-size"))
+		if err != nil {
+			return opts, err
+		}
+		if chunk%(256<<10) != 0 || chunk > 1<<30 {
+			return opts, usageErrorf("--upload-chunk-size %s: use a multiple of 256KiB up to 1GiB", c.String("upload-chunk-size"))
+		}
+		opts.ChunkSize = int(chunk)
+	}
+	return opts, applyMemoryLimit(c)
+}
+
+// hasFlag reports whether the command being run defines the flag name.
+func hasFlag(c *cli.Context, name string) bool {
+	for _, f := range c.Command.Flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // partsOwner names this process's temporary upload parts.
