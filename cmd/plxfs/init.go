@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -94,7 +95,14 @@ func runInit(c *cli.Context) error {
 		return usageErrorf("init needs --connection NAME or --polyaxonfile FILE")
 	}
 
-	rep := newReporter(c, "download")
+	// Every entry's connection must exist before anything is copied: a wrong name is the
+	// caller's words being off (exit 2), with or without --ignore-errors.
+	for _, job := range jobs {
+		if _, err := rt.Connection(job.connection); err != nil {
+			return err
+		}
+	}
+	rep := newReporter(c, "download", nil)
 	opts := transfer.Options{Workers: c.Int("workers"), Progress: rep, Logger: rt.Logger()}
 	if opts.Workers < 1 {
 		return usageErrorf("--workers %d: use 1 or more", opts.Workers)
@@ -111,6 +119,9 @@ func runInit(c *cli.Context) error {
 			total.Failed++
 			total.Failures = append(total.Failures, transfer.Failure{Name: job.connection, Err: err})
 		}
+	}
+	if errors.Is(c.Context.Err(), context.Canceled) {
+		return rep.finish(total, c.Context.Err())
 	}
 	if c.Bool("ignore-errors") && total.Failed > 0 {
 		for _, f := range total.Failures {
@@ -151,6 +162,7 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 	if err != nil {
 		return transfer.Summary{}, err
 	}
+	scope := rt.scope(conn)
 	b := store.WithPrefix(whole, conn.Prefix)
 	dest := job.dest
 	if dest == "" {
@@ -161,7 +173,8 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 		dest = filepath.Join(root, "artifacts", conn.Name)
 	}
 	if len(job.dirs) == 0 && len(job.files) == 0 {
-		return transfer.DownloadTree(ctx, b, "", dest, opts)
+		s, err := transfer.DownloadTree(ctx, b, "", dest, opts)
+		return s, explainError(scope, fmt.Sprintf("copying %s: into %s", conn.Name, dest), err)
 	}
 	var total transfer.Summary
 	copyEntry := func(p connspec.PathPair, dir bool) {
@@ -177,6 +190,15 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 				s, err = transfer.DownloadFile(ctx, b, from, local, opts)
 				if errors.Is(err, store.ErrNotExist) {
 					err = fmt.Errorf("no such object %s:%s", conn.Name, from)
+				}
+			}
+			if err != nil && classify(err).kind != kindUnknown {
+				err = explainError(scope, fmt.Sprintf("copying %s:%s to %s", conn.Name, from, local), err)
+			}
+			// Failures of single files inside a directory: explained the same way.
+			for i, f := range s.Failures {
+				if classify(f.Err).kind != kindUnknown {
+					s.Failures[i].Err = explainError(scope, "copying "+conn.Name+":"+f.Name, f.Err)
 				}
 			}
 			total = addSummary(total, s)
