@@ -131,6 +131,9 @@ func classify(err error) classified {
 	case errors.As(err, &gerr):
 		c.status = gerr.Code
 		c.kind = kindOfStatus(gerr.Code, gerr.Message)
+		if c.kind == kindNoObject && mentionsMissingBucket(err.Error()) {
+			c.kind = kindNoBucket // the Go client's "storage: bucket doesn't exist" above a bare 404
+		}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
 		c.kind = kindTimeout
@@ -213,6 +216,9 @@ type errScope struct {
 	Write    bool   // the operation creates or deletes objects
 	Remote   string // the remote the user gave (CONNECTION:PATH), for "plxfs ls" hints
 	Config   string // the connections file, for "check schema.bucket in FILE"
+	// Listing: the operation lists objects, so a 404 is the bucket's (a prefix with nothing
+	// under it lists as empty, never as not found).
+	Listing bool
 }
 
 // explain returns the cause in a few words and what to do, for a classified error.
@@ -386,6 +392,9 @@ func explainError(s errScope, doing string, err error) error {
 		return err
 	}
 	c := classify(err)
+	if s.Listing && c.kind == kindNoObject {
+		c.kind = kindNoBucket
+	}
 	cause, advice := explain(c, s, err)
 	return &userError{scope: s, doing: doing, cause: cause, advice: advice, kind: c.kind, err: err}
 }

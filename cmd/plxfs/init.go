@@ -174,7 +174,7 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 	}
 	if len(job.dirs) == 0 && len(job.files) == 0 {
 		s, err := transfer.DownloadTree(ctx, b, "", dest, opts)
-		return s, explainError(scope, fmt.Sprintf("copying %s: into %s", conn.Name, dest), err)
+		return s, explainError(scope, fmt.Sprintf("copying %q into %q", conn.Name+":", dest), err)
 	}
 	var total transfer.Summary
 	copyEntry := func(p connspec.PathPair, dir bool) {
@@ -193,12 +193,12 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 				}
 			}
 			if err != nil && classify(err).kind != kindUnknown {
-				err = explainError(scope, fmt.Sprintf("copying %s:%s to %s", conn.Name, from, local), err)
+				err = explainError(scope, fmt.Sprintf("copying %q to %q", conn.Name+":"+from, local), err)
 			}
 			// Failures of single files inside a directory: explained the same way.
 			for i, f := range s.Failures {
 				if classify(f.Err).kind != kindUnknown {
-					s.Failures[i].Err = explainError(scope, "copying "+conn.Name+":"+f.Name, f.Err)
+					s.Failures[i].Err = explainError(scope, fmt.Sprintf("copying %q", conn.Name+":"+f.Name), f.Err)
 				}
 			}
 			total = addSummary(total, s)

@@ -266,6 +266,13 @@ func (r *remote) fail(doing string, write bool, err error) error {
 	return explainError(s, doing, err)
 }
 
+// failListing is fail for an operation whose failure came from listing objects.
+func (r *remote) failListing(doing string, write bool, err error) error {
+	s := r.scope
+	s.Write, s.Listing = write, true
+	return explainError(s, doing, err)
+}
+
 // Remote resolves a remote argument: CONNECTION:PATH (PATH relative to the connection's
 // prefix) or gs://BUCKET/PATH.
 func (rt *runtime) Remote(ctx context.Context, spec string) (*remote, error) {

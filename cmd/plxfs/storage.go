@@ -187,7 +187,7 @@ func runLs(c *cli.Context) error {
 	b, p := r.b, r.path
 	dirs, files, err := transfer.List(ctx, b, p, c.Bool("recursive"))
 	if err != nil {
-		return r.fail("listing "+r.spec, false, err)
+		return r.failListing(fmt.Sprintf("listing %q", r.spec), false, err)
 	}
 	if len(dirs) == 0 && len(files) == 0 && p != "" {
 		a, err := b.Stat(ctx, p)
@@ -195,7 +195,7 @@ func runLs(c *cli.Context) error {
 		case errors.Is(err, store.ErrNotExist):
 			return cli.Exit(fmt.Sprintf("%s: no such object or directory", r.spec), 1)
 		case err != nil:
-			return r.fail("looking up "+r.spec, false, err)
+			return r.fail(fmt.Sprintf("looking up %q", r.spec), false, err)
 		}
 		a.Name = path.Base(p)
 		files = []store.Attrs{a}
@@ -286,7 +286,7 @@ func runRm(c *cli.Context) error {
 		if err == nil && s.Files+int64(s.Skipped+s.Failed) == 0 && r.path != "" {
 			return rmOne(ctx, c, r, rep, opts)
 		}
-		return rep.finish(s, r.fail("deleting "+spec, true, err))
+		return rep.finish(s, r.failListing(fmt.Sprintf("deleting %q", spec), true, err))
 	}
 	if r.path == "" {
 		return usageErrorf("%s names a whole connection or bucket: use rm -r to delete everything in it", spec)
@@ -318,7 +318,7 @@ func rmOne(ctx context.Context, c *cli.Context, r *remote, rep *reporter, opts t
 		return cli.Exit(fmt.Sprintf("%s: no such object or directory", spec), 1)
 	}
 	if err != nil {
-		return r.fail("looking up "+spec, true, err)
+		return r.fail(fmt.Sprintf("looking up %q", spec), true, err)
 	}
 	rep.Total(1, a.Size)
 	ev := transfer.Event{Name: a.Name, Size: a.Size, DryRun: opts.DryRun}
@@ -490,7 +490,7 @@ func runUpload(c *cli.Context) error {
 		}
 		total = addSummary(total, s)
 		if err != nil {
-			err = r.fail(fmt.Sprintf("uploading %s to %s", j.local, remoteName(r, j.remote)), true, err)
+			err = r.fail(fmt.Sprintf("uploading %q to %q", j.local, remoteName(r, j.remote)), true, err)
 			break
 		}
 	}
@@ -557,11 +557,11 @@ func runDownload(c *cli.Context) error {
 	if err := checkTargetDir(into); err != nil {
 		return err
 	}
-	doing := fmt.Sprintf("downloading %s to %s", spec, local)
+	doing := fmt.Sprintf("downloading %q to %q", spec, local)
 	if c.Bool("recursive") {
 		s, err := transfer.DownloadTree(ctx, b, p, dest, opts)
 		if err != nil || s.Files+int64(s.Skipped+s.Failed) > 0 || p == "" {
-			return rep.finish(s, r.fail(doing, false, err))
+			return rep.finish(s, r.failListing(doing, false, err))
 		}
 		// Nothing under PATH/: PATH may be a single object.
 	}
