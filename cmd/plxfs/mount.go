@@ -126,7 +126,7 @@ type mountConfig struct {
 	mount       fs.MountOptions
 	readyFile   string
 	exitOnFile  string
-	nonempty    bool // mount over a directory with entries
+	nonempty    bool  // mount over a directory with entries
 	memoryLimit int64 // 0: none
 	opTimeout   time.Duration
 	grace       time.Duration
