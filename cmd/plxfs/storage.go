@@ -115,6 +115,10 @@ func downloadFlags() []cli.Flag {
 		&cli.StringFlag{Name: "part-size", Value: "16MiB", Usage: "`SIZE` of the parallel ranged reads of a big object"},
 		&cli.BoolFlag{Name: "raw", Usage: "keep the stored bytes of gzip-encoded objects instead of decompressing them"},
 		memoryLimitFlag(""),
+		// Upload's flags, which download once listed: still accepted (scripts pass them),
+		// hidden from --help, and without effect.
+		&cli.StringFlag{Name: "compose-threshold", Hidden: true},
+		&cli.StringFlag{Name: "upload-chunk-size", Hidden: true},
 	)
 }
 
@@ -383,12 +387,18 @@ func transferOptions(c *cli.Context, rt *runtime, rep *reporter) (transfer.Optio
 	if opts.PartSize, err = parseSize("--part-size", c.String("part-size")); err != nil {
 		return opts, err
 	}
-	if hasFlag(c, "compose-threshold") {
+	if c.Command.Name == "download" {
+		for _, f := range []string{"compose-threshold", "upload-chunk-size"} {
+			if c.IsSet(f) {
+				rt.Logger().Warn("--" + f + " is an upload flag; download ignores it")
+			}
+		}
+	} else if hasFlag(c, "compose-threshold") {
 		if opts.ComposeThreshold, err = parseSize("--compose-threshold", c.String("compose-threshold")); err != nil {
 			return opts, err
 		}
 	}
-	if hasFlag(c, "upload-chunk-size") {
+	if c.Command.Name != "download" && hasFlag(c, "upload-chunk-size") {
 		chunk, err := parseSize("--upload-chunk-size", c.String("upload-chunk-size"))
 		if err != nil {
 			return opts, err
