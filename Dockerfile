@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: a static plxfs binary on a small Debian runtime with fuse3 and CA certificates.
-#   docker build -t plxfs .
+#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) -t plxfs .
 #   docker run --rm --device /dev/fuse --cap-add SYS_ADMIN --security-opt apparmor:unconfined \
 #     -v "$PWD/conns.yaml:/etc/plxfs/conns.yaml:ro" -v /etc/gcs:/etc/gcs:ro \
 #     plxfs mount --config /etc/plxfs/conns.yaml /mnt/plx
@@ -9,7 +9,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+# make docker passes VERSION (git describe); without it plxfs reports the VCS revision the go
+# command stamps, when .git is in the build context.
+ARG VERSION=
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/plxfs ./cmd/plxfs
 
 FROM debian:bookworm-slim

@@ -1,7 +1,8 @@
 # plxfs — build, test, benchmark. `make help` lists the targets.
 GO       ?= go
 BIN      ?= bin/plxfs
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# VERSION is stamped into the binary; empty (no git), plxfs reports the VCS revision or "devel".
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # MOUNTPOINT for `make demo`.
 MNT      ?= /tmp/plxfs-demo
@@ -40,7 +41,7 @@ demo: build ## mount a generated demo dataset from an embedded emulator at $(MNT
 	$(BIN) demo $(MNT)
 
 docker: ## build the container image
-	docker build -t plxfs:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) -t plxfs:$(or $(VERSION),latest) .
 
 clean:
 	rm -rf bin

@@ -28,9 +28,10 @@ connections:
 			t.Fatalf("exit code %d, want 1\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
 		}
 		lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
-		if len(lines) != 2 {
-			t.Fatalf("want one line per connection, got:\n%s", res.Stdout)
+		if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") {
+			t.Fatalf("want a header and one line per connection, got:\n%s", res.Stdout)
 		}
+		lines = lines[1:]
 		if !strings.HasPrefix(lines[0], "good") || !strings.HasSuffix(lines[0], "OK") {
 			t.Errorf("good connection line = %q, want it to end in OK", lines[0])
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -137,7 +138,7 @@ func checkConnections(c *cli.Context, rt *runtime) error {
 			return err
 		}
 		if conns, err = cat.Select(c.Args().Slice()); err != nil {
-			return err
+			return usageError{err.Error()}
 		}
 	} else if conns, err = rt.Selected(); err != nil {
 		return err
@@ -151,7 +152,7 @@ func checkConnections(c *cli.Context, rt *runtime) error {
 			err := checkOne(ctx, rt, conn)
 			cancel()
 			if err != nil {
-				r.Error = err.Error()
+				r.Error = rowError(err)
 			}
 		}
 		r.OK = r.Error == ""
@@ -168,6 +169,7 @@ func checkConnections(c *cli.Context, rt *runtime) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tLOCATION\tCREDENTIALS\tSTATUS")
 		for _, r := range results {
 			status := "OK"
 			if !r.OK {
@@ -193,8 +195,21 @@ func checkOne(ctx context.Context, rt *runtime, conn connspec.Connection) error 
 		return err
 	}
 	_, err = b.List(ctx, store.ListOptions{Prefix: conn.Prefix, PageSize: 1})
-	if err != nil {
-		return fmt.Errorf("listing gs://%s/%s: %w", conn.Bucket, conn.Prefix, err)
+	scope := rt.scope(conn)
+	scope.Listing = true
+	return explainError(scope, fmt.Sprintf("listing %q", conn.URL()), err)
+}
+
+// rowError is an error as one row of a per-connection table shows it: what was being done,
+// the cause and what to do, without the connection's name (the row's first column).
+func rowError(err error) string {
+	var ue *userError
+	if errors.As(err, &ue) {
+		msg := ue.doing + ": " + ue.cause
+		if ue.advice != "" {
+			msg += "; " + ue.advice
+		}
+		return msg
 	}
-	return nil
+	return shortCause(err)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ func initCommand() *cli.Command {
 		&cli.BoolFlag{Name: "ignore-errors", Usage: "warn about failures and exit 0, as Polyaxon's initializer does"},
 		&cli.IntFlag{Name: "workers", Value: transfer.DefaultWorkers, Usage: "`N` requests moving bytes at once"},
 		quietFlag(),
+		memoryLimitFlag(""),
 	}
 	return storageCommand(&cli.Command{
 		Name:  "init",
@@ -93,10 +95,20 @@ func runInit(c *cli.Context) error {
 		return usageErrorf("init needs --connection NAME or --polyaxonfile FILE")
 	}
 
-	rep := newReporter(c, "download")
+	// Every entry's connection must exist before anything is copied: a wrong name is the
+	// caller's words being off (exit 2), with or without --ignore-errors.
+	for _, job := range jobs {
+		if _, err := rt.Connection(job.connection); err != nil {
+			return err
+		}
+	}
+	rep := newReporter(c, "download", nil)
 	opts := transfer.Options{Workers: c.Int("workers"), Progress: rep, Logger: rt.Logger()}
 	if opts.Workers < 1 {
 		return usageErrorf("--workers %d: use 1 or more", opts.Workers)
+	}
+	if err := applyMemoryLimit(c); err != nil {
+		return err
 	}
 	var total transfer.Summary
 	for _, job := range jobs {
@@ -107,6 +119,9 @@ func runInit(c *cli.Context) error {
 			total.Failed++
 			total.Failures = append(total.Failures, transfer.Failure{Name: job.connection, Err: err})
 		}
+	}
+	if errors.Is(c.Context.Err(), context.Canceled) {
+		return rep.finish(total, c.Context.Err())
 	}
 	if c.Bool("ignore-errors") && total.Failed > 0 {
 		for _, f := range total.Failures {
@@ -147,6 +162,7 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 	if err != nil {
 		return transfer.Summary{}, err
 	}
+	scope := rt.scope(conn)
 	b := store.WithPrefix(whole, conn.Prefix)
 	dest := job.dest
 	if dest == "" {
@@ -157,7 +173,8 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 		dest = filepath.Join(root, "artifacts", conn.Name)
 	}
 	if len(job.dirs) == 0 && len(job.files) == 0 {
-		return transfer.DownloadTree(ctx, b, "", dest, opts)
+		s, err := transfer.DownloadTree(ctx, b, "", dest, opts)
+		return s, explainError(scope, fmt.Sprintf("copying %q into %q", conn.Name+":", dest), err)
 	}
 	var total transfer.Summary
 	copyEntry := func(p connspec.PathPair, dir bool) {
@@ -173,6 +190,15 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 				s, err = transfer.DownloadFile(ctx, b, from, local, opts)
 				if errors.Is(err, store.ErrNotExist) {
 					err = fmt.Errorf("no such object %s:%s", conn.Name, from)
+				}
+			}
+			if err != nil && classify(err).kind != kindUnknown {
+				err = explainError(scope, fmt.Sprintf("copying %q to %q", conn.Name+":"+from, local), err)
+			}
+			// Failures of single files inside a directory: explained the same way.
+			for i, f := range s.Failures {
+				if classify(f.Err).kind != kindUnknown {
+					s.Failures[i].Err = explainError(scope, fmt.Sprintf("copying %q", conn.Name+":"+f.Name), f.Err)
 				}
 			}
 			total = addSummary(total, s)

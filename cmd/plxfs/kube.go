@@ -41,6 +41,7 @@ key material); a warning names them.`,
 				&cli.BoolFlag{Name: "native", Value: true, Usage: "native sidecar (init container with restartPolicy Always); --native=false for clusters before 1.29"},
 				&cli.BoolFlag{Name: "init", Usage: "print plxfs init containers (copy, no FUSE, no privileges) instead of a mount"},
 				&cli.BoolFlag{Name: "read-only", Usage: "mount the connections read-only (datasets): writes fail with EROFS, and the kernel reads wholly cached files straight from the cache"},
+				&cli.StringFlag{Name: "cache-size", Value: kubernetes.DefaultCacheSize, Usage: "the mount's --cache-size: bound on cached data in the cache emptyDir (node disk, not memory; `SIZE` such as 10GiB)"},
 				&cli.StringFlag{Name: "memory", Value: kubernetes.DefaultMemory, Usage: "memory request and limit of plxfs containers (a Kubernetes `QUANTITY`)"},
 			},
 			Action: kubeSidecar,
@@ -54,6 +55,9 @@ func kubeSidecar(c *cli.Context) error {
 	}
 	if c.String("image") == "" {
 		return usageErrorf("kube sidecar needs --image IMAGE: the plxfs image built from the Dockerfile, as your cluster pulls it")
+	}
+	if _, err := parseSize("--cache-size", c.String("cache-size")); err != nil {
+		return err
 	}
 	rt, err := getRuntime(c)
 	if err != nil {
@@ -75,6 +79,7 @@ func kubeSidecar(c *cli.Context) error {
 		ReadOnly:      c.Bool("read-only"),
 		Init:          c.Bool("init"),
 		Memory:        c.String("memory"),
+		CacheSize:     c.String("cache-size"),
 	})
 	if err != nil {
 		return err

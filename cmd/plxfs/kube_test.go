@@ -87,6 +87,12 @@ func TestKubeSidecar(t *testing.T) {
 				t.Errorf("want two plxfs init containers copying into /data/NAME, got %+v", spec.InitContainers)
 			}
 		}},
+		{"cache size", []string{"--cache-size", "20GiB"}, all, func(t *testing.T, spec corev1.PodSpec) {
+			args := spec.InitContainers[0].Args
+			if i := slices.Index(args, "--cache-size"); i < 0 || args[i+1] != "20GiB" {
+				t.Errorf("mount args %q: want --cache-size 20GiB", args)
+			}
+		}},
 		{"one connection", []string{"--connections", "gcs-outputs", "--config-map-name", "outputs-conn", "--memory", "300Mi"}, all[1:], func(t *testing.T, spec corev1.PodSpec) {
 			for _, v := range spec.Volumes {
 				if v.Secret != nil && v.Secret.SecretName != "gcs-outputs-secret" {
@@ -164,6 +170,7 @@ func TestKubeSidecarErrors(t *testing.T) {
 		{"two secrets, one path", []string{"--config", clash, "--image", "i"}, 1, `connection "gcs-outputs": secret.mountPath "/etc/gcs" is also the mountPath of secret gcs-secret`},
 		{"selected s3", []string{"--config", file, "--image", "i", "--connections", "s3-dataset1"}, 1, "s3-dataset1"},
 		{"bad memory", []string{"--config", file, "--image", "i", "--memory", "lots"}, 1, `memory "lots"`},
+		{"bad cache size", []string{"--config", file, "--image", "i", "--cache-size", "huge"}, 2, `--cache-size "huge"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

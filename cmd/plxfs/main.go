@@ -13,8 +13,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=..." (the Makefile and the
+// Dockerfile do); a plain `go build` leaves it empty and buildVersion reads the module's
+// version or VCS stamp instead.
+var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -52,14 +54,20 @@ Typical use:
 Common flags (--config, --connections, --endpoint, --log-level, ...) may be given before
 or after the command name, and any flag after the arguments ("--" ends the flags).
 'plxfs COMMAND --help' explains each command; SEMANTICS.md says what the mount supports.
-Exit codes: 0 success, 1 failure, 2 usage error.`
+'plxfs completion bash|zsh|fish' prints shell completion.
+
+Exit codes, for every command:
+   0  done (also: nothing to do, or "no" answered at a prompt)
+   1  some of the work failed: what failed is listed (plxfs wait: not ready in time)
+   2  usage error: unknown command or flag, wrong arguments (a directory without -r),
+      an unknown connection, a bad value; nothing was done`
 
 func newApp() *cli.App {
 	app := &cli.App{
 		Name:                 "plxfs",
 		Usage:                "mount and move Polyaxon GCS connections",
 		Description:          manual,
-		Version:              version,
+		Version:              buildVersion(),
 		EnableBashCompletion: true,
 		Flags:                commonFlags(),
 		Commands: []*cli.Command{
@@ -70,6 +78,8 @@ func newApp() *cli.App {
 			kubeCommand(),
 			waitCommand(),
 			demoCommand(),
+			versionCommand(),
+			completionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors and picks exit codes
 		OnUsageError:   onUsageError,
@@ -97,9 +107,20 @@ func run(ctx context.Context, args []string, stdout, stderr *os.File) int {
 	rts := &runtimes{stderr: stderr}
 	defer rts.close()
 	app.Metadata = map[string]any{runtimesKey: rts}
-	err := app.RunContext(ctx, interspersed(app, args))
+	completing := len(args) > 0 && args[len(args)-1] == "--generate-bash-completion"
+	if !completing {
+		if err := checkCommand(app, args); err != nil {
+			fmt.Fprintln(stderr, "plxfs:", err)
+			return 2
+		}
+		args = interspersed(app, args)
+	}
+	err := app.RunContext(ctx, args)
 	if err == nil {
 		return 0
+	}
+	if detail, ok := errorDetail(err); ok && rts.rt != nil {
+		rts.rt.Logger().Debug("error detail", "err", detail)
 	}
 	var exitErr cli.ExitCoder
 	if errors.As(err, &exitErr) {

@@ -10,12 +10,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +43,7 @@ an unknown --connections name is an error. Reads go through a chunked disk cache
 close (close returns an error if the upload failed). On SIGINT/SIGTERM pending uploads finish,
 then the mount is removed. SEMANTICS.md says what each operation does.
 
+A MOUNTPOINT that has files in it is refused (the mount would hide them) unless --nonempty.
 As root the kernel mount is made directly; as another user fusermount3 must be installed.
 A mountpoint left behind by a crashed daemon ("transport endpoint is not connected") is
 cleaned up at start, or with 'plxfs unmount MOUNTPOINT'.`
@@ -67,12 +68,13 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "gid", Usage: "group `GID` of every file (default: the mounting user's group)"},
 			&cli.StringFlag{Name: "file-mode", Value: "0644", Usage: "permission bits of files (octal)"},
 			&cli.StringFlag{Name: "dir-mode", Value: "0755", Usage: "permission bits of directories (octal)"},
+			&cli.BoolFlag{Name: "nonempty", Usage: "mount over a directory that has files (they are hidden while mounted, as with fusermount -o nonempty); without it such a mountpoint is refused"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf when not root)"},
 			&cli.StringFlag{Name: "upload-chunk-size", Value: "8MiB", Usage: "resumable-upload chunk `SIZE` (memory per upload in flight)"},
 			&cli.StringFlag{Name: "compose-threshold", Value: "64MiB", Usage: "files of at least this `SIZE` upload as parallel parts joined by compose"},
 			&cli.StringFlag{Name: "part-size", Value: "32MiB", Usage: "part `SIZE` of composed uploads"},
 			&cli.IntFlag{Name: "upload-workers", Value: 4, Usage: "parallel requests per upload"},
-			&cli.StringFlag{Name: "memory-limit", Value: "60MiB", Usage: "soft limit for the Go heap (`SIZE`; 0: none): the garbage collector works harder near it, keeping the daemon small (data lives on disk). $GOMEMLIMIT overrides it"},
+			memoryLimitFlag("Keeps the daemon small (data lives on disk)."),
 			&cli.StringFlag{Name: "ready-file", Usage: "create `FILE` once the mount is ready (see plxfs wait)"},
 			&cli.StringFlag{Name: "exit-on-file", Usage: "unmount and exit once `FILE` exists (sidecars without native sidecar support)"},
 			&cli.DurationFlag{Name: "grace-period", Value: 5 * time.Minute, Usage: "on SIGINT/SIGTERM, how long pending uploads may take before plxfs gives up on them and exits 1 (a second signal gives up at once); keep it below the pod's terminationGracePeriodSeconds"},
@@ -126,6 +128,7 @@ type mountConfig struct {
 	mount       fs.MountOptions
 	readyFile   string
 	exitOnFile  string
+	nonempty    bool  // mount over a directory with entries
 	memoryLimit int64 // 0: none
 	opTimeout   time.Duration
 	hedgeFloor  time.Duration // 0: no hedging
@@ -239,12 +242,11 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		return mc, usageErrorf("--upload-workers %d: use a positive number", mc.fs.Upload.Workers)
 	}
 	mc.fs.Upload.Owner = mountOwner(mnt)
-	if s := c.String("memory-limit"); s != "0" && s != "" {
-		if mc.memoryLimit, err = parseSize("--memory-limit", s); err != nil {
-			return mc, err
-		}
+	if mc.memoryLimit, err = parseMemoryLimit(c); err != nil {
+		return mc, err
 	}
 	mc.mount = fs.MountOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug-fuse")}
+	mc.nonempty = c.Bool("nonempty")
 	mc.readyFile = c.String("ready-file")
 	mc.exitOnFile = c.String("exit-on-file")
 	return mc, nil
@@ -289,9 +291,7 @@ func runMount(c *cli.Context) error {
 	errRing := captureErrors(rt)
 	started := time.Now()
 	log := rt.Logger()
-	if mc.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(mc.memoryLimit)
-	}
+	setMemoryLimit(mc.memoryLimit)
 	conns, err := rt.Selected()
 	if err != nil {
 		return err
@@ -299,7 +299,7 @@ func runMount(c *cli.Context) error {
 	if len(conns) == 0 {
 		return errors.New("no gcs connections to mount: check --config / $POLYAXON_CONNECTIONS_CATALOG and --connections")
 	}
-	if err := prepareMountpoint(mc.mountpoint, log); err != nil {
+	if err := prepareMountpoint(mc.mountpoint, mc.nonempty, log); err != nil {
 		return err
 	}
 	if os.Geteuid() != 0 {
@@ -487,16 +487,19 @@ func checkMountConnections(ctx context.Context, rt *runtime, conns []connspec.Co
 		_, err = b.List(cctx, store.ListOptions{Prefix: conn.Prefix, Delimiter: "/", PageSize: 1})
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("connection %q (%s): cannot list the bucket: %w; nothing was mounted", conn.Name, conn.URL(), err)
+			scope := rt.scope(conn)
+			scope.Listing = true
+			return nil, explainError(scope, fmt.Sprintf("listing %q before mounting (nothing was mounted)", conn.URL()), err)
 		}
 		out = append(out, fs.Connection{Name: conn.Name, Bucket: b, Prefix: conn.Prefix})
 	}
 	return out, nil
 }
 
-// prepareMountpoint checks that mnt is an empty-or-not directory that is not mounted, and
-// detaches a mount left behind by a crashed daemon.
-func prepareMountpoint(mnt string, log *slog.Logger) error {
+// prepareMountpoint checks that mnt is a directory that is not mounted and, unless nonempty,
+// is empty (a mount would hide what is in it), and detaches a mount left behind by a crashed
+// daemon.
+func prepareMountpoint(mnt string, nonempty bool, log *slog.Logger) error {
 	stale, err := isStaleMount(mnt)
 	if err != nil {
 		return err
@@ -520,7 +523,31 @@ func prepareMountpoint(mnt string, log *slog.Logger) error {
 	if live, err := isFUSEMount(mnt); err == nil && live {
 		return fmt.Errorf("%s is already a FUSE mount (another plxfs?); unmount it first: plxfs unmount %s", mnt, mnt)
 	}
+	if !nonempty {
+		if names, err := firstEntries(mnt, 3); err != nil {
+			return fmt.Errorf("mountpoint %s: %w", mnt, err)
+		} else if len(names) > 0 {
+			return usageErrorf("mountpoint %s is not empty (%s): the mount would hide its contents; use an empty directory, or --nonempty to mount over them", mnt, strings.Join(names, ", "))
+		}
+	}
 	return nil
+}
+
+// firstEntries returns the names of up to n entries of dir, with "..." when there are more.
+func firstEntries(dir string, n int) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(n + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if len(names) > n {
+		names = append(names[:n], "...")
+	}
+	return names, nil
 }
 
 // isStaleMount reports whether mnt is a FUSE mount whose daemon is gone. It asks statfs,

@@ -22,7 +22,7 @@ import (
 func commonFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"PLXFS_CONFIG"}, Usage: "connections `FILE` (YAML with a connections: or persistence: list, or a Polyaxon config file containing one); default: $POLYAXON_CONNECTIONS_CATALOG"},
-		&cli.StringFlag{Name: "polyaxonfile", Aliases: []string{"f"}, Usage: "Polyaxon operation/component `FILE`: its run.connections selects the connections (and plxfs init runs its run.init artifacts)"},
+		&cli.StringFlag{Name: "polyaxonfile", Usage: "Polyaxon operation/component `FILE`: its run.connections selects the connections (and plxfs init runs its run.init artifacts)"},
 		&cli.StringSliceFlag{Name: "connections", EnvVars: []string{"PLXFS_CONNECTIONS"}, Usage: "`NAMES` of the connections to use (comma separated); default: every gcs connection"},
 		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"PLXFS_ENDPOINT"}, Usage: "storage endpoint `URL` (an emulator such as fake-gcs-server; no credentials are used then). $STORAGE_EMULATOR_HOST is honoured too"},
 		&cli.BoolFlag{Name: "anonymous", Usage: "use no credentials (public buckets)"},
@@ -218,7 +218,7 @@ func (rt *runtime) Connection(name string) (connspec.Connection, error) {
 	}
 	conns, err := cat.Select([]string{name})
 	if err != nil {
-		return connspec.Connection{}, err
+		return connspec.Connection{}, usageError{err.Error()}
 	}
 	return conns[0], nil
 }
@@ -253,36 +253,78 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 	return client.Bucket(conn.Bucket), nil
 }
 
+// remote is a resolved remote argument: the bucket view its path is relative to, the path
+// without leading or trailing slashes, and what error messages say about it.
+type remote struct {
+	spec  string // as the user wrote it
+	b     store.Bucket
+	path  string
+	scope errScope
+}
+
+// fail explains err as a failure of doing (in words) on this remote; write says whether the
+// operation creates or deletes objects (for the role to suggest).
+func (r *remote) fail(doing string, write bool, err error) error {
+	s := r.scope
+	s.Write = write
+	return explainError(s, doing, err)
+}
+
+// failListing is fail for an operation whose failure came from listing objects.
+func (r *remote) failListing(doing string, write bool, err error) error {
+	s := r.scope
+	s.Write, s.Listing = write, true
+	return explainError(s, doing, err)
+}
+
 // Remote resolves a remote argument: CONNECTION:PATH (PATH relative to the connection's
-// prefix) or gs://BUCKET/PATH. It returns the bucket view the path is relative to and the
-// path without leading or trailing slashes.
-func (rt *runtime) Remote(ctx context.Context, spec string) (store.Bucket, string, error) {
+// prefix) or gs://BUCKET/PATH.
+func (rt *runtime) Remote(ctx context.Context, spec string) (*remote, error) {
 	if strings.HasPrefix(spec, "gs://") || strings.HasPrefix(spec, "gcs://") {
 		bucket, prefix, err := connspec.ParseBucketURL(spec)
 		if err != nil {
-			return nil, "", usageErrorf("%s: %v", spec, err)
+			return nil, usageErrorf("%s: %v", spec, err)
 		}
 		conn := rt.connectionForBucket(bucket)
 		conn.Bucket = bucket
+		scope := rt.scope(conn)
+		scope.Conn, scope.Remote = "gs://"+bucket, spec
 		b, err := rt.Bucket(ctx, conn)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		return b, strings.Trim(prefix, "/"), nil
+		return &remote{spec: spec, b: b, path: strings.Trim(prefix, "/"), scope: scope}, nil
 	}
-	name, path, ok := strings.Cut(spec, ":")
+	name, p, ok := strings.Cut(spec, ":")
 	if !ok || name == "" {
-		return nil, "", usageErrorf("%q is not a remote: write CONNECTION:PATH or gs://BUCKET/PATH", spec)
+		return nil, usageErrorf("%q is not a remote: write CONNECTION:PATH or gs://BUCKET/PATH", spec)
 	}
 	conn, err := rt.Connection(name)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	b, err := rt.Bucket(ctx, conn)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return store.WithPrefix(b, conn.Prefix), strings.Trim(path, "/"), nil
+	scope := rt.scope(conn)
+	scope.Remote = spec
+	return &remote{spec: spec, b: store.WithPrefix(b, conn.Prefix), path: strings.Trim(p, "/"), scope: scope}, nil
+}
+
+// scope is what error messages about conn say: its name, bucket, credential source,
+// endpoint and connections file.
+func (rt *runtime) scope(conn connspec.Connection) errScope {
+	s := errScope{Conn: conn.Name, Bucket: conn.Bucket, Endpoint: rt.endpoint, Config: rt.config}
+	if cr, err := rt.Credentials(conn); err == nil {
+		s.Creds = cr.Source
+	}
+	if s.Config == "" {
+		if cat, err := rt.Catalog(); err == nil {
+			s.Config = cat.Source
+		}
+	}
+	return s
 }
 
 // connectionForBucket returns the first catalog connection on bucket (for its credentials), or

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -39,27 +40,9 @@ const confirmAbove = 10
 // staleParts is the age after which anyone's leftover upload parts are removed by upload.
 const staleParts = 24 * time.Hour
 
-// storageCommand adds the common flags, dropping the -f alias of --polyaxonfile where the
-// command has its own -f (rm -f).
+// storageCommand adds the common flags to a storage command.
 func storageCommand(cmd *cli.Command) *cli.Command {
-	own := map[string]bool{}
-	for _, f := range cmd.Flags {
-		for _, n := range f.Names() {
-			own[n] = true
-		}
-	}
-	for _, f := range commonFlags() {
-		if sf, ok := f.(*cli.StringFlag); ok {
-			var keep []string
-			for _, a := range sf.Aliases {
-				if !own[a] {
-					keep = append(keep, a)
-				}
-			}
-			sf.Aliases = keep
-		}
-		cmd.Flags = append(cmd.Flags, f)
-	}
+	cmd.Flags = append(cmd.Flags, commonFlags()...)
 	return cmd
 }
 
@@ -101,7 +84,8 @@ before deleting more than ` + strconv.Itoa(confirmAbove) + ` objects unless -f i
 	})
 }
 
-func transferFlags() []cli.Flag {
+// transferFlags are the flags upload and download share.
+func transferFlags(verb string) []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "copy directories and everything below them"},
 		&cli.BoolFlag{Name: "no-basename", Usage: "put the contents directly at the destination instead of under its base name (Polyaxon's use_basename=False)"},
@@ -109,12 +93,33 @@ func transferFlags() []cli.Flag {
 		&cli.StringFlag{Name: "since", Usage: "only files modified after `TIME` (RFC 3339, 2006-01-02[ 15:04:05], or a duration ago such as 90m, 2h, 7d)"},
 		&cli.IntFlag{Name: "workers", Value: transfer.DefaultWorkers, Usage: "`N` requests moving bytes at once (files and parts)"},
 		&cli.BoolFlag{Name: "skip-unchanged", Usage: "skip destinations with the same size and CRC32C, replace different ones"},
-		&cli.BoolFlag{Name: "force", Usage: "replace existing destinations without comparing"},
-		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be copied and copy nothing"},
-		&cli.StringFlag{Name: "part-size", Value: "16MiB", Usage: "`SIZE` of ranged download parts and upload parts"},
-		&cli.StringFlag{Name: "compose-threshold", Value: "64MiB", Usage: "files of at least `SIZE` are uploaded as parallel parts joined with compose"},
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace existing destinations without comparing"},
+		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be " + pastTense[verb] + " and " + verb + " nothing"},
 		quietFlag(),
 	}
+}
+
+// uploadFlags are upload's own flags.
+func uploadFlags() []cli.Flag {
+	return append(transferFlags("upload"),
+		&cli.StringFlag{Name: "part-size", Value: "16MiB", Usage: "`SIZE` of the parts of composed uploads"},
+		&cli.StringFlag{Name: "compose-threshold", Value: "64MiB", Usage: "files of at least `SIZE` are uploaded as parallel parts joined with compose"},
+		&cli.StringFlag{Name: "upload-chunk-size", Value: "2MiB", Usage: "resumable-upload chunk `SIZE`: each of the --workers requests holds one chunk in memory (a multiple of 256KiB)"},
+		memoryLimitFlag("Upload buffers take about --workers × --upload-chunk-size."),
+	)
+}
+
+// downloadFlags are download's own flags.
+func downloadFlags() []cli.Flag {
+	return append(transferFlags("download"),
+		&cli.StringFlag{Name: "part-size", Value: "16MiB", Usage: "`SIZE` of the parallel ranged reads of a big object"},
+		&cli.BoolFlag{Name: "raw", Usage: "keep the stored bytes of gzip-encoded objects instead of decompressing them"},
+		memoryLimitFlag(""),
+		// Upload's flags, which download once listed: still accepted (scripts pass them),
+		// hidden from --help, and without effect.
+		&cli.StringFlag{Name: "compose-threshold", Hidden: true},
+		&cli.StringFlag{Name: "upload-chunk-size", Hidden: true},
+	)
 }
 
 func uploadCommand() *cli.Command {
@@ -128,13 +133,12 @@ the object REMOTE itself and a directory's contents go directly under REMOTE.
 An existing identical object is skipped; a different one is a failure unless --skip-unchanged
 or --force says to replace it. Uploads send CRC32C and carry a generation precondition, so a
 retried or concurrent write never clobbers silently.`,
-		Flags:  transferFlags(),
+		Flags:  uploadFlags(),
 		Action: runUpload,
 	})
 }
 
 func downloadCommand() *cli.Command {
-	flags := append(transferFlags(), &cli.BoolFlag{Name: "raw", Usage: "keep the stored bytes of gzip-encoded objects instead of decompressing them"})
 	return storageCommand(&cli.Command{
 		Name:      "download",
 		Usage:     "copy a remote object (and with -r a remote directory) to local disk",
@@ -148,7 +152,7 @@ Object names unsafe as local paths ("..", absolute, NUL, empty or over-long segm
 object "a" next to objects under "a/" are refused and listed. An existing different local
 file is a failure unless --skip-unchanged or --force. Objects stored with Content-Encoding
 gzip are decompressed (as GCS serves them to most clients) unless --raw.`,
-		Flags:  flags,
+		Flags:  downloadFlags(),
 		Action: runDownload,
 	})
 }
@@ -179,26 +183,23 @@ func runLs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rt, err := getRuntime(c)
-	if err != nil {
-		return err
-	}
 	ctx := c.Context
-	b, p, err := rt.Remote(ctx, c.Args().First())
+	_, r, err := openRemote(c, c.Args().First())
 	if err != nil {
 		return err
 	}
+	b, p := r.b, r.path
 	dirs, files, err := transfer.List(ctx, b, p, c.Bool("recursive"))
 	if err != nil {
-		return err
+		return r.failListing(fmt.Sprintf("listing %q", r.spec), false, err)
 	}
 	if len(dirs) == 0 && len(files) == 0 && p != "" {
 		a, err := b.Stat(ctx, p)
 		switch {
 		case errors.Is(err, store.ErrNotExist):
-			return cli.Exit(fmt.Sprintf("%s: no such object or directory", c.Args().First()), 1)
+			return cli.Exit(fmt.Sprintf("%s: no such object or directory", r.spec), 1)
 		case err != nil:
-			return err
+			return r.fail(fmt.Sprintf("looking up %q", r.spec), false, err)
 		}
 		a.Name = path.Base(p)
 		files = []store.Attrs{a}
@@ -247,29 +248,32 @@ func display(name string) string {
 
 // --- rm ------------------------------------------------------------------------------------
 
-// openRemote returns the invocation's runtime and the bucket view and path of a remote
-// argument (CONNECTION:PATH or gs://BUCKET/PATH).
-func openRemote(c *cli.Context, spec string) (*runtime, store.Bucket, string, error) {
+// openRemote returns the invocation's runtime and the resolved remote argument
+// (CONNECTION:PATH or gs://BUCKET/PATH).
+func openRemote(c *cli.Context, spec string) (*runtime, *remote, error) {
 	rt, err := getRuntime(c)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, err
 	}
-	b, p, err := rt.Remote(c.Context, spec)
-	return rt, b, p, err
+	r, err := rt.Remote(c.Context, spec)
+	return rt, r, err
 }
 
 func runRm(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usageErrorf("rm takes one REMOTE (CONNECTION:PATH or gs://BUCKET/PATH), got %d arguments", c.NArg())
+		return usageErrorf("rm takes one REMOTE (CONNECTION:PATH or gs://BUCKET/PATH), got %d arguments%s", c.NArg(), polyaxonfileHint(c))
 	}
 	spec := c.Args().First()
 	ctx := c.Context
-	rt, b, p, err := openRemote(c, spec)
+	rt, r, err := openRemote(c, spec)
 	if err != nil {
 		return err
 	}
-	rep := newReporter(c, "delete")
+	rep := newReporter(c, "delete", r)
 	opts := transfer.Options{Workers: c.Int("workers"), DryRun: c.Bool("dry-run"), Logger: rt.Logger(), Progress: rep}
+	if opts.Workers < 1 {
+		return usageErrorf("--workers %d: use 1 or more", opts.Workers)
+	}
 	if c.Bool("recursive") {
 		if !c.Bool("force") && !opts.DryRun && stdinIsTerminal() {
 			opts.Confirm = func(files, bytes int64) bool {
@@ -277,35 +281,48 @@ func runRm(c *cli.Context) error {
 					fmt.Sprintf("delete %d objects (%s) under %s?", files, humanBytes(bytes), spec))
 			}
 		}
-		s, err := transfer.RemoveTree(ctx, b, p, opts)
+		s, err := transfer.RemoveTree(ctx, r.b, r.path, opts)
 		if errors.Is(err, transfer.ErrAborted) {
-			return cli.Exit("nothing deleted", 1)
+			// Declining is an answer, not a failure.
+			fmt.Fprintln(c.App.ErrWriter, "nothing deleted")
+			return nil
 		}
-		if err == nil && s.Files+int64(s.Skipped+s.Failed) == 0 && p != "" {
-			return rmOne(ctx, c, b, p, spec, rep, opts)
+		if err == nil && s.Files+int64(s.Skipped+s.Failed) == 0 && r.path != "" {
+			return rmOne(ctx, c, r, rep, opts)
 		}
-		return rep.finish(s, err)
+		return rep.finish(s, r.failListing(fmt.Sprintf("deleting %q", spec), true, err))
 	}
-	if p == "" {
+	if r.path == "" {
 		return usageErrorf("%s names a whole connection or bucket: use rm -r to delete everything in it", spec)
 	}
-	return rmOne(ctx, c, b, p, spec, rep, opts)
+	return rmOne(ctx, c, r, rep, opts)
 }
 
-// rmOne deletes the single object p.
-func rmOne(ctx context.Context, c *cli.Context, b store.Bucket, p, spec string, rep *reporter, opts transfer.Options) error {
+// polyaxonfileHint explains a stray argument after -f: -f is --force, not --polyaxonfile.
+func polyaxonfileHint(c *cli.Context) string {
+	for _, a := range c.Args().Slice() {
+		if strings.HasSuffix(a, ".yaml") || strings.HasSuffix(a, ".yml") || strings.HasSuffix(a, ".json") {
+			return fmt.Sprintf(" (%s is not a remote; -f is --force, and a polyaxonfile is given with --polyaxonfile FILE)", a)
+		}
+	}
+	return ""
+}
+
+// rmOne deletes the single object r.path.
+func rmOne(ctx context.Context, c *cli.Context, r *remote, rep *reporter, opts transfer.Options) error {
 	start := time.Now()
+	b, p, spec := r.b, r.path, r.spec
 	a, err := b.Stat(ctx, p)
 	if errors.Is(err, store.ErrNotExist) {
 		if !c.Bool("recursive") {
 			if dirs, files, lerr := transfer.List(ctx, b, p, false); lerr == nil && len(dirs)+len(files) > 0 {
-				return cli.Exit(fmt.Sprintf("%s is a directory: use rm -r", spec), 1)
+				return usageErrorf("%s is a directory: use rm -r", spec)
 			}
 		}
 		return cli.Exit(fmt.Sprintf("%s: no such object or directory", spec), 1)
 	}
 	if err != nil {
-		return err
+		return r.fail(fmt.Sprintf("looking up %q", spec), true, err)
 	}
 	rep.Total(1, a.Size)
 	ev := transfer.Event{Name: a.Name, Size: a.Size, DryRun: opts.DryRun}
@@ -370,10 +387,38 @@ func transferOptions(c *cli.Context, rt *runtime, rep *reporter) (transfer.Optio
 	if opts.PartSize, err = parseSize("--part-size", c.String("part-size")); err != nil {
 		return opts, err
 	}
-	if opts.ComposeThreshold, err = parseSize("--compose-threshold", c.String("compose-threshold")); err != nil {
-		return opts, err
+	if c.Command.Name == "download" {
+		for _, f := range []string{"compose-threshold", "upload-chunk-size"} {
+			if c.IsSet(f) {
+				rt.Logger().Warn("--" + f + " is an upload flag; download ignores it")
+			}
+		}
+	} else if hasFlag(c, "compose-threshold") {
+		if opts.ComposeThreshold, err = parseSize("--compose-threshold", c.String("compose-threshold")); err != nil {
+			return opts, err
+		}
 	}
-	return opts, nil
+	if c.Command.Name != "download" && hasFlag(c, "upload-chunk-size") {
+		chunk, err := parseSize("--upload-chunk-size", c.String("upload-chunk-size"))
+		if err != nil {
+			return opts, err
+		}
+		if chunk%(256<<10) != 0 || chunk > 1<<30 {
+			return opts, usageErrorf("--upload-chunk-size %s: use a multiple of 256KiB up to 1GiB", c.String("upload-chunk-size"))
+		}
+		opts.ChunkSize = int(chunk)
+	}
+	return opts, applyMemoryLimit(c)
+}
+
+// hasFlag reports whether the command being run defines the flag name.
+func hasFlag(c *cli.Context, name string) bool {
+	for _, f := range c.Command.Flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // partsOwner names this process's temporary upload parts.
@@ -414,31 +459,31 @@ func runUpload(c *cli.Context) error {
 		jobs = append(jobs, job{local: l, dir: fi.IsDir()})
 	}
 	ctx := c.Context
-	rt, b, p, err := openRemote(c, spec)
+	rt, r, err := openRemote(c, spec)
 	if err != nil {
 		return err
 	}
 	for i, j := range jobs {
 		if noBase {
-			if !j.dir && p == "" {
+			if !j.dir && r.path == "" {
 				return usageErrorf("--no-basename: %s names no object for the file %s", spec, j.local)
 			}
-			jobs[i].remote = p
+			jobs[i].remote = r.path
 			continue
 		}
 		base, err := localBase(j.local)
 		if err != nil {
 			return err
 		}
-		jobs[i].remote = strings.TrimPrefix(p+"/"+base, "/")
+		jobs[i].remote = strings.TrimPrefix(r.path+"/"+base, "/")
 	}
-	rep := newReporter(c, "upload")
+	rep := newReporter(c, "upload", r)
 	opts, err := transferOptions(c, rt, rep)
 	if err != nil {
 		return err
 	}
 	if !opts.DryRun {
-		if n, err := transfer.CleanupParts(ctx, b, "", staleParts); err != nil {
+		if n, err := transfer.CleanupParts(ctx, r.b, "", staleParts); err != nil {
 			rt.Logger().Debug("could not clean up stale upload parts", "err", err)
 		} else if n > 0 {
 			rt.Logger().Info("removed stale temporary upload parts", "objects", n)
@@ -449,17 +494,27 @@ func runUpload(c *cli.Context) error {
 	for _, j := range jobs {
 		var s transfer.Summary
 		if j.dir {
-			s, err = transfer.UploadTree(ctx, b, j.local, j.remote, opts)
+			s, err = transfer.UploadTree(ctx, r.b, j.local, j.remote, opts)
 		} else {
-			s, err = transfer.UploadFile(ctx, b, j.local, j.remote, opts)
+			s, err = transfer.UploadFile(ctx, r.b, j.local, j.remote, opts)
 		}
 		total = addSummary(total, s)
 		if err != nil {
+			err = r.fail(fmt.Sprintf("uploading %q to %q", j.local, remoteName(r, j.remote)), true, err)
 			break
 		}
 	}
 	total.Elapsed = time.Since(start)
 	return rep.finish(total, err)
+}
+
+// remoteName writes the object path p (relative to r's bucket view) as the user would:
+// CONNECTION:PATH, or gs://BUCKET/PATH.
+func remoteName(r *remote, p string) string {
+	if strings.HasPrefix(r.spec, "gs://") || strings.HasPrefix(r.spec, "gcs://") {
+		return "gs://" + r.scope.Bucket + "/" + p
+	}
+	return r.scope.Conn + ":" + p
 }
 
 // localBase is the base name a local path contributes to object names.
@@ -481,42 +536,75 @@ func runDownload(c *cli.Context) error {
 	}
 	spec, local := c.Args().Get(0), c.Args().Get(1)
 	ctx := c.Context
-	rt, b, p, err := openRemote(c, spec)
+	rt, r, err := openRemote(c, spec)
 	if err != nil {
 		return err
 	}
-	rep := newReporter(c, "download")
+	b, p := r.b, r.path
+	if !c.Bool("recursive") && p == "" {
+		return usageErrorf("%s names a whole connection or bucket: use download -r", spec)
+	}
+	rep := newReporter(c, "download", r)
 	opts, err := transferOptions(c, rt, rep)
 	if err != nil {
 		return err
 	}
 	dest := local
-	if !c.Bool("no-basename") && p != "" {
+	noBase := c.Bool("no-basename")
+	if !noBase && p != "" {
 		base := path.Base(p)
 		if err := connspec.SegmentOK(base); err != nil {
 			return cli.Exit(fmt.Sprintf("%s: base name refused: %v", spec, err), 1)
 		}
 		dest = filepath.Join(local, base)
 	}
+	// The directory that receives the files must be one (or not exist yet): say so before
+	// anything is fetched.
+	into := local
+	if noBase && !c.Bool("recursive") {
+		into = filepath.Dir(local)
+	}
+	if err := checkTargetDir(into); err != nil {
+		return err
+	}
+	doing := fmt.Sprintf("downloading %q to %q", spec, local)
 	if c.Bool("recursive") {
 		s, err := transfer.DownloadTree(ctx, b, p, dest, opts)
 		if err != nil || s.Files+int64(s.Skipped+s.Failed) > 0 || p == "" {
-			return rep.finish(s, err)
+			return rep.finish(s, r.failListing(doing, false, err))
 		}
 		// Nothing under PATH/: PATH may be a single object.
-	} else if p == "" {
-		return usageErrorf("%s names a whole connection or bucket: use download -r", spec)
 	}
 	s, err := transfer.DownloadFile(ctx, b, p, dest, opts)
 	if errors.Is(err, store.ErrNotExist) {
 		if !c.Bool("recursive") {
 			if dirs, files, lerr := transfer.List(ctx, b, p, false); lerr == nil && len(dirs)+len(files) > 0 {
-				return cli.Exit(fmt.Sprintf("%s is a directory: use download -r", spec), 1)
+				return usageErrorf("%s is a directory: use download -r", spec)
 			}
 		}
 		return cli.Exit(fmt.Sprintf("%s: no such object or directory", spec), 1)
 	}
-	return rep.finish(s, err)
+	return rep.finish(s, r.fail(doing, false, err))
+}
+
+// checkTargetDir refuses a download target that is not a directory: dir itself, or the
+// nearest of its parents that exists.
+func checkTargetDir(dir string) error {
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if !fi.IsDir() {
+				return usageErrorf("%s is a file, not a directory: give a directory to download into (or --no-basename to name the file itself)", p)
+			}
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return usageErrorf("%s: %v", p, errors.Unwrap(err))
+		}
+		if parent := filepath.Dir(p); parent == p {
+			return nil
+		}
+	}
 }
 
 func addSummary(a, b transfer.Summary) transfer.Summary {
@@ -533,30 +621,34 @@ func addSummary(a, b transfer.Summary) transfer.Summary {
 // reporter is the commands' transfer.Progress: a progress bar on a terminal (bytes, files,
 // rate, ETA), nothing while running otherwise, and a final summary line unless --quiet.
 // Dry-run lines ("would upload NAME") go to stdout, sorted, whatever the mode: they are the
-// output.
+// output. The bar stops short of 100% until the last file is done (verified, renamed or
+// composed), however many bytes have moved.
 type reporter struct {
 	verb   string // "upload", "download", "delete"
 	out    io.Writer
 	err    io.Writer
 	quiet  bool
 	dryRun bool
-	width  int // terminal columns, when on a terminal
+	width  int     // terminal columns, when on a terminal
+	remote *remote // explains per-file failures; nil: their own text
 
 	totalFiles, doneFiles atomic.Int64
 
-	mu      sync.Mutex               // guards bar and wouldDo
+	mu      sync.Mutex               // guards bar, moved, max and wouldDo
 	bar     *progressbar.ProgressBar // nil unless on a terminal
 	tty     bool
+	moved   int64    // bytes moved or skipped so far
+	max     int64    // bytes announced
 	wouldDo []string // dry-run names, printed sorted by finish
 }
 
-func newReporter(c *cli.Context, verb string) *reporter {
-	r := &reporter{verb: verb, out: c.App.Writer, err: c.App.ErrWriter, quiet: c.Bool("quiet"), dryRun: c.Bool("dry-run")}
-	if f, ok := r.err.(*os.File); ok && !r.quiet && !r.dryRun && verb != "delete" {
-		r.tty = term.IsTerminal(int(f.Fd()))
-		r.width, _, _ = term.GetSize(int(f.Fd()))
+func newReporter(c *cli.Context, verb string, r *remote) *reporter {
+	rep := &reporter{verb: verb, out: c.App.Writer, err: c.App.ErrWriter, quiet: c.Bool("quiet"), dryRun: c.Bool("dry-run"), remote: r}
+	if f, ok := rep.err.(*os.File); ok && !rep.quiet && !rep.dryRun && verb != "delete" {
+		rep.tty = term.IsTerminal(int(f.Fd()))
+		rep.width, _, _ = term.GetSize(int(f.Fd()))
 	}
-	return r
+	return rep
 }
 
 func (r *reporter) Total(files, bytes int64) {
@@ -566,8 +658,9 @@ func (r *reporter) Total(files, bytes int64) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.max += bytes
 	if r.bar == nil {
-		r.bar = progressbar.NewOptions64(bytes,
+		r.bar = progressbar.NewOptions64(max(r.max, 1),
 			progressbar.OptionSetWriter(r.err),
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionShowCount(),
@@ -580,11 +673,25 @@ func (r *reporter) Total(files, bytes int64) {
 		)
 		return
 	}
-	r.bar.ChangeMax64(r.bar.GetMax64() + bytes)
+	r.bar.ChangeMax64(max(r.max, 1))
 }
 
 func (r *reporter) describe() string {
 	return fmt.Sprintf("%d/%d files", r.doneFiles.Load(), r.totalFiles.Load())
+}
+
+// showLocked moves the bar to the bytes moved, below 100% while files are outstanding.
+func (r *reporter) showLocked() {
+	if r.bar == nil {
+		return
+	}
+	v := r.moved
+	if r.doneFiles.Load() < r.totalFiles.Load() {
+		v = min(v, r.max-1)
+	} else {
+		v = r.max
+	}
+	_ = r.bar.Set64(max(v, 0))
 }
 
 func (r *reporter) Bytes(n int64) {
@@ -593,9 +700,8 @@ func (r *reporter) Bytes(n int64) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.bar != nil {
-		_ = r.bar.Add64(n)
-	}
+	r.moved += n
+	r.showLocked()
 }
 
 func (r *reporter) Done(ev transfer.Event) {
@@ -605,16 +711,48 @@ func (r *reporter) Done(ev transfer.Event) {
 	if ev.DryRun {
 		r.wouldDo = append(r.wouldDo, ev.Name)
 	}
+	if ev.Skipped {
+		r.moved += ev.Size
+	}
 	if r.bar != nil {
 		r.bar.Describe(r.describe())
+		r.showLocked()
 	}
 }
 
-// finish prints the summary and failures and turns them into the exit code.
+// failureLine is one failed file: its name, then (for storage errors) the cause in a few
+// words and, the first time a kind of cause is seen, what to do.
+func (r *reporter) failureLine(f transfer.Failure, advised map[errKind]bool) string {
+	var ue *userError
+	if errors.As(f.Err, &ue) {
+		return "plxfs: " + ue.Error()
+	}
+	if r.remote == nil {
+		return fmt.Sprintf("plxfs: %s: %s", display(f.Name), shortCause(f.Err))
+	}
+	c := classify(f.Err)
+	cause, advice := explain(c, r.scope(), f.Err)
+	if advice == "" || advised[c.kind] || c.kind == kindUnknown {
+		return fmt.Sprintf("plxfs: %s: %s", display(f.Name), cause)
+	}
+	advised[c.kind] = true
+	return fmt.Sprintf("plxfs: %s: %s; %s", display(f.Name), cause, advice)
+}
+
+func (r *reporter) scope() errScope {
+	s := r.remote.scope
+	s.Write = r.verb != "download"
+	return s
+}
+
+// finish prints the summary and failures and turns them into the exit code. A run stopped
+// by err prints no "0 failed" summary: it says what was done before it stopped, if anything.
 func (r *reporter) finish(s transfer.Summary, err error) error {
 	r.mu.Lock()
 	if r.bar != nil {
-		_ = r.bar.Finish()
+		if err == nil {
+			_ = r.bar.Finish()
+		}
 		fmt.Fprintln(r.err)
 	}
 	slices.Sort(r.wouldDo)
@@ -622,11 +760,15 @@ func (r *reporter) finish(s transfer.Summary, err error) error {
 		fmt.Fprintf(r.out, "would %s %s\n", r.verb, display(n))
 	}
 	r.mu.Unlock()
+	advised := map[errKind]bool{}
 	for _, f := range s.Failures {
-		fmt.Fprintf(r.err, "plxfs: %s: %v\n", display(f.Name), f.Err)
+		fmt.Fprintln(r.err, r.failureLine(f, advised))
 	}
-	if !r.quiet {
+	switch {
+	case !r.quiet && err == nil:
 		fmt.Fprintln(r.err, summaryLine(r.verb, r.dryRun, s))
+	case !r.quiet && s.Files > 0:
+		fmt.Fprintf(r.err, "%s %d files, %s before stopping\n", pastTense[r.verb], s.Files, humanBytes(s.Bytes))
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -634,7 +776,11 @@ func (r *reporter) finish(s transfer.Summary, err error) error {
 	case err != nil:
 		return err
 	case s.Failed > 0:
-		return cli.Exit(fmt.Sprintf("%d of %d failed", s.Failed, s.Files+int64(s.Skipped+s.Failed)), 1)
+		msg := fmt.Sprintf("%d of %d failed", s.Failed, s.Files+int64(s.Skipped+s.Failed))
+		if r.remote != nil {
+			msg = fmt.Sprintf("connection %q: %s", r.remote.scope.Conn, msg)
+		}
+		return cli.Exit(msg, 1)
 	}
 	return nil
 }

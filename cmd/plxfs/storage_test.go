@@ -152,7 +152,7 @@ func TestRm(t *testing.T) {
 	if n := len(e.names(t, "")); n != 6 {
 		t.Fatalf("dry run deleted: %d objects left", n)
 	}
-	if code, _, errOut := e.plxfs(t, "rm", "ds:data"); code != 1 || !strings.Contains(errOut, "is a directory: use rm -r") {
+	if code, _, errOut := e.plxfs(t, "rm", "ds:data"); code != 2 || !strings.Contains(errOut, "is a directory: use rm -r") {
 		t.Fatalf("rm of a directory: %d %q", code, errOut)
 	}
 	code, _, errOut := e.plxfs(t, "rm", "-r", "-f", "ds:data")
@@ -254,7 +254,7 @@ func TestUploadDownload(t *testing.T) {
 	if code, _, _ = e.plxfs(t, "download", "--no-basename", "ds:exp/run1/sub/b.txt", filepath.Join(dst, "x.txt")); code != 0 {
 		t.Fatalf("single download --no-basename: %d", code)
 	}
-	if code, _, errOut = e.plxfs(t, "download", "ds:exp/run1", dst); code != 1 || !strings.Contains(errOut, "is a directory: use download -r") {
+	if code, _, errOut = e.plxfs(t, "download", "ds:exp/run1", dst); code != 2 || !strings.Contains(errOut, "is a directory: use download -r") {
 		t.Fatalf("download of a directory: %d %q", code, errOut)
 	}
 	if code, _, _ = e.plxfs(t, "download", "ds:nothing", dst); code != 1 {

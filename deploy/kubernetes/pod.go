@@ -61,6 +61,9 @@ type Options struct {
 	Native        bool   // an init container with restartPolicy Always, instead of a container with --exit-on-file
 	Init          bool   // one plain `plxfs init` init container per connection, instead of a mount
 	Memory        string // memory request and limit; "" means DefaultMemory
+	// CacheSize is the mount's --cache-size (plxfs's size syntax, such as 10GiB); "" means
+	// DefaultCacheSize. The caller checks its syntax.
+	CacheSize string
 	// ReadOnly mounts with --read-only (datasets): changes fail with EROFS, and the kernel
 	// reads wholly cached files straight from the cache (FUSE passthrough).
 	ReadOnly bool
@@ -101,6 +104,9 @@ func Build(conns []connspec.Connection, opts Options) (*Pod, error) {
 	if opts.Memory == "" {
 		opts.Memory = DefaultMemory
 	}
+	if opts.CacheSize == "" {
+		opts.CacheSize = DefaultCacheSize
+	}
 	mem, err := resource.ParseQuantity(opts.Memory)
 	if err != nil || mem.Sign() <= 0 {
 		return nil, fmt.Errorf("memory %q: give a Kubernetes quantity such as %s", opts.Memory, DefaultMemory)
@@ -139,7 +145,7 @@ func (b *builder) mountPod(conns []connspec.Connection) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", DefaultCacheSize, "--grace-period", "100s"}
+	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", b.opts.CacheSize, "--grace-period", "100s"}
 	if !b.opts.Native {
 		args = append(args, "--exit-on-file", DoneFile)
 	}

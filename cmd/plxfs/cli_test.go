@@ -1,0 +1,151 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/plxfs/plxfs/transfer"
+)
+
+func TestCheckCommand(t *testing.T) {
+	app := newApp()
+	for _, tc := range []struct {
+		args []string
+		want string // "" for no error
+	}{
+		{[]string{"plxfs", "ls", "ds:"}, ""},
+		{[]string{"plxfs", "--config", "c.yaml", "ls"}, ""},
+		{[]string{"plxfs", "--config", "bogus", "ls"}, ""}, // a flag's value is not a command
+		{[]string{"plxfs", "bogus"}, "unknown command bogus; commands: connections, mount"},
+		{[]string{"plxfs", "moutn", "/mnt"}, "unknown command moutn; did you mean mount?; see plxfs --help"},
+		{[]string{"plxfs", "up", "a", "ds:"}, "did you mean upload?"},
+		{[]string{"plxfs", "connections", "lst"}, "did you mean list?; see plxfs connections --help"},
+		{[]string{"plxfs", "help", "dowload"}, "did you mean download?"},
+		{[]string{"plxfs", "help"}, ""},
+		{[]string{"plxfs", "--", "bogus"}, ""},
+	} {
+		err := checkCommand(app, tc.args)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !isUsageError(err)):
+			t.Errorf("%q: %v, want a usage error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	code2, out2, _ := runCLI(t, "--version")
+	if code != 0 || code2 != 0 || out != out2 || !strings.HasPrefix(out, "plxfs ") || strings.Contains(out, " dev ") {
+		t.Errorf("version: %d %q; --version: %d %q", code, out, code2, out2)
+	}
+	old := version
+	defer func() { version = old }()
+	version = "v1.2.3"
+	if got := buildVersion(); got != "v1.2.3" {
+		t.Errorf("stamped version: %q", got)
+	}
+}
+
+func TestDownloadHelpListsDownloadFlags(t *testing.T) {
+	code, out, _ := runCLI(t, "download", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"--raw", "--part-size", "--force, -f", "--workers"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("download --help lacks %s", want)
+		}
+	}
+	for _, bad := range []string{"--compose-threshold", "--upload-chunk-size"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("download --help lists the upload flag %s", bad)
+		}
+	}
+	_, out, _ = runCLI(t, "upload", "--help")
+	if strings.Contains(out, "--raw") || !strings.Contains(out, "--upload-chunk-size") {
+		t.Errorf("upload --help:\n%s", out)
+	}
+	_, out, _ = runCLI(t, "--help")
+	if !strings.Contains(out, "Exit codes, for every command") || strings.Contains(out, "--polyaxonfile value, -f") {
+		t.Errorf("plxfs --help:\n%s", out)
+	}
+}
+
+func TestStorageUsageErrors(t *testing.T) {
+	e := newStorageEnv(t)
+	e.put(t, "pre/d/a", "a")
+	src := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(src, []byte("f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"upload chunk not a multiple of 256KiB", []string{"upload", "--upload-chunk-size", "300KiB", src, "ds:"}, 2, "multiple of 256KiB"},
+		{"bad memory limit", []string{"upload", "--memory-limit", "lots", src, "ds:"}, 2, "--memory-limit"},
+		{"upload -f", []string{"upload", "-f", src, "ds:"}, 0, "uploaded 1 files"},
+		{"init unknown connection", []string{"init", "--connection", "nope", "--path", t.TempDir()}, 2, `connection "nope": not found`},
+		{"init unknown connection, ignore errors", []string{"init", "--ignore-errors", "--connection", "nope", "--path", t.TempDir()}, 2, "not found"},
+		{"rm -f pf.yaml", []string{"rm", "-r", "ds:d", "-f", "pf.yaml"}, 2, "-f is --force"},
+		{"download -r into a file", []string{"download", "-r", "ds:d", src}, 2, src + " is a file, not a directory"},
+		{"download ignores upload flags", []string{"download", "--compose-threshold", "1MiB", "ds:d/a", t.TempDir()}, 0, "ignores it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := e.plxfs(t, tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, tc.code, tc.want)
+			}
+		})
+	}
+	if n := len(e.names(t, "pre/d/")); n != 1 {
+		t.Errorf("a refused rm deleted: %d left", n)
+	}
+}
+
+// TestProgressReachesFullOnlyWithTheLastFile: bytes can all be sent while a file is still
+// outstanding (a compose, a verification, a rename); the bar waits for it.
+func TestProgressReachesFullOnlyWithTheLastFile(t *testing.T) {
+	r := &reporter{verb: "upload", tty: true, err: os.Stderr}
+	dev, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	r.err = dev
+	r.Total(2, 100)
+	r.Bytes(60)
+	r.Done(transfer.Event{Name: "a", Size: 60})
+	r.Bytes(40) // every byte sent, the second file not done yet
+	if got := r.bar.State().CurrentNum; got != 99 {
+		t.Errorf("bar at %d with a file outstanding, want 99", got)
+	}
+	r.Done(transfer.Event{Name: "b", Size: 40})
+	if got := r.bar.State().CurrentNum; got != 100 {
+		t.Errorf("bar at %d after the last file, want 100", got)
+	}
+	// Skipped files count as done bytes.
+	s := &reporter{verb: "download", tty: true, err: dev}
+	s.Total(1, 10)
+	s.Done(transfer.Event{Name: "c", Size: 10, Skipped: true})
+	if got := s.bar.State().CurrentNum; got != 10 {
+		t.Errorf("skipped: bar at %d, want 10", got)
+	}
+}
+
+func TestRmDirectoryWithoutRIsUsage(t *testing.T) {
+	e := newStorageEnv(t)
+	e.put(t, "pre/dir/a", "a")
+	if code, _, errOut := e.plxfs(t, "rm", "ds:dir"); code != 2 || !strings.Contains(errOut, "use rm -r") {
+		t.Errorf("rm of a directory: %d %q", code, errOut)
+	}
+	if code, _, errOut := e.plxfs(t, "download", "ds:dir", t.TempDir()); code != 2 || !strings.Contains(errOut, "use download -r") {
+		t.Errorf("download of a directory: %d %q", code, errOut)
+	}
+}
