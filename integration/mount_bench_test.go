@@ -195,11 +195,14 @@ func printMeasures(title string, runs int, ms []*measure) {
 	fmt.Printf("\nREADME rows (%s):\n", title)
 	for _, m := range ms {
 		med, lo, hi := m.ratioFig()
-		ratio := ""
+		var notes []string
 		if med != "" {
-			ratio = fmt.Sprintf("%s × %s (%s–%s over %d runs)", med, m.baseline, lo, hi, len(m.samples))
+			notes = append(notes, fmt.Sprintf("%s × %s (%s–%s over %d runs)", med, m.baseline, lo, hi, len(m.samples)))
 		}
-		fmt.Printf("| %s | %s | %s; daemon %s, peak RSS %s |\n", m.what, m.mountFig(), ratio, m.cpuFig(), m.rssFig())
+		if c, r := m.cpuFig(), m.rssFig(); c != "" {
+			notes = append(notes, fmt.Sprintf("daemon CPU %s, peak RSS %s", c, r))
+		}
+		fmt.Printf("| %s | %s | %s |\n", strings.TrimSpace(m.what), m.mountFig(), strings.Join(notes, "; "))
 	}
 }
 
