@@ -459,14 +459,13 @@ func (p profiler) start(tb testing.TB, name string, seconds int) func() {
 
 // readSet is the data BenchmarkMountRead reads, seeded once into one emulator process.
 type readSet struct {
-	g          *gcsProc
-	client     *gcs.Client
-	conf       benchConf
-	local      string // local copy of big.bin
-	localDir   string // a local directory like dir/
-	randSize   int64
-	smallName  func(set string) func(int) string
-	entryCount int
+	g         *gcsProc
+	client    *gcs.Client
+	conf      benchConf
+	local     string // local copy of big.bin
+	localDir  string // a local directory like dir/
+	randSize  int64
+	smallName func(set string) func(int) string
 }
 
 const benchBucket = "bench"
@@ -521,13 +520,10 @@ func benchRead(b *testing.B) {
 		{"read-write", nil},
 		{"read-only", []string{"--read-only"}},
 	} {
-		var ms *readMeasures
+		ms := newReadMeasures(mode.name, conf, rs.randSize)
 		passthrough := ""
 		for run := range conf.runs {
-			pt := rs.run(b, &ms, mode.name, mode.flags, run)
-			if pt != "" {
-				passthrough = pt
-			}
+			passthrough = rs.run(b, ms, mode.name, mode.flags, run)
 		}
 		title := fmt.Sprintf("plxfs mount, %s (%s): reads; fake-gcs-server in its own process, filesystem backend on tmpfs", mode.name, passthrough)
 		printMeasures(title, conf.runs, ms.list())
@@ -561,7 +557,7 @@ func newReadMeasures(mode string, c benchConf, randSize int64) *readMeasures {
 		// GCS caps a page at 1,000 entries; the emulator serves any size, and each of its list
 		// calls walks the whole bucket, so one big page is far cheaper there than the mount's
 		// pages: this row shows that part of the gap is the emulator's, not the mount's.
-		lsOnePage: &measure{what: p + "  the same, against one page of all entries (emulator only)", baseline: "listing in one page"},
+		lsOnePage: &measure{what: p + "  the same, against one page (emulator only)", baseline: "listing in one page"},
 		lsWarm:    &measure{what: fmt.Sprintf("%sls -l of %d entries, warm", p, c.entries), baseline: "local dir"},
 		warm:      &measure{what: p + "warm re-read, page cache dropped", work: mib, unit: "MiB/s", baseline: "local file", cpuPer: float64(c.big)},
 		randCold:  &measure{what: fmt.Sprintf("%srandom 4 KiB reads of %d MiB, cold", p, randSize>>20), work: randomReadsN, unit: "IOPS", baseline: "serial 4 KiB GETs"},
@@ -571,12 +567,8 @@ func newReadMeasures(mode string, c benchConf, randSize int64) *readMeasures {
 
 // run is one run of every read measure on a fresh mount with a fresh cache. It returns
 // whether the daemon reported passthrough on.
-func (rs *readSet) run(b *testing.B, msp **readMeasures, mode string, flags []string, run int) string {
+func (rs *readSet) run(b *testing.B, ms *readMeasures, mode string, flags []string, run int) string {
 	conf, g := rs.conf, rs.g
-	if *msp == nil {
-		*msp = newReadMeasures(mode, conf, rs.randSize)
-	}
-	ms := *msp
 	ctx := context.Background()
 	bkt := rs.client.Bucket(benchBucket)
 	prof := profiler{dir: conf.pprofDir}
