@@ -119,6 +119,34 @@ func testRequestBudget(t *testing.T, flags []string) {
 	if c := srv.Requests(); c.Total != 0 {
 		t.Errorf("second cat of %d cached files: %s; want no request", len(paths), summary(c))
 	}
+
+	// Files opened by name in a directory never listed (a reader with its own file list): the
+	// first lookups ask the bucket (a list of one under "name/" and a stat, at once), then the
+	// directory is listed once (fs/dir.go lookupListThreshold), and every file costs its GET.
+	const byNameDir, byName, lookupsBeforeListing = "ds/named/", 50, 4
+	for i := range byName {
+		if err := srv.PutObject(bucket, fmt.Sprintf("%sf%04d", byNameDir, i), contents[i], ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths, want = nil, bytes.Buffer{}
+	for i := range byName {
+		paths = append(paths, filepath.Join(mnt, byNameDir, fmt.Sprintf("f%04d", i)))
+		want.Write(contents[i])
+	}
+	if _, err := os.Stat(filepath.Join(mnt, byNameDir)); err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetCounts()
+	if got, err := exec.Command("cat", paths...).Output(); err != nil || !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("cat by name: %v (%d bytes, want %d)", err, len(got), want.Len())
+	}
+	c = srv.Requests()
+	t.Logf("cat of %d files by name, no listing first: %s", byName, summary(c))
+	if c.Stats != lookupsBeforeListing || c.Lists != lookupsBeforeListing+1 || c.MediaGets != byName || c.Total != c.Stats+c.Lists+c.MediaGets {
+		t.Errorf("cat of %d files by name in an unlisted directory: %s; want %d stats, %d lists, %d media GETs and nothing else",
+			byName, summary(c), lookupsBeforeListing, lookupsBeforeListing+1, byName)
+	}
 }
 
 // summary prints the counters that are not zero.
