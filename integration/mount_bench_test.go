@@ -89,6 +89,24 @@ type sample struct {
 	mount, base time.Duration
 	cpu         float64 // daemon CPU seconds (user + system)
 	rss         float64 // daemon peak RSS during the measure, MiB
+	emu         float64 // emulator CPU seconds during the mount's run
+	baseEmu     float64 // emulator CPU seconds during the baseline's run (-1: not measured)
+	busy        float64 // fraction of the machine's CPUs busy during the mount's run (anyone's)
+}
+
+// baseRun is a baseline's run: its duration and the emulator's CPU seconds meanwhile (-1 for
+// a local baseline).
+type baseRun struct {
+	d   time.Duration
+	emu float64
+}
+
+func localRun(d time.Duration) baseRun { return baseRun{d: d, emu: -1} }
+
+// with returns s with the baseline b.
+func (s sample) with(b baseRun) sample {
+	s.base, s.baseEmu = b.d, b.emu
+	return s
 }
 
 // measure is one row of the table: the samples of all runs.
@@ -171,6 +189,35 @@ func (m *measure) cpuFig() string {
 	return fmt.Sprintf("%.0f ms", c*1000)
 }
 
+// emuFig is the emulator's CPU during the mount's run and during the baseline's.
+func (m *measure) emuFig() string {
+	e := medianOf(m.values(func(s sample) float64 { return s.emu }))
+	be := medianOf(m.values(func(s sample) float64 { return s.baseEmu }))
+	if e < 0 {
+		return ""
+	}
+	scale, unit := 1000.0, " ms"
+	if m.cpuPer > 0 {
+		scale, unit = float64(1<<30)/m.cpuPer, ""
+	}
+	num := "%.2f"
+	if unit != "" {
+		num = "%.0f"
+	}
+	if be < 0 {
+		return fmt.Sprintf(num+"%s", e*scale, unit)
+	}
+	return fmt.Sprintf(num+" / "+num+"%s", e*scale, be*scale, unit)
+}
+
+func (m *measure) busyFig() string {
+	b := medianOf(m.values(func(s sample) float64 { return s.busy }))
+	if b < 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f%%", 100*b)
+}
+
 func (m *measure) rssFig() string {
 	r := medianOf(m.values(func(s sample) float64 { return s.rss }))
 	if r < 0 {
@@ -183,14 +230,15 @@ func (m *measure) rssFig() string {
 // table.
 func printMeasures(title string, runs int, ms []*measure) {
 	fmt.Printf("\n%s (median of %d runs; ratio = baseline time ÷ mount time, per run)\n", title, runs)
-	fmt.Printf("%-58s %12s %12s %-22s %6s %-11s %12s %9s\n", "measure", "mount", "baseline", "baseline is", "ratio", "(min–max)", "daemon CPU", "peak RSS")
+	fmt.Println("(CPU per GiB read or written, or in all; emulator CPU during the mount's run / the baseline's; busy: the machine's CPUs during the mount's run)")
+	fmt.Printf("%-58s %12s %12s %-20s %5s %-10s %11s %14s %5s %8s\n", "measure", "mount", "baseline", "baseline is", "ratio", "(min–max)", "daemon CPU", "emulator CPU", "busy", "peak RSS")
 	for _, m := range ms {
 		med, lo, hi := m.ratioFig()
 		span := ""
 		if med != "" {
 			span = lo + "–" + hi
 		}
-		fmt.Printf("%-58s %12s %12s %-22s %6s %-11s %12s %9s\n", m.what, m.mountFig(), m.baseFig(), m.baseline, med, span, m.cpuFig(), m.rssFig())
+		fmt.Printf("%-58s %12s %12s %-20s %5s %-10s %11s %14s %5s %8s\n", m.what, m.mountFig(), m.baseFig(), m.baseline, med, span, m.cpuFig(), m.emuFig(), m.busyFig(), m.rssFig())
 	}
 	fmt.Printf("\nREADME rows (%s):\n", title)
 	for _, m := range ms {
@@ -248,25 +296,55 @@ func cpuSeconds(pid int) float64 {
 	return float64(ut+st) / userHZ
 }
 
-// onDaemon runs op and returns its duration with the daemon's CPU time and peak RSS during it.
-func onDaemon(d *daemon, op func()) sample {
+// machineTicks returns the busy and total CPU time of the whole machine (/proc/stat), in ticks.
+func machineTicks() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i >= 8 { // guest times are already in user and nice
+			break
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// onDaemon runs op and returns its duration with the daemon's CPU time and peak RSS during it,
+// the emulator's CPU time and how busy the machine was.
+func onDaemon(d *daemon, g *gcsProc, op func()) sample {
 	pid := d.cmd.Process.Pid
 	resetPeakRSS(pid)
-	c0 := cpuSeconds(pid)
+	c0, e0 := cpuSeconds(pid), cpuSeconds(g.Pid())
+	b0, t0 := machineTicks()
 	start := time.Now()
 	op()
 	dur := time.Since(start)
-	return sample{mount: dur, cpu: cpuSeconds(pid) - c0, rss: peakRSS(pid)}
+	b1, t1 := machineTicks()
+	s := sample{mount: dur, cpu: cpuSeconds(pid) - c0, rss: peakRSS(pid), emu: cpuSeconds(g.Pid()) - e0, busy: -1}
+	if t1 > t0 {
+		s.busy = float64(b1-b0) / float64(t1-t0)
+	}
+	return s
 }
 
-// timed runs op and returns how long it took.
-func timed(tb testing.TB, op func() error) time.Duration {
+// timed runs a baseline op against the emulator and returns how long it took and the
+// emulator's CPU time meanwhile.
+func timed(tb testing.TB, g *gcsProc, op func() error) baseRun {
 	tb.Helper()
+	e0 := cpuSeconds(g.Pid())
 	start := time.Now()
 	if err := op(); err != nil {
 		tb.Fatal(err)
 	}
-	return time.Since(start)
+	return baseRun{d: time.Since(start), emu: cpuSeconds(g.Pid()) - e0}
 }
 
 // dropCaches empties the kernel's page cache (root only), so that "cold" and "warm" mean
@@ -540,13 +618,18 @@ func (r *readMeasures) list() []*measure {
 	return []*measure{r.coldOne, r.coldFour, r.small8, r.small1, r.lsCold, r.lsOnePage, r.lsWarm, r.warm, r.randCold, r.randWarm}
 }
 
+// sizeLabel prints a size of whole MiB, or GiB.
+func sizeLabel(n int64) string {
+	if n%(1<<30) == 0 {
+		return fmt.Sprintf("%d GiB", n>>30)
+	}
+	return fmt.Sprintf("%d MiB", n>>20)
+}
+
 func newReadMeasures(mode string, c benchConf, randSize int64) *readMeasures {
 	mib := float64(c.big) / (1 << 20)
 	smallBytes := float64(c.files) * smallSize
-	big := fmt.Sprintf("%d MiB", c.big>>20)
-	if c.big == 1<<30 {
-		big = "1 GiB"
-	}
+	big := sizeLabel(c.big)
 	p := "mount (" + mode + "): "
 	return &readMeasures{
 		coldOne:  &measure{what: p + "cold sequential read of " + big + ", 1 MiB reads", work: mib, unit: "MiB/s", baseline: "one GET", cpuPer: float64(c.big)},
@@ -588,50 +671,50 @@ func (rs *readSet) run(b *testing.B, ms *readMeasures, mode string, flags []stri
 		passthrough = "passthrough on"
 	}
 	ds := filepath.Join(mnt, "ds")
-	profSeconds := func(base time.Duration) int { return max(5, int(10*base.Seconds())+1) }
+	profSeconds := func(base baseRun) int { return max(5, int(10*base.d.Seconds())+1) }
 
 	// Cold sequential read, against one GET and four ranged GETs of the whole object.
 	buf := make([]byte, 1<<20)
-	one := timed(b, func() error { _, err := g.get(ctx, benchBucket, "big.bin", 0, -1, buf); return err })
-	four := timed(b, func() error { _, err := g.getParallel(ctx, benchBucket, "big.bin", conf.big, 4); return err })
+	one := timed(b, g, func() error { _, err := g.get(ctx, benchBucket, "big.bin", 0, -1, buf); return err })
+	four := timed(b, g, func() error { _, err := g.getParallel(ctx, benchBucket, "big.bin", conf.big, 4); return err })
 	wait := prof.start(b, mode+"-cold-read", profSeconds(one))
 	var n int64
-	s := onDaemon(d, func() { n, _ = readAll(b, filepath.Join(ds, "big.bin")) })
+	s := onDaemon(d, g, func() { n, _ = readAll(b, filepath.Join(ds, "big.bin")) })
 	wait()
 	if n != conf.big {
 		b.Fatalf("cold read: %d bytes, want %d", n, conf.big)
 	}
-	s.base = one
+	s = s.with(one)
 	ms.coldOne.add(s)
-	s.base = four
+	s = s.with(four)
 	ms.coldFour.add(s)
 
 	// Small files, cold, by name (no listing first): 8 readers, then 1.
 	dropCaches()
-	base := timed(b, func() error { return getFiles(ctx, g, benchBucket, conf.files, 8, rs.smallName("small8")) })
+	base := timed(b, g, func() error { return getFiles(ctx, g, benchBucket, conf.files, 8, rs.smallName("small8")) })
 	wait = prof.start(b, mode+"-small-files-8", profSeconds(base))
-	s = onDaemon(d, func() { readFiles(b, ds, conf.files, 8, smallSize, rs.smallName("small8")) })
+	s = onDaemon(d, g, func() { readFiles(b, ds, conf.files, 8, smallSize, rs.smallName("small8")) })
 	wait()
-	s.base = base
+	s = s.with(base)
 	ms.small8.add(s)
-	base = timed(b, func() error { return getFiles(ctx, g, benchBucket, conf.files, 1, rs.smallName("small1")) })
-	s = onDaemon(d, func() { readFiles(b, ds, conf.files, 1, smallSize, rs.smallName("small1")) })
-	s.base = base
+	base = timed(b, g, func() error { return getFiles(ctx, g, benchBucket, conf.files, 1, rs.smallName("small1")) })
+	s = onDaemon(d, g, func() { readFiles(b, ds, conf.files, 1, smallSize, rs.smallName("small1")) })
+	s = s.with(base)
 	ms.small1.add(s)
 
 	// ls -l of the directory, cold (never looked at by this mount), then warm.
-	base = timed(b, func() error { return listAll(ctx, bkt, "dir/", conf.entries) })
-	onePage := timed(b, func() error { return listOnePage(ctx, bkt, "dir/", conf.entries) })
+	base = timed(b, g, func() error { return listAll(ctx, bkt, "dir/", conf.entries) })
+	onePage := timed(b, g, func() error { return listOnePage(ctx, bkt, "dir/", conf.entries) })
 	wait = prof.start(b, mode+"-ls-cold", profSeconds(base))
-	s = onDaemon(d, func() { lsL(b, filepath.Join(ds, "dir"), conf.entries) })
+	s = onDaemon(d, g, func() { lsL(b, filepath.Join(ds, "dir"), conf.entries) })
 	wait()
-	s.base = base
+	s = s.with(base)
 	ms.lsCold.add(s)
-	s.base = onePage
+	s = s.with(onePage)
 	ms.lsOnePage.add(s)
-	base = timed(b, func() error { lsL(b, rs.localDir, conf.entries); return nil })
-	s = onDaemon(d, func() { lsL(b, filepath.Join(ds, "dir"), conf.entries) })
-	s.base = base
+	base = localRun(timed(b, g, func() error { lsL(b, rs.localDir, conf.entries); return nil }).d)
+	s = onDaemon(d, g, func() { lsL(b, filepath.Join(ds, "dir"), conf.entries) })
+	s = s.with(base)
 	ms.lsWarm.add(s)
 
 	// Warm re-read against the local file, both after dropping the page cache. The cache's
@@ -639,15 +722,16 @@ func (rs *readSet) run(b *testing.B, ms *readMeasures, mode string, flags []stri
 	// file (written at setup) had.
 	dropCaches()
 	time.Sleep(2 * time.Second)
-	_, base = readAll(b, rs.local)
-	s = onDaemon(d, func() { n, _ = readAll(b, filepath.Join(ds, "big.bin")) })
-	s.base = base
+	_, local := readAll(b, rs.local)
+	base = localRun(local)
+	s = onDaemon(d, g, func() { n, _ = readAll(b, filepath.Join(ds, "big.bin")) })
+	s = s.with(base)
 	ms.warm.add(s)
 
 	// Random 4 KiB reads: cold against serial 4 KiB ranged GETs at the same offsets, then warm
 	// (the same offsets, now cached) against the local file.
 	offs := randomOffsets(rs.randSize, randomReadsN, uint64(run)+1)
-	base = timed(b, func() error {
+	base = timed(b, g, func() error {
 		small := make([]byte, 4096)
 		for _, off := range offs {
 			if _, err := g.get(ctx, benchBucket, "rand.bin", off, 4096, small); err != nil {
@@ -656,12 +740,12 @@ func (rs *readSet) run(b *testing.B, ms *readMeasures, mode string, flags []stri
 		}
 		return nil
 	})
-	s = onDaemon(d, func() { randomReads(b, filepath.Join(ds, "rand.bin"), offs) })
-	s.base = base
+	s = onDaemon(d, g, func() { randomReads(b, filepath.Join(ds, "rand.bin"), offs) })
+	s = s.with(base)
 	ms.randCold.add(s)
-	base = randomReads(b, rs.local, offs)
-	s = onDaemon(d, func() { randomReads(b, filepath.Join(ds, "rand.bin"), offs) })
-	s.base = base
+	base = localRun(randomReads(b, rs.local, offs))
+	s = onDaemon(d, g, func() { randomReads(b, filepath.Join(ds, "rand.bin"), offs) })
+	s = s.with(base)
 	ms.randWarm.add(s)
 
 	if err := d.stop(); err != nil {
@@ -717,7 +801,7 @@ func benchWrite(b *testing.B) {
 	mib := float64(conf.big) / (1 << 20)
 	const smallN = 1000
 	p := "mount (read-write): "
-	seq := &measure{what: fmt.Sprintf("%ssequential write of %d MiB + close", p, conf.big>>20), work: mib, unit: "MiB/s", baseline: "direct upload", cpuPer: float64(conf.big)}
+	seq := &measure{what: fmt.Sprintf("%ssequential write of %s + close", p, sizeLabel(conf.big)), work: mib, unit: "MiB/s", baseline: "direct upload", cpuPer: float64(conf.big)}
 	writes := &measure{what: p + "  of which write() calls", cpuPer: float64(conf.big)}
 	closes := &measure{what: p + "  of which close()", cpuPer: float64(conf.big)}
 	small := &measure{what: fmt.Sprintf("%s%d files of 4 KiB created and closed", p, smallN), work: smallN, unit: "files/s", baseline: "serial uploads"}
@@ -728,13 +812,13 @@ func benchWrite(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		base := timed(b, func() error {
+		base := timed(b, g, func() error {
 			_, err := transfer.Upload(ctx, client.Bucket(benchBucket), direct, src, conf.big, store.WriteOptions{}, opts)
 			return err
 		})
 		src.Close()
 		g.delete(b, benchBucket, direct)
-		smallBase := timed(b, func() error {
+		smallBase := timed(b, g, func() error {
 			for i := range smallN {
 				if err := g.put(benchBucket, fmt.Sprintf("direct-small-%d/f%04d", run, i), bytes.NewReader(block[:4096]), 4096); err != nil {
 					return err
@@ -756,7 +840,7 @@ func benchWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 		var wrote time.Duration
-		total := onDaemon(d, func() {
+		total := onDaemon(d, g, func() {
 			start := time.Now()
 			if _, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{lf}, block); err != nil {
 				b.Fatal(err)
@@ -767,23 +851,24 @@ func benchWrite(b *testing.B) {
 			}
 		})
 		lf.Close()
-		total.base = base
+		total = total.with(base)
 		seq.add(total)
-		writes.add(sample{mount: wrote, cpu: -1, rss: -1}) // the costs are the whole's
-		closes.add(sample{mount: total.mount - wrote, cpu: -1, rss: -1})
+		// The costs are the whole's.
+		writes.add(sample{mount: wrote, cpu: -1, rss: -1, emu: -1, busy: -1})
+		closes.add(sample{mount: total.mount - wrote, cpu: -1, rss: -1, emu: -1, busy: -1})
 
 		dir := filepath.Join(ds, fmt.Sprintf("small-%d", run))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		s := onDaemon(d, func() {
+		s := onDaemon(d, g, func() {
 			for i := range smallN {
 				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d", i)), block[:4096], 0o644); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
-		s.base = smallBase
+		s = s.with(smallBase)
 		small.add(s)
 		if err := d.stop(); err != nil {
 			b.Errorf("stop: %v", err)
