@@ -37,13 +37,20 @@ type gcsProc struct {
 
 var (
 	fakeGCSOnce sync.Once
+	fakeGCSDir  string // "" until built
 	fakeGCSBin  string
 	fakeGCSErr  error
 )
 
+// removeFakeGCS removes the built emulator, if any. TestMain calls it after the run.
+func removeFakeGCS() {
+	if fakeGCSDir != "" {
+		os.RemoveAll(fakeGCSDir)
+	}
+}
+
 // fakeGCSBinary builds github.com/fsouza/fake-gcs-server, at the version go.mod requires,
-// into a temporary directory (removed by TestMain's caller only at exit: it is small and
-// shared by every benchmark of the run).
+// into a temporary directory shared by every benchmark of the run (TestMain removes it).
 func fakeGCSBinary() (string, error) {
 	fakeGCSOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "plxfs-fake-gcs-")
@@ -51,6 +58,7 @@ func fakeGCSBinary() (string, error) {
 			fakeGCSErr = err
 			return
 		}
+		fakeGCSDir = dir
 		fakeGCSBin = filepath.Join(dir, "fake-gcs-server")
 		out, err := exec.Command("go", "build", "-o", fakeGCSBin, "github.com/fsouza/fake-gcs-server").CombinedOutput()
 		if err != nil {
