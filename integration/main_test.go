@@ -1,5 +1,6 @@
 // Package integration tests the built plxfs binary end to end: real processes, real FUSE
-// mounts, a real fake-gcs-server (in this test process, over TCP).
+// mounts, a real fake-gcs-server (in this test process, over TCP, for the tests, which count
+// its requests; in its own process for the benchmarks, see gcsProc).
 package integration
 
 import (
