@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # MOUNTPOINT for `make demo`.
 MNT      ?= /tmp/plxfs-demo
 
-.PHONY: help build test vet check-imports bench demo fuzz docker clean
+.PHONY: help build test vet check-imports bench bench-quick demo fuzz docker clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,8 +34,15 @@ test: vet ## all tests (real FUSE mounts against fake-gcs-server), with the race
 fuzz: ## run each fuzz target for a few seconds (100,000 inputs each)
 	./.ci/fuzz 100000x
 
+# The mount benchmarks (integration/mount_bench_test.go) build fake-gcs-server and run it as its
+# own process. PLXFS_BENCH_RUNS, PLXFS_BENCH_MIB, PLXFS_BENCH_FILES and PLXFS_BENCH_ENTRIES shrink
+# them; PLXFS_BENCH_PPROF=DIR saves CPU profiles of the daemon there.
 bench: ## benchmarks: ratios to the direct GCS client, measured in the same run
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/ ./transfer/ ./cache/
+
+bench-quick: ## the mount benchmarks, one run at small sizes (while developing)
+	PLXFS_BENCH_RUNS=1 PLXFS_BENCH_MIB=128 PLXFS_BENCH_FILES=200 PLXFS_BENCH_ENTRIES=1000 \
+		$(GO) test -run '^$$' -bench Mount -benchtime 1x -timeout 20m ./integration/
 
 demo: build ## mount a generated demo dataset from an embedded emulator at $(MNT) (Ctrl-C to stop)
 	$(BIN) demo $(MNT)

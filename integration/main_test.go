@@ -1,5 +1,6 @@
 // Package integration tests the built plxfs binary end to end: real processes, real FUSE
-// mounts, a real fake-gcs-server (in this test process, over TCP).
+// mounts, a real fake-gcs-server (in this test process, over TCP, for the tests, which count
+// its requests; in its own process for the benchmarks, see gcsProc).
 package integration
 
 import (
@@ -33,6 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	removeFakeGCS()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

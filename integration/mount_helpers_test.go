@@ -70,10 +70,11 @@ func mountConf(t testing.TB, conns map[string]string) string {
 	return p
 }
 
-// startMount runs `plxfs mount` against srv with conf, mounting at mnt (created if needed)
-// with its cache under cacheDir, and waits until the mount is ready. The daemon is stopped
-// (SIGTERM, then SIGKILL and a lazy unmount) when the test ends.
-func startMount(t testing.TB, srv *emulator.Server, conf, mnt, cacheDir string, extra ...string) *daemon {
+// startMount runs `plxfs mount` against srv (an in-process emulator.Server, or a gcsProc)
+// with conf, mounting at mnt (created if needed) with its cache under cacheDir, and waits until
+// the mount is ready. The daemon is stopped (SIGTERM, then SIGKILL and a lazy unmount) when the
+// test ends.
+func startMount(t testing.TB, srv interface{ URL() string }, conf, mnt, cacheDir string, extra ...string) *daemon {
 	t.Helper()
 	if err := os.MkdirAll(mnt, 0o755); err != nil && !isENOTCONN(err) {
 		t.Fatal(err)
