@@ -126,7 +126,6 @@ func (d *Driver) publish(ctx context.Context, sp spec, rec record, env creds.Env
 		close(v.served)
 	}()
 	fail := func(err error) (*volume, error) {
-		server.Unmount()
 		unmountAll(fuseDir, time.Second)
 		return nil, err
 	}
@@ -170,10 +169,11 @@ func (d *Driver) stop(v *volume, forget bool) error {
 		errs = append(errs, err)
 	}
 	fuseDir := d.state.fuseDir(v.id)
-	if err := v.server.Unmount(); err != nil {
-		if err := unmountAll(fuseDir, 2*time.Second); err != nil {
-			errs = append(errs, err)
-		}
+	// Not server.Unmount: it waits for the server to stop, which it does only when the kernel
+	// lets go of the filesystem, i.e. after the last file open through the (detached) target
+	// is closed.
+	if err := unmountAll(fuseDir, 2*time.Second); err != nil {
+		errs = append(errs, err)
 	}
 	// A detached mount lives on while files are open in it; the FUSE server then serves them
 	// until the last one is closed, and the storage client must stay open until then.
