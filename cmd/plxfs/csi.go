@@ -21,6 +21,7 @@ import (
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/creds"
 	"github.com/plxfs/plxfs/csi"
+	"github.com/plxfs/plxfs/deploy/kubernetes"
 	"github.com/plxfs/plxfs/fs"
 	"github.com/plxfs/plxfs/metrics"
 	"github.com/plxfs/plxfs/store"
@@ -188,4 +189,60 @@ func hasScheme(s string) bool {
 		}
 	}
 	return false
+}
+
+// kubeCSICommand is `plxfs kube csi`: the manifests of the CSI deployment. (kube adds the
+// common flags to its subcommands.)
+func kubeCSICommand() *cli.Command {
+	return &cli.Command{
+		Name:  "csi",
+		Usage: "print the CSI driver's manifests (CSIDriver, RBAC, connections ConfigMap, node DaemonSet, example pod)",
+		Description: `csi prints, from the selected connections, everything that runs plxfs as the CSI driver
+` + csi.DriverName + `: the CSIDriver, a ServiceAccount with its ClusterRole and binding, the
+connections ConfigMap the driver reads, the node DaemonSet (privileged plxfs with /dev/fuse and
+Bidirectional mount propagation, plus node-driver-registrar), and an example pod that reads the
+first connection through an inline volume. Each connection's secret with a mountPath is mounted
+in the driver at that path, as in a sidecar.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "image", EnvVars: []string{"PLXFS_IMAGE"}, Usage: "the plxfs container `IMAGE`"},
+			&cli.StringFlag{Name: "namespace", Value: "kube-system", Usage: "`NAMESPACE` of the DaemonSet"},
+			&cli.StringFlag{Name: "cache-size", Value: kubernetes.DefaultCSICache, Usage: "the node's cache bound (`SIZE`), shared by every volume"},
+			&cli.StringFlag{Name: "memory", Value: kubernetes.DefaultCSIMemory, Usage: "memory request and limit of the driver (a Kubernetes `QUANTITY`)"},
+			&cli.StringFlag{Name: "registrar-image", Value: kubernetes.DefaultRegistrar, Usage: "node-driver-registrar `IMAGE`"},
+			&cli.StringFlag{Name: "config-map-name", Value: kubernetes.DefaultConfigMap, Usage: "`NAME` of the connections ConfigMap"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("kube csi takes no arguments (got %q)", c.Args().First())
+			}
+			if c.String("image") == "" {
+				return usageErrorf("kube csi needs --image IMAGE: the plxfs image built from the Dockerfile")
+			}
+			if _, err := parseSize("--cache-size", c.String("cache-size")); err != nil {
+				return err
+			}
+			rt, err := getRuntime(c)
+			if err != nil {
+				return err
+			}
+			conns, err := rt.Selected()
+			if err != nil {
+				return err
+			}
+			cat, err := rt.Catalog()
+			if err != nil {
+				return err
+			}
+			out, err := kubernetes.BuildCSI(conns, kubernetes.CSIOptions{Image: c.String("image"), Namespace: c.String("namespace"),
+				CacheSize: c.String("cache-size"), Memory: c.String("memory"), Registrar: c.String("registrar-image"),
+				ConfigMapName: c.String("config-map-name")})
+			if err != nil {
+				return err
+			}
+			for _, w := range out.Warnings {
+				rt.Logger().Warn(w)
+			}
+			return out.WriteYAML(c.App.Writer, cat.Source)
+		},
+	}
 }
