@@ -45,7 +45,7 @@ key material); a warning names them.`,
 				&cli.StringFlag{Name: "memory", Value: kubernetes.DefaultMemory, Usage: "memory request and limit of plxfs containers (a Kubernetes `QUANTITY`)"},
 			},
 			Action: kubeSidecar,
-		}},
+		}, kubeCSICommand()},
 	})
 }
 

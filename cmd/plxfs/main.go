@@ -75,7 +75,7 @@ func newApp() *cli.App {
 			mountCommand(), unmountCommand(), statusCommand(),
 			lsCommand(), rmCommand(), uploadCommand(), downloadCommand(),
 			initCommand(),
-			kubeCommand(),
+			kubeCommand(), csiCommand(),
 			waitCommand(),
 			demoCommand(),
 			versionCommand(),
