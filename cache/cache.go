@@ -75,6 +75,9 @@ type Options struct {
 	FetchTimeout time.Duration
 	// Logger receives warnings (damaged cache files, failed readahead). Default slog.Default().
 	Logger *slog.Logger
+	// OnChecksumMismatch, when set, is called once for each fetch whose bytes did not match the
+	// object's CRC32C (metrics). It must not block.
+	OnChecksumMismatch func()
 
 	// randomPolicy and blockSize select how non-sequential reads of cold chunks are served;
 	// tests and benchmarks override them, the defaults are what doc.go argues for.

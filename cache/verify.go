@@ -94,6 +94,9 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 // everything held of the generation (chunks in memory and units on disk) is dropped.
 func (c *Cache) mismatch(obj Object, what string, got uint32) {
 	c.crcMismatches.Add(1)
+	if c.opts.OnChecksumMismatch != nil {
+		c.opts.OnChecksumMismatch()
+	}
 	c.log.Warn("cache: object bytes from GCS do not match the object's CRC32C; dropping what is held of this generation, the next read fetches it again",
 		"bucket", obj.Bucket, "object", obj.Name, "generation", obj.Generation,
 		"check", what, "want_crc32c", fmt.Sprintf("%08x", obj.CRC32C), "got_crc32c", fmt.Sprintf("%08x", got))

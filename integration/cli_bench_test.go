@@ -27,7 +27,7 @@ func BenchmarkCLIMemory(b *testing.B) {
 }
 
 func benchCLIMemory(b *testing.B) {
-	big := int64(benchBig)
+	big := int64(1 << 30)
 	if s := os.Getenv("PLXFS_BENCH_BIG"); s != "" {
 		var mib int64
 		if _, err := fmt.Sscan(s, &mib); err != nil || mib <= 0 {

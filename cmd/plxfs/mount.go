@@ -327,6 +327,7 @@ func runMount(c *cli.Context) error {
 		fsConns[i].Bucket = store.WithTimeout(b, mc.opTimeout)
 	}
 	mc.cache.Logger = log
+	mc.cache.OnChecksumMismatch = m.ChecksumMismatch
 	ch, err := cache.Open(mc.cache)
 	if err != nil {
 		return err
