@@ -83,6 +83,8 @@ type Options struct {
 	// tests and benchmarks override them, the defaults are what doc.go argues for.
 	randomPolicy randomPolicy
 	blockSize    int64
+	// beforeWrite, when set, runs before each write-behind of a chunk (tests: a slow disk).
+	beforeWrite func()
 }
 
 // randomPolicy is how a non-sequential read of a chunk that is neither cached nor being fetched
@@ -258,8 +260,9 @@ func Open(opts Options) (*Cache, error) {
 	c.maxWindow = min(opts.Readahead, c.pool.max)
 	c.sums, _ = simplelru.NewLRU[objectID, *genSums](maxGenSums, nil)
 	c.verifiedGens, _ = simplelru.NewLRU[objectID, struct{}](maxGenSums, nil)
-	// The write queue holds what the budget can: a chunk waiting there is in memory anyway.
-	c.writeQ = make(chan *memChunk, c.pool.max)
+	// The write queue holds half the budget at most: when the disk is behind, the other half
+	// still streams to readers (the chunks that cannot be queued are not cached).
+	c.writeQ = make(chan *memChunk, max(c.pool.max/2, 1))
 	c.stopWrites = make(chan struct{})
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
 	// Every entry accounts at least one disk block, so this entry bound never binds before

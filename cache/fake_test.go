@@ -48,6 +48,8 @@ type fakeSource struct {
 	// whole object from off (like decompressive transcoding); "err" fails.
 	mode  string
 	delay time.Duration
+	// body, when non-nil, may replace the body of a request (flip a byte, cut it short).
+	body func(r request, b []byte) io.Reader
 }
 
 func newFakeSource() *fakeSource { return &fakeSource{objects: map[string][]byte{}} }
@@ -65,7 +67,7 @@ func (s *fakeSource) NewRangeReader(ctx context.Context, name string, gen, off, 
 	r := request{name, gen, off, n}
 	s.requests = append(s.requests, r)
 	s.ctxs = append(s.ctxs, ctx)
-	gate, started, mode, delay := s.gate, s.started, s.mode, s.delay
+	gate, started, mode, delay, body := s.gate, s.started, s.mode, s.delay, s.body
 	s.mu.Unlock()
 	if started != nil {
 		select {
@@ -96,6 +98,9 @@ func (s *fakeSource) NewRangeReader(ctx context.Context, name string, gen, off, 
 		return io.NopCloser(bytes.NewReader(data[off:])), nil
 	case "err":
 		return nil, errors.New("fake: injected failure")
+	}
+	if body != nil {
+		return io.NopCloser(body(r, data[off:off+n])), nil
 	}
 	return io.NopCloser(bytes.NewReader(data[off : off+n])), nil
 }

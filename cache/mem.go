@@ -198,7 +198,8 @@ func (c *Cache) runFetch(ctx context.Context, src Source, m *memChunk) {
 		if err != nil || !m.whole || m.crc == m.obj.CRC32C {
 			break
 		}
-		c.mismatch(m.obj, fmt.Sprintf("whole-object read (attempt %d of %d)", attempt, crcAttempts), m.crc)
+		// Nothing was served or kept: only this fetch is retried.
+		c.countMismatch(m.obj, fmt.Sprintf("whole-object read, attempt %d of %d; fetching again before serving a byte", attempt, crcAttempts), m.crc)
 		if attempt == crcAttempts {
 			err = fmt.Errorf("%w: gs://%s/%s generation %d, %d attempts", ErrChecksum, m.obj.Bucket, m.obj.Name, m.obj.Generation, crcAttempts)
 			break
@@ -403,6 +404,9 @@ func (c *Cache) writeBehind() {
 // its buffer returns to the pool with the last reply that still uses it. A failed write (disk
 // full, an I/O error) only costs the caching: the chunk goes on serving from memory.
 func (c *Cache) writeChunk(m *memChunk) {
+	if c.opts.beforeWrite != nil {
+		c.opts.beforeWrite()
+	}
 	_, err := c.storeBytes(m.obj, m.k, m.buf, m.crc, func() bool {
 		// Cache.mu is held: the generation has not failed a check since the fetch began.
 		return c.genEpoch[m.k.object()] == m.epoch

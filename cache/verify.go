@@ -93,13 +93,24 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 // mismatch handles bytes of obj that did not match its CRC32C: it is logged and counted, and
 // everything held of the generation (chunks in memory and units on disk) is dropped.
 func (c *Cache) mismatch(obj Object, what string, got uint32) {
+	c.countMismatch(obj, what+"; dropping what is held of this generation, the next read fetches it again", got)
+	c.poison(obj)
+}
+
+// countMismatch logs and counts bytes of obj that did not match its CRC32C.
+func (c *Cache) countMismatch(obj Object, what string, got uint32) {
 	c.crcMismatches.Add(1)
 	if c.opts.OnChecksumMismatch != nil {
 		c.opts.OnChecksumMismatch()
 	}
-	c.log.Warn("cache: object bytes from GCS do not match the object's CRC32C; dropping what is held of this generation, the next read fetches it again",
+	c.log.Warn("cache: object bytes from GCS do not match the object's CRC32C",
 		"bucket", obj.Bucket, "object", obj.Name, "generation", obj.Generation,
 		"check", what, "want_crc32c", fmt.Sprintf("%08x", obj.CRC32C), "got_crc32c", fmt.Sprintf("%08x", got))
+}
+
+// poison drops everything held of obj's generation, in memory and on disk, and keeps what is
+// still arriving or queued from being cached (the generation's epoch changes).
+func (c *Cache) poison(obj Object) {
 	id := objectID{obj.Bucket, obj.Name, obj.Generation}
 	c.mu.Lock()
 	c.genEpoch[id]++
