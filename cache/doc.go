@@ -22,12 +22,23 @@
 //     (Content-Encoding: gzip) object returns for a ranged read when the client did not ask for
 //     stored bytes. Neither is ever cached. store/gcs asks for stored bytes, so gzip objects
 //     cache and read as their compressed bytes, consistent with their size.
-//   - Sequential readahead. Reads are matched against up to 8 "streams" per object generation
+//   - Streaming reads. Reads are matched against up to 8 "streams" per object generation
 //     (where each reader's last read ended, ±1 MiB, or ±ChunkSize/4 for small chunks). A read
-//     that continues a stream, or starts at offset 0, is served by whole chunks; once a stream
-//     is established (started at 0, or continued twice) the next Readahead chunks are fetched
-//     in the background. Background fetches are bounded globally by a semaphore of
-//     max(2×Readahead, 2); when it is full readahead is skipped, not queued.
+//     that continues a stream, or starts at offset 0, is served by whole chunks fetched into
+//     memory (mem.go): readers get bytes as soon as they arrive from the Source, not when the
+//     chunk is on disk. Once a stream is established (started at 0, or continued twice) the
+//     chunks after it are prefetched into memory too, in a window that starts at one chunk and
+//     doubles with each new chunk the reader enters, up to Readahead chunks (nextWindow in
+//     prefetch.go states the policy). A complete chunk goes to a write-behind queue and is
+//     written to its data file by a worker: the reader never waits for the disk, and when the
+//     queue is full (the disk is slower than the network) or a write fails (disk full), the
+//     chunk is served and not cached. The states of a chunk and the moves between them are
+//     data, in chunkstate.go. A body that breaks off mid-chunk is continued from where it
+//     stopped (maxResumes). StopPrefetch (the last handle of a file went) cancels fetches no
+//     reader waits for.
+//   - Integrity (verify.go). A chunk that is the whole object is checked against the object's
+//     CRC32C before a byte is served; chunks of larger objects are served unchecked and
+//     checked together once all their CRCs are known, and a generation that fails is dropped.
 //   - Random reads (see Decisions) are served by 256 KiB blocks, cached like chunks under
 //     their own keys, until a region proves hot.
 //   - Write-through. Cache.Fill stores the chunks of a generation plxfs just uploaded from the
@@ -87,6 +98,20 @@
 // uncached. The LRU's entry bound is MaxBytes/4 KiB + 1, which never binds before the byte
 // bound.
 //
+// # Memory
+//
+// The read path's memory is a hard budget, Options.PrefetchMemory (64 MiB by default, at least
+// two chunks), counted in whole chunk buffers: chunks being fetched, waiting for their readers,
+// queued for or being written to disk, or referenced by a reply in flight. The buffers are
+// anonymous mappings outside the Go heap (memPool), so they do not count against the
+// daemon's soft heap limit and make no work for the garbage collector; free ones are unmapped
+// after 2 s without use. When the budget is used up, a reader's own fetch frees chunks that are
+// in memory only (those read to the end first, then the least recently used); prefetch frees
+// only chunks read to the end, and otherwise stops: it waits for the reader. A reader that
+// finds no room at all reads its range directly from the Source, uncached: never more work
+// than a direct read. The write-behind queue holds at most half the budget, so a stalled disk
+// leaves the other half streaming.
+//
 // # Locks
 //
 // Lock order: acquire left before right, never the reverse.
@@ -96,7 +121,11 @@
 //	Cache.seqMu (never held with another lock)
 //
 // Cache.mu guards the LRU, the byte counters, the busy and writing sets, the object table and
-// each object's reference and pin counts; it is never held across network or file I/O.
+// each object's reference and pin counts, and the read path in memory: the table of chunks in
+// memory, every memChunk's state, progress and references, the buffer pool, and the
+// generations' CRC sets. It is never held across network or file I/O. A fetch copies bytes
+// into its chunk's buffer without it and takes it only to publish progress (every 256 KiB);
+// readers take it to look up a chunk and to wait for bytes (on a channel, after unlocking).
 // objState.io orders file I/O on one object: readers and the writes of fills hold it shared
 // (a fill only around each 256 KiB write, not across the network read), and releasing a unit
 // or removing the files hold it exclusively, so a reader never sees a range punched under it:
@@ -144,11 +173,9 @@
 // adaptive. 256 KiB is one request whose transfer time (1.7 ms at 150 MiB/s) is small next to
 // GCS's first-byte latency, and it covers the kernel's default 128 KiB readahead.
 //
-// Readahead default 4 (Options.Readahead 0 means the default; negative disables it). Against
-// fake-gcs-server, BenchmarkSequentialRead (256 MiB, 1 MiB reads, cold) ran at about 450–700 MB/s
-// with readahead off, 500–650 MB/s at 4 and 770–1030 MB/s at 8, against 1170–1360 MB/s for one
-// uncached ranged GET of the whole object, and 5.5–10 GB/s warm. All of it shares 2 cores with
-// the emulator and other work, so these are rough; the mount's benchmark decides.
+// Readahead default 8 (Options.Readahead 0 means the default; negative disables it): with
+// 8 MiB chunks a stream reaches 64 MiB in flight, the whole default budget, after three
+// chunks. The mount's benchmark (integration, `make bench`) decides the figures; README has them.
 //
 // Keys include the unit size. A daemon restarted with another ChunkSize must not read an old
 // 4 MiB chunk 3 as the new 8 MiB chunk 3; old chunks are dropped at Open.

@@ -68,10 +68,10 @@ func flipByte(t *testing.T, path string, off int64) {
 	}
 }
 
-// TestCrashDuringReads kills the daemon (SIGKILL) while chunk fetches are half written, three
+// TestCrashDuringReads kills the daemon (SIGKILL) while chunk fetches are in flight, three
 // times, restarting it on the same mountpoint and cache dir each time: the stale mountpoint is
-// replaced, the bytes of half-written chunks are released, the complete ones are re-indexed and
-// served without a refetch, damaged ones are refetched, and every byte read is the object's.
+// replaced, no half-written chunk is left, the complete ones are re-indexed and served without
+// a refetch, damaged ones are refetched, and every byte read is the object's.
 func TestCrashDuringReads(t *testing.T) {
 	tr := &trickle{piece: 16 << 10, pause: 15 * time.Millisecond}
 	p := faultproxy.New(21)
@@ -117,7 +117,9 @@ func TestCrashDuringReads(t *testing.T) {
 				}
 			}()
 		}
-		// Kill while chunks are being written.
+		// Kill while chunk fetches are in flight. A fetch fills memory, not the cache file: a
+		// chunk reaches the disk whole, from memory, behind the reader (and a kill in the
+		// middle of that write leaves bytes without a record, punched out at the next start).
 		halfWritten := func() (partial []string) {
 			for _, p := range cacheDataFiles(d.cacheDir) {
 				if partialChunk(p) {
@@ -126,14 +128,11 @@ func TestCrashDuringReads(t *testing.T) {
 			}
 			return partial
 		}
-		if !pollUntil(30*time.Second, func() bool { return len(halfWritten()) > 0 }) {
-			t.Fatalf("cycle %d: no chunk was ever half written (trickled responses: %d)", cycle, tr.active.Load())
+		if !pollUntil(30*time.Second, func() bool { return tr.active.Load() > 0 }) {
+			t.Fatalf("cycle %d: no fetch was ever in flight (trickled responses: %d)", cycle, tr.active.Load())
 		}
 		d.kill()
 		wg.Wait()
-		if len(halfWritten()) == 0 {
-			t.Fatalf("cycle %d: no half-written chunk left by the kill; the test proves nothing", cycle)
-		}
 		if !isStale(d.mnt) {
 			t.Fatalf("cycle %d: after SIGKILL the mountpoint is not stale (ENOTCONN expected)", cycle)
 		}
