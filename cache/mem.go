@@ -276,7 +276,8 @@ func (c *Cache) downloadFrom(ctx context.Context, src Source, m *memChunk, fille
 			*crc = crc32.Update(*crc, castagnoli, m.buf[*filled:*filled+int64(k)])
 			*filled += int64(k)
 			c.fetched.Add(int64(k))
-			if *filled-published >= publishStep || *filled == m.n {
+			// The last bytes are published after the length check below.
+			if *filled-published >= publishStep && *filled < m.n {
 				published = *filled
 				c.mu.Lock()
 				m.filled = published
@@ -295,6 +296,10 @@ func (c *Cache) downloadFrom(ctx context.Context, src Source, m *memChunk, fille
 	if k, _ := io.ReadFull(rc, probe[:]); k > 0 {
 		return fmt.Errorf("%w: more than the %d bytes asked for", ErrLongBody, want)
 	}
+	c.mu.Lock()
+	m.filled = m.n
+	m.notify()
+	c.mu.Unlock()
 	return nil
 }
 
@@ -365,7 +370,8 @@ func (c *Cache) releasePieces(ps []memPiece) {
 func (c *Cache) queueWrite(m *memChunk) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m.state != stInMemory || c.closed || diskSize(m.n) > c.opts.MaxBytes || c.genEpoch[m.k.object()] != m.epoch {
+	// (Not refused after Close began: Close waits for the fetches, then drains the queue.)
+	if m.state != stInMemory || diskSize(m.n) > c.opts.MaxBytes || c.genEpoch[m.k.object()] != m.epoch {
 		m.skipped = true
 		return
 	}
