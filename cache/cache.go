@@ -49,7 +49,7 @@ const (
 	DefaultFetchTimeout       = 2 * time.Minute
 	// DefaultPrefetchMemory is the default memory budget of the read path: chunks arriving
 	// from GCS, waiting for their readers and on their way to disk.
-	DefaultPrefetchMemory int64 = 64 << 20
+	DefaultPrefetchMemory int64 = 32 << 20
 )
 
 // Options configure a Cache. Zero values select the documented defaults.

@@ -100,7 +100,7 @@
 //
 // # Memory
 //
-// The read path's memory is a hard budget, Options.PrefetchMemory (64 MiB by default, at least
+// The read path's memory is a hard budget, Options.PrefetchMemory (32 MiB by default, at least
 // two chunks), counted in whole chunk buffers: chunks being fetched, waiting for their readers,
 // queued for or being written to disk, or referenced by a reply in flight. The buffers are
 // anonymous mappings outside the Go heap (memPool), so they do not count against the
@@ -173,9 +173,10 @@
 // adaptive. 256 KiB is one request whose transfer time (1.7 ms at 150 MiB/s) is small next to
 // GCS's first-byte latency, and it covers the kernel's default 128 KiB readahead.
 //
-// Readahead default 8 (Options.Readahead 0 means the default; negative disables it): with
-// 8 MiB chunks a stream reaches 64 MiB in flight, the whole default budget, after three
-// chunks. The mount's benchmark (integration, `make bench`) decides the figures; README has them.
+// Readahead default 8 (Options.Readahead 0 means the default; negative disables it), bounded
+// by the budget: with the default 32 MiB and 8 MiB chunks, 4 chunks. The default budget is
+// 32 MiB because the daemon's peak RSS with 64 MiB was 121 MiB in the mount benchmark, over
+// its 100 MiB target, with no measurable gain in cold throughput on the 2-core machine. The mount's benchmark (integration, `make bench`) decides the figures; README has them.
 //
 // Keys include the unit size. A daemon restarted with another ChunkSize must not read an old
 // 4 MiB chunk 3 as the new 8 MiB chunk 3; old chunks are dropped at Open.

@@ -59,7 +59,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on cached chunk bytes on disk (`SIZE` such as 10GiB, 500MiB)"},
 			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "cache chunk `SIZE`: the fetch unit of sequential reads"},
 			&cli.IntFlag{Name: "readahead", Value: cache.DefaultReadahead, Usage: "most chunks fetched into memory ahead of a sequential reader: the window starts at one chunk and doubles up to this (0 disables)"},
-			&cli.StringFlag{Name: "prefetch-memory", Value: "64MiB", Usage: "memory `SIZE` for chunks arriving from GCS and on their way to the cache (a hard bound, at least two chunks; counted in the daemon's ~100 MiB)"},
+			&cli.StringFlag{Name: "prefetch-memory", Value: "32MiB", Usage: "memory `SIZE` for chunks arriving from GCS and on their way to the cache (a hard bound, at least two chunks; counted in the daemon's ~100 MiB)"},
 			&cli.DurationFlag{Name: "ttl", Value: fs.DefaultTTL, Usage: "how long names, attributes and listings are reused before asking GCS again (0 disables caching)"},
 			&cli.IntFlag{Name: "stat-cache-entries", Value: fs.DefaultStatCacheEntries, Usage: "bound on cached lookups (positive); negative lookups are bounded separately"},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse every change with EROFS"},
