@@ -187,7 +187,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 	if err != nil {
 		return objInfo{}, time.Time{}, err
 	}
-	d.fsys.meta.putFound(key, info)
+	d.fsys.meta.putFoundAt(key, info, now)
 	return info, now, nil
 }
 
@@ -333,7 +333,7 @@ func (d *dirNode) listNow(ctx context.Context) (listed, error) {
 	cacheable := len(entries) <= maxCachedListing
 	if !cacheable {
 		for _, e := range entries {
-			d.fsys.meta.putFound(metaKey(d.conn.name, childPath(path, e.name)), e.info)
+			d.fsys.meta.putFoundAt(metaKey(d.conn.name, childPath(path, e.name)), e.info, start)
 		}
 	}
 

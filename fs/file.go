@@ -125,6 +125,16 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	if !local {
 		info = n.info
 	}
+	if h := handleOf(fh); h != nil && !local && h.gen != 0 && h.gen != info.gen {
+		// Asked through an open file (fstat, or the kernel revalidating the size while that
+		// file is read): its generation's size, not the one the node has learnt since. The
+		// kernel cuts reads at the size it last heard, so a smaller newer size would end the
+		// reader's generation early.
+		info.gen, info.size = h.gen, h.size
+		n.mu.Unlock()
+		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
+		return 0
+	}
 	if n.unlinked {
 		n.mu.Unlock()
 		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
@@ -139,6 +149,7 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	p := n.path
 	n.mu.Unlock()
 
+	start := n.fsys.now() // what the Stat says is ordered by when it was asked (see putFoundAt)
 	attrs, err := n.conn.bucket.Stat(ctx, n.conn.objectName(p))
 	key := metaKey(n.conn.name, p)
 	if err != nil {
@@ -148,8 +159,8 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 		return n.fsys.fail("getattr", n.conn, p, err)
 	}
 	info = infoFromAttrs(attrs)
-	n.refresh(info)
-	n.fsys.meta.putFound(key, info)
+	n.refreshAt(info, start)
+	n.fsys.meta.putFoundAt(key, info, start)
 	n.fsys.fillAttr(n.StableAttr().Ino, n.currentInfo(), &out.Attr)
 	return 0
 }
@@ -439,6 +450,17 @@ type fileHandle struct {
 	whole *cache.Whole
 	// flushed: a flush came for this handle (guarded by n.mu).
 	flushed bool
+}
+
+// handleOf returns the fileHandle behind fh, or nil.
+func handleOf(fh fusefs.FileHandle) *fileHandle {
+	switch h := fh.(type) {
+	case *fileHandle:
+		return h
+	case *passthroughHandle:
+		return h.fileHandle
+	}
+	return nil
 }
 
 // pin makes h read generation info (its size and CRC32C with it).

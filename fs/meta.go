@@ -106,12 +106,17 @@ func (m *metaCache) get(key string) (info objInfo, at time.Time, found, missing 
 }
 
 // putFound records that key exists with info.
-func (m *metaCache) putFound(key string, info objInfo) {
+func (m *metaCache) putFound(key string, info objInfo) { m.putFoundAt(key, info, m.now()) }
+
+// putFoundAt records info at key as learnt at time at: when the request that returned it
+// started. (Ordering what two requests said by when they started is what keeps a node from
+// going back to an older generation: a request that started later cannot have seen less.)
+func (m *metaCache) putFoundAt(key string, info objInfo, at time.Time) {
 	if m.ttl <= 0 {
 		return
 	}
 	m.neg.Remove(key)
-	m.pos.Add(key, metaEntry{info: info, expires: m.now().Add(m.ttl)})
+	m.pos.Add(key, metaEntry{info: info, expires: at.Add(m.ttl)})
 }
 
 // putMissing records that nothing exists at key.

@@ -226,6 +226,14 @@ func TestSemantics_OverwriteBehindMount(t *testing.T) {
 					}
 				}
 				if v < 0 {
+					for i, want := range versions {
+						if len(got) <= len(want) && bytes.Equal(got, want[:len(got)]) {
+							t.Logf("the bytes read are a prefix of version %d (%d bytes)", i, len(want))
+						}
+						if len(got) >= len(want) && bytes.Equal(got[:len(want)], want) {
+							t.Logf("the bytes read start with all of version %d (%d bytes), then go on", i, len(want))
+						}
+					}
 					t.Errorf("read %d bytes that match no version: a mix of generations", len(got))
 				}
 				seen[v]++
