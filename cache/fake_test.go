@@ -64,6 +64,9 @@ func (s *fakeSource) put(name string, gen int64, data []byte) Object {
 func (s *fakeSource) NewRangeReader(ctx context.Context, name string, gen, off, n int64) (io.ReadCloser, error) {
 	s.mu.Lock()
 	data, ok := s.objects[fmt.Sprintf("%s#%d", name, gen)]
+	if n < 0 && ok { // to the end, as store.Bucket allows
+		n = int64(len(data)) - off
+	}
 	r := request{name, gen, off, n}
 	s.requests = append(s.requests, r)
 	s.ctxs = append(s.ctxs, ctx)

@@ -264,7 +264,13 @@ func (c *Cache) downloadFrom(ctx context.Context, src Source, m *memChunk, fille
 	c.fetches.Add(1)
 	c.inFlight.Add(1)
 	defer c.inFlight.Add(-1)
-	rc, err := src.NewRangeReader(ctx, m.obj.Name, m.obj.Generation, off, want)
+	n := want
+	if off == 0 && want == m.obj.Size {
+		// The whole object: asked for as such (no range), the request every server handles
+		// best, and the one on which a GCS client checks the object's CRC32C itself.
+		n = -1
+	}
+	rc, err := src.NewRangeReader(ctx, m.obj.Name, m.obj.Generation, off, n)
 	if err != nil {
 		return fmt.Errorf("fetch bytes %d-%d: %w", off, off+want-1, err)
 	}
