@@ -78,6 +78,11 @@ type Options struct {
 	// OnChecksumMismatch, when set, is called once for each fetch whose bytes did not match the
 	// object's CRC32C (metrics). It must not block.
 	OnChecksumMismatch func()
+	// VerifyReads makes a read of an object larger than a chunk wait until the whole object
+	// has been fetched and has passed its CRC32C check, and then checks every chunk fetched
+	// again against the CRC it had then, before serving it (see verify.go). Objects without a
+	// CRC32C are read as usual.
+	VerifyReads bool
 
 	// randomPolicy and blockSize select how non-sequential reads of cold chunks are served;
 	// tests and benchmarks override them, the defaults are what doc.go argues for.
@@ -181,7 +186,7 @@ type Cache struct {
 	maxWindow     int               // bound of the prefetch window, in chunks
 	genEpoch      map[objectID]int  // bumped when a generation fails its CRC check
 	sums          *simplelru.LRU[objectID, *genSums]
-	verifiedGens  *simplelru.LRU[objectID, struct{}]
+	verifiedGens  *simplelru.LRU[objectID, []uint32] // generations that passed, with their chunk CRCs
 	lastWriteWarn time.Time
 
 	// The write-behind queue (mem.go): chunks in memory waiting to be written to disk.
@@ -259,7 +264,7 @@ func Open(opts Options) (*Cache, error) {
 	c.pool = memPool{size: opts.ChunkSize, max: int(max(opts.PrefetchMemory/opts.ChunkSize, 2))}
 	c.maxWindow = min(opts.Readahead, c.pool.max)
 	c.sums, _ = simplelru.NewLRU[objectID, *genSums](maxGenSums, nil)
-	c.verifiedGens, _ = simplelru.NewLRU[objectID, struct{}](maxGenSums, nil)
+	c.verifiedGens, _ = simplelru.NewLRU[objectID, []uint32](maxGenSums, nil)
 	// The write queue holds half the budget at most: when the disk is behind, the other half
 	// still streams to readers (the chunks that cannot be queued are not cached).
 	c.writeQ = make(chan *memChunk, max(c.pool.max/2, 1))

@@ -19,7 +19,9 @@ type memChunk struct {
 	obj   Object
 	n     int64  // the chunk's length
 	buf   []byte // n bytes of a pool buffer
-	whole bool   // the chunk is the whole object and has a CRC to check: nothing is served before
+	whole bool   // the chunk's CRC is known before it arrives (the whole object's, or the chunk's
+	//              of a verified generation under VerifyReads): nothing is served before it matches
+	expect uint32 // that CRC
 
 	// Guarded by Cache.mu.
 	state    chunkState
@@ -166,8 +168,11 @@ func (c *Cache) startFetchLocked(src Source, obj Object, k key, demand bool) *me
 	n := k.length(obj.Size)
 	m := &memChunk{
 		k: k, obj: obj, n: n, buf: buf[:n],
-		whole: k.off() == 0 && n == obj.Size && obj.HasCRC32C,
+		whole: k.off() == 0 && n == obj.Size && obj.HasCRC32C, expect: obj.CRC32C,
 		state: stAbsent, refs: 2, wake: make(chan struct{}), // the table's and the fetch's
+	}
+	if crc, ok := c.expectedLocked(k); ok && !m.whole {
+		m.whole, m.expect = true, crc
 	}
 	c.memTick++
 	m.used = c.memTick
@@ -195,7 +200,7 @@ func (c *Cache) runFetch(ctx context.Context, src Source, m *memChunk) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = c.download(ctx, src, m)
-		if err != nil || !m.whole || m.crc == m.obj.CRC32C {
+		if err != nil || !m.whole || m.crc == m.expect {
 			break
 		}
 		// Nothing was served or kept: only this fetch is retried.
@@ -225,7 +230,7 @@ func (c *Cache) runFetch(ctx context.Context, src Source, m *memChunk) {
 	m.move(stInMemory)
 	c.unrefLocked(m)
 	c.mu.Unlock()
-	if !m.whole {
+	if !m.whole || m.n != m.obj.Size {
 		c.noteChunk(m.obj, m.k.Index, m.crc)
 	}
 	c.queueWrite(m)

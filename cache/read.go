@@ -46,6 +46,11 @@ func (c *Cache) read(ctx context.Context, src Source, obj Object, p []byte, off 
 		return nil, 0, io.EOF
 	}
 	end := min(off+int64(len(p)), obj.Size)
+	if c.opts.VerifyReads && obj.HasCRC32C && obj.Size > c.opts.ChunkSize {
+		if err := c.verifyWhole(ctx, src, obj); err != nil {
+			return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
+		}
+	}
 	seq, window := c.observe(obj, off, end)
 	var sp *Span
 	var err error
@@ -339,7 +344,8 @@ func (c *Cache) chunkKey(obj Object, index int64) key {
 // blocks.
 func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, buf []byte, pos int64) error {
 	bs := c.opts.blockSize
-	if c.opts.randomPolicy == policyChunk || ck.length(obj.Size) <= 2*bs {
+	if c.opts.randomPolicy == policyChunk || c.opts.VerifyReads || ck.length(obj.Size) <= 2*bs {
+		// (Under VerifyReads blocks are never used: only whole chunks can be checked.)
 		return c.readChunkCopy(ctx, src, obj, buf, pos)
 	}
 	b0, b1 := pos/bs, (pos+int64(len(buf))-1)/bs
@@ -555,6 +561,14 @@ func (c *Cache) fill(ctx context.Context, src Source, obj Object, k key) (*entry
 	e, err := c.store(obj, k, &countingReader{r: rc, n: &c.fetched}, n)
 	if err != nil {
 		return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, err)
+	}
+	c.mu.Lock()
+	want, ok := c.expectedLocked(k)
+	c.mu.Unlock()
+	if ok && e.crc != want {
+		c.countMismatch(obj, fmt.Sprintf("chunk %d of a verified generation", k.Index), e.crc)
+		c.drop(k, e, fmt.Errorf("%w: chunk %d", ErrChecksum, k.Index))
+		return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, ErrChecksum)
 	}
 	return e, nil
 }

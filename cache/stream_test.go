@@ -284,3 +284,45 @@ func TestStopPrefetchCancels(t *testing.T) {
 	}
 	close(src.gate)
 }
+
+// TestVerifyReads: with VerifyReads, a large object whose first fetch of one chunk is damaged
+// is never served wrong: the read waits for the whole-object check, which fails, drops the
+// generation and passes on the second pass; an object that never passes fails with
+// ErrChecksum, serving nothing.
+func TestVerifyReads(t *testing.T) {
+	src := newFakeSource()
+	ref := pattern(40, 6*testChunk+321)
+	obj := withCRC(src.put("v", 40, ref), ref)
+	var once atomic.Bool
+	src.body = func(r request, b []byte) io.Reader {
+		if r.Off == 2*testChunk && !once.Swap(true) {
+			return bytes.NewReader(flipped(b, 5))
+		}
+		return bytes.NewReader(b)
+	}
+	c := openTest(t, Options{ChunkSize: testChunk, VerifyReads: true})
+	mustEqual(t, "verified read", readAll(t, c, src, obj, 10000), ref)
+	if st := c.Stats(); st.ChecksumMismatches == 0 {
+		t.Fatalf("stats %+v: the damaged chunk was not detected", st)
+	}
+	waitIdle(t, c)
+	// Random reads of a verified generation are checked too (whole chunks, known CRCs).
+	p := make([]byte, 100)
+	if _, err := c.ReadAt(context.Background(), src, obj, p, 4*testChunk+7); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "random read", p, ref[4*testChunk+7:4*testChunk+107])
+
+	bad := newFakeSource()
+	badRef := pattern(41, 3*testChunk)
+	badObj := withCRC(bad.put("bad", 41, badRef), badRef)
+	bad.body = func(r request, b []byte) io.Reader {
+		if r.Off == testChunk {
+			return bytes.NewReader(flipped(b, 1))
+		}
+		return bytes.NewReader(b)
+	}
+	if _, err := c.ReadAt(context.Background(), bad, badObj, make([]byte, 10), 0); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("read of an object that never passes: %v, want ErrChecksum", err)
+	}
+}

@@ -1,6 +1,10 @@
 package cache
 
-import "fmt"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
 
 // Integrity of what the cache serves and keeps.
 //
@@ -82,7 +86,7 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 	}
 	c.sums.Remove(id)
 	if sum == obj.CRC32C {
-		c.verifiedGens.Add(id, struct{}{})
+		c.verifiedGens.Add(id, g.crc)
 		c.mu.Unlock()
 		return
 	}
@@ -186,5 +190,87 @@ func gf2Times(mat *[32]uint32, vec uint32) uint32 {
 func gf2Square(square, mat *[32]uint32) {
 	for i := range 32 {
 		square[i] = gf2Times(mat, mat[i])
+	}
+}
+
+// expectedLocked returns the CRC32C chunk k must have, when reads are verified and k's
+// generation has passed its check (its chunk CRCs are then known). Callers hold Cache.mu.
+func (c *Cache) expectedLocked(k key) (uint32, bool) {
+	if !c.opts.VerifyReads {
+		return 0, false
+	}
+	crcs, ok := c.verifiedGens.Peek(k.object())
+	if !ok || k.Index >= int64(len(crcs)) {
+		return 0, false
+	}
+	return crcs[k.Index], true
+}
+
+// verifyWhole makes sure obj's generation has passed its whole-object check (VerifyReads): it
+// fetches every chunk (through the memory path, a window ahead, so that the chunks land in
+// the cache as any read's would) and waits for the check. Concurrent readers share one pass.
+// A generation that fails is fetched once more, then the read fails with ErrChecksum.
+func (c *Cache) verifyWhole(ctx context.Context, src Source, obj Object) error {
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	check := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.verifiedGens.Contains(id)
+	}
+	if check() {
+		return nil
+	}
+	ch := c.flights.DoChan("w"+id.fileID(), func() (any, error) {
+		fctx := context.WithoutCancel(ctx)
+		cs := c.opts.ChunkSize
+		for attempt := 0; attempt < 2; attempt++ {
+			before := c.crcMismatches.Load()
+			for i := int64(0); i*cs < obj.Size; i++ {
+				parts := c.plan(src, obj, i*cs, i*cs+1)
+				c.prefetch(src, obj, i+1, c.maxWindow)
+				for _, pt := range parts {
+					var err error
+					switch {
+					case pt.m != nil:
+						err = c.waitBytes(fctx, memPiece{m: pt.m, lo: pt.k.length(obj.Size) - 1, hi: pt.k.length(obj.Size)})
+						c.releasePieces([]memPiece{{m: pt.m}})
+					case pt.disk:
+						// Cached: its record's CRC takes part in the check (noteChunk).
+					default:
+						err = c.readDirect(fctx, src, obj, pt.lo, make([]byte, 1))
+					}
+					if err != nil && !errors.Is(err, errGone) {
+						return nil, err
+					}
+				}
+			}
+			// The last chunk's CRC completes the set (noteChunk), unless every chunk was cached
+			// already: then the records decide.
+			c.noteCached(obj)
+			if check() {
+				return nil, nil
+			}
+			if c.crcMismatches.Load() == before {
+				break // nothing could be compared (chunks skipped and evicted): do not loop
+			}
+		}
+		return nil, fmt.Errorf("%w: gs://%s/%s generation %d did not pass its whole-object check", ErrChecksum, obj.Bucket, obj.Name, obj.Generation)
+	})
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case r := <-ch:
+		return r.Err
+	}
+}
+
+// noteCached checks obj's generation from the records of its cached chunks when they are all
+// there (noteChunk does the same when a fetch completes the set).
+func (c *Cache) noteCached(obj Object) {
+	c.mu.Lock()
+	e, ok := c.lru.Peek(c.chunkKey(obj, 0))
+	c.mu.Unlock()
+	if ok {
+		c.noteChunk(obj, 0, e.crc)
 	}
 }

@@ -548,7 +548,8 @@ type readSet struct {
 
 const benchBucket = "bench"
 
-// BenchmarkMountRead: for a read-write mount (the default flags) and a --read-only one, the
+// BenchmarkMountRead: for a read-write mount (the default flags), a --read-only one and a
+// read-write one with --verify-reads, the
 // cold sequential read of the big object (1 GiB), 64 KiB files cold with 8 readers and with
 // one, ls -l of a cold directory of 10,000 entries, the warm re-read, and random 4 KiB reads
 // cold and warm, each with the daemon's CPU time and peak RSS.
@@ -597,6 +598,7 @@ func benchRead(b *testing.B) {
 	}{
 		{"read-write", nil},
 		{"read-only", []string{"--read-only"}},
+		{"read-write --verify-reads", []string{"--verify-reads"}},
 	} {
 		ms := newReadMeasures(mode.name, conf, rs.randSize)
 		passthrough := ""
