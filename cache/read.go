@@ -407,6 +407,18 @@ func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf
 		return c.readDirect(ctx, src, obj, k.off()+off, buf)
 	}
 	for range maxAttempts {
+		if k.Unit == c.opts.ChunkSize {
+			// A chunk that is no longer cached (evicted, or dropped as damaged just now) is
+			// fetched the way every chunk is, into memory: its readers then share one fetch
+			// with the readers that come through plan. (One being filled to disk is joined.)
+			c.mu.Lock()
+			gone := !c.lru.Contains(k) && c.busy[k] == 0
+			c.mu.Unlock()
+			if gone {
+				_, err := c.readChunks(ctx, src, obj, buf, k.off()+off, k.off()+off+int64(len(buf)), false, 0)
+				return err
+			}
+		}
 		e, err := c.entryOf(ctx, src, obj, k)
 		if errors.Is(err, errGone) {
 			continue
