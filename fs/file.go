@@ -504,7 +504,15 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	}
 	h.pin(info)
 	p := n.path
+	// The kernel keeps one size per inode: once the node has learnt a bigger generation, a
+	// read of an older pinned one past that one's end would be cut short there, and the kernel
+	// would fill the rest of the request with zeros. Such a read fails cleanly instead.
+	outgrown := !local && info.gen != 0 && n.info.gen != info.gen && n.info.size > info.size &&
+		off+int64(len(dest)) > info.size
 	n.mu.Unlock()
+	if outgrown {
+		return nil, n.fsys.fail("read", n.conn, p, errors.Join(errStale, fmt.Errorf("generation %d (%d bytes) was replaced by a bigger one", info.gen, info.size)))
+	}
 
 	if local {
 		k, err := st.readAt(n, dest, off)
