@@ -78,10 +78,10 @@ type Options struct {
 	// OnChecksumMismatch, when set, is called once for each fetch whose bytes did not match the
 	// object's CRC32C (metrics). It must not block.
 	OnChecksumMismatch func()
-	// VerifyReads makes a read of an object larger than a chunk wait until the whole object
-	// has been fetched and has passed its CRC32C check, and then checks every chunk fetched
-	// again against the CRC it had then, before serving it (see verify.go). Objects without a
-	// CRC32C are read as usual.
+	// VerifyReads makes the first read of an object larger than a chunk wait until the whole
+	// object has been streamed once and has passed its CRC32C check; every chunk fetched after
+	// that is checked against the CRC the check learnt before it is served (see verify.go).
+	// Objects without a CRC32C are read as usual.
 	VerifyReads bool
 
 	// randomPolicy and blockSize select how non-sequential reads of cold chunks are served;
@@ -200,6 +200,7 @@ type Cache struct {
 
 	hits, misses, fetches, fetched, evictions, damaged, readaheads, inFlight atomic.Int64
 	memHits, resumes, writeSkips, writeErrors, crcMismatches                 atomic.Int64
+	pendingWrites, fetchesRunning                                            atomic.Int64 // writes queued or running; memory fetches running
 }
 
 // entry is the LRU value of one indexed unit. Entries are compared by pointer: a reader or a

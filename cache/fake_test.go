@@ -168,7 +168,7 @@ func waitIdle(t testing.TB, c *Cache) {
 			}
 		}
 		c.mu.Unlock()
-		if busy == 0 && c.Stats().FetchesInFlight == 0 {
+		if busy == 0 && c.Stats().FetchesInFlight == 0 && c.pendingWrites.Load() == 0 && c.fetchesRunning.Load() == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -182,6 +182,7 @@ func (c *Cache) startFetchLocked(src Source, obj Object, k key, demand bool) *me
 	ctx, cancel := context.WithTimeout(c.baseCtx, c.opts.FetchTimeout)
 	m.cancel = cancel
 	c.wg.Add(1)
+	c.fetchesRunning.Add(1)
 	go c.runFetch(ctx, src, m)
 	return m
 }
@@ -214,6 +215,12 @@ func (c *Cache) runFetch(ctx context.Context, src Source, m *memChunk) {
 		c.mu.Unlock()
 		m.crc = 0
 	}
+	if err == nil && (!m.whole || m.n != m.obj.Size) {
+		// Noted before the readers wake: one that waits for the generation's check (verifyWhole)
+		// must find this chunk's CRC counted.
+		c.noteChunk(m.obj, m.k.Index, m.crc)
+	}
+	defer c.fetchesRunning.Add(-1) // after the write is queued (see waitIdle in the tests)
 	c.mu.Lock()
 	if err != nil {
 		if m.waiters == 0 && ctx.Err() != nil && c.baseCtx.Err() == nil {
@@ -230,9 +237,6 @@ func (c *Cache) runFetch(ctx context.Context, src Source, m *memChunk) {
 	m.move(stInMemory)
 	c.unrefLocked(m)
 	c.mu.Unlock()
-	if !m.whole || m.n != m.obj.Size {
-		c.noteChunk(m.obj, m.k.Index, m.crc)
-	}
 	c.queueWrite(m)
 }
 
@@ -323,47 +327,6 @@ type memPiece struct {
 
 func (p memPiece) bytes() []byte { return p.m.buf[p.lo:p.hi] }
 
-// waitPiece waits until bytes [lo, hi) of m may be served and returns them as a piece holding
-// a reference (release it with releasePieces). A failed fetch returns its error.
-func (c *Cache) waitPiece(ctx context.Context, m *memChunk, lo, hi int64) (memPiece, error) {
-	c.mu.Lock()
-	for {
-		if m.state == stFailed {
-			err := m.err
-			c.mu.Unlock()
-			return memPiece{}, err
-		}
-		if m.state == stAbsent {
-			c.mu.Unlock()
-			return memPiece{}, errGone
-		}
-		if m.state.readable(m.whole) && m.filled >= hi {
-			break
-		}
-		ch := m.wake
-		m.waiters++
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			c.mu.Lock()
-			m.waiters--
-			c.mu.Unlock()
-			return memPiece{}, ctx.Err()
-		}
-		c.mu.Lock()
-		m.waiters--
-	}
-	m.refs++
-	c.memTick++
-	m.used = c.memTick
-	if hi == m.n {
-		m.consumed = true
-	}
-	c.mu.Unlock()
-	return memPiece{m: m, lo: lo, hi: hi}, nil
-}
-
 func (c *Cache) releasePieces(ps []memPiece) {
 	if len(ps) == 0 {
 		return
@@ -390,6 +353,7 @@ func (c *Cache) queueWrite(m *memChunk) {
 	case c.writeQ <- m:
 		m.refs++
 		m.move(stWriting)
+		c.pendingWrites.Add(1)
 	default:
 		m.skipped = true
 		c.writeSkips.Add(1)
@@ -421,6 +385,7 @@ func (c *Cache) writeBehind() {
 // its buffer returns to the pool with the last reply that still uses it. A failed write (disk
 // full, an I/O error) only costs the caching: the chunk goes on serving from memory.
 func (c *Cache) writeChunk(m *memChunk) {
+	defer c.pendingWrites.Add(-1)
 	if c.opts.beforeWrite != nil {
 		c.opts.beforeWrite()
 	}

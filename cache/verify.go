@@ -2,8 +2,9 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 )
 
 // Integrity of what the cache serves and keeps.
@@ -35,8 +36,8 @@ type genSums struct {
 // postpones a check (its cached chunks' records still hold their CRCs).
 const maxGenSums = 4096
 
-// noteChunk records the CRC of chunk idx of obj as fetched, and checks the generation when it
-// completes the set.
+// noteChunk records the CRC of chunk idx of obj as fetched (idx < 0: none, only look at the
+// cached chunks), and checks the generation when the set is complete.
 func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 	if !obj.HasCRC32C {
 		return
@@ -53,7 +54,7 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 		g = &genSums{crc: make([]uint32, chunks), have: make([]bool, chunks), left: int(chunks)}
 		c.sums.Add(id, g)
 	}
-	if g.have[idx] && g.crc[idx] != crc {
+	if idx >= 0 && g.have[idx] && g.crc[idx] != crc {
 		// Two fetches of one chunk disagree: one of them was damaged, and some of its bytes
 		// may be cached. Which one cannot be told; drop both.
 		c.sums.Remove(id)
@@ -61,7 +62,7 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 		c.mismatch(obj, fmt.Sprintf("two fetches of chunk %d disagree", idx), crc)
 		return
 	}
-	if !g.have[idx] {
+	if idx >= 0 && !g.have[idx] {
 		g.have[idx], g.crc[idx] = true, crc
 		g.left--
 	}
@@ -206,55 +207,53 @@ func (c *Cache) expectedLocked(k key) (uint32, bool) {
 	return crcs[k.Index], true
 }
 
-// verifyWhole makes sure obj's generation has passed its whole-object check (VerifyReads): it
-// fetches every chunk (through the memory path, a window ahead, so that the chunks land in
-// the cache as any read's would) and waits for the check. Concurrent readers share one pass.
-// A generation that fails is fetched once more, then the read fails with ErrChecksum.
+// verifyWhole makes sure obj's generation has passed its whole-object check (VerifyReads). It
+// streams the whole object once (one request, through a small buffer: nothing is kept),
+// computing the CRC32C of each chunk and of the whole; if the whole matches the object's, the
+// chunk CRCs are remembered, so that every chunk fetched from then on is checked before a
+// byte of it is served (see startFetchLocked and fill), and cached chunks that disagree are
+// dropped. A mismatch is fetched again once, then the read fails with ErrChecksum. Concurrent
+// readers share one pass. The price is one extra transfer of the object.
 func (c *Cache) verifyWhole(ctx context.Context, src Source, obj Object) error {
 	id := objectID{obj.Bucket, obj.Name, obj.Generation}
-	check := func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.verifiedGens.Contains(id)
-	}
-	if check() {
+	c.mu.Lock()
+	done := c.verifiedGens.Contains(id)
+	c.mu.Unlock()
+	if done {
 		return nil
 	}
 	ch := c.flights.DoChan("w"+id.fileID(), func() (any, error) {
-		fctx := context.WithoutCancel(ctx)
-		cs := c.opts.ChunkSize
-		for attempt := 0; attempt < 2; attempt++ {
-			before := c.crcMismatches.Load()
-			for i := int64(0); i*cs < obj.Size; i++ {
-				parts := c.plan(src, obj, i*cs, i*cs+1)
-				c.prefetch(src, obj, i+1, c.maxWindow)
-				for _, pt := range parts {
-					var err error
-					switch {
-					case pt.m != nil:
-						err = c.waitBytes(fctx, memPiece{m: pt.m, lo: pt.k.length(obj.Size) - 1, hi: pt.k.length(obj.Size)})
-						c.releasePieces([]memPiece{{m: pt.m}})
-					case pt.disk:
-						// Cached: its record's CRC takes part in the check (noteChunk).
-					default:
-						err = c.readDirect(fctx, src, obj, pt.lo, make([]byte, 1))
-					}
-					if err != nil && !errors.Is(err, errGone) {
-						return nil, err
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.FetchTimeout)
+		defer cancel()
+		for attempt := 1; ; attempt++ {
+			crcs, sum, err := c.streamCRCs(fctx, src, obj)
+			if err != nil {
+				return nil, err
+			}
+			if sum == obj.CRC32C {
+				c.mu.Lock()
+				c.verifiedGens.Add(id, crcs)
+				var bad []key
+				for _, k := range c.lru.Keys() {
+					if k.object() == id && k.Unit == c.opts.ChunkSize {
+						if e, _ := c.lru.Peek(k); k.Index < int64(len(crcs)) && e.crc != crcs[k.Index] {
+							bad = append(bad, k)
+						}
 					}
 				}
-			}
-			// The last chunk's CRC completes the set (noteChunk), unless every chunk was cached
-			// already: then the records decide.
-			c.noteCached(obj)
-			if check() {
+				for _, k := range bad {
+					c.lru.Remove(k)
+				}
+				doomed := c.takeDoomedLocked()
+				c.mu.Unlock()
+				c.release(doomed)
 				return nil, nil
 			}
-			if c.crcMismatches.Load() == before {
-				break // nothing could be compared (chunks skipped and evicted): do not loop
+			c.countMismatch(obj, fmt.Sprintf("whole-object check of --verify-reads, attempt %d of 2", attempt), sum)
+			if attempt == 2 {
+				return nil, fmt.Errorf("%w: gs://%s/%s generation %d did not pass its whole-object check", ErrChecksum, obj.Bucket, obj.Name, obj.Generation)
 			}
 		}
-		return nil, fmt.Errorf("%w: gs://%s/%s generation %d did not pass its whole-object check", ErrChecksum, obj.Bucket, obj.Name, obj.Generation)
 	})
 	select {
 	case <-ctx.Done():
@@ -264,13 +263,38 @@ func (c *Cache) verifyWhole(ctx context.Context, src Source, obj Object) error {
 	}
 }
 
-// noteCached checks obj's generation from the records of its cached chunks when they are all
-// there (noteChunk does the same when a fetch completes the set).
-func (c *Cache) noteCached(obj Object) {
-	c.mu.Lock()
-	e, ok := c.lru.Peek(c.chunkKey(obj, 0))
-	c.mu.Unlock()
-	if ok {
-		c.noteChunk(obj, 0, e.crc)
+// streamCRCs reads all of obj in one request and returns the CRC32C of each chunk and of the
+// whole.
+func (c *Cache) streamCRCs(ctx context.Context, src Source, obj Object) ([]uint32, uint32, error) {
+	c.fetches.Add(1)
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	rc, err := src.NewRangeReader(ctx, obj.Name, obj.Generation, 0, -1)
+	if err != nil {
+		return nil, 0, fmt.Errorf("verify: %w", err)
 	}
+	defer rc.Close()
+	cs := c.opts.ChunkSize
+	crcs := make([]uint32, ceilDiv(obj.Size, cs))
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	buf := *bufp
+	var whole uint32
+	var off int64
+	for off < obj.Size {
+		n := min(int64(len(buf)), cs-off%cs, obj.Size-off) // never across a chunk boundary
+		m, err := io.ReadFull(rc, buf[:n])
+		crcs[off/cs] = crc32.Update(crcs[off/cs], castagnoli, buf[:m])
+		whole = crc32.Update(whole, castagnoli, buf[:m])
+		off += int64(m)
+		c.fetched.Add(int64(m))
+		if err != nil {
+			return nil, 0, fmt.Errorf("verify: %w: got %d of %d bytes: %v", ErrShortBody, off, obj.Size, err)
+		}
+	}
+	var probe [1]byte
+	if m, _ := io.ReadFull(rc, probe[:]); m > 0 {
+		return nil, 0, fmt.Errorf("verify: %w", ErrLongBody)
+	}
+	return crcs, whole, nil
 }
