@@ -467,17 +467,35 @@ func outcomeUnknown(err error, retried bool) bool {
 // the client; if it fails, the write is reported as failed. A concurrent writer that stored
 // the very same bytes cannot be told from this write landing, which is harmless: the object
 // holds what the caller wrote. Every check is counted in the Counters.
+//
+// A request whose response was lost may still be in progress on the server when the check
+// runs (its connection was cut, not the work), so a check that finds nothing looks again
+// after landedSettle, twice, before the write is reported as failed.
 func (b *bucket) landed(name string, ifGen, size int64, crc uint32) (store.Attrs, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.retryDeadline)
 	defer cancel()
-	a, err := b.Stat(ctx, name)
-	ok := err == nil && a.HasCRC32C && a.CRC32C == crc && (size < 0 || a.Size == size) && a.Generation != ifGen
+	var a store.Attrs
+	ok := false
+	for look := 0; look < 3 && !ok; look++ {
+		if look > 0 {
+			select {
+			case <-time.After(landedSettle * time.Duration(look)):
+			case <-ctx.Done():
+			}
+		}
+		var err error
+		a, err = b.Stat(ctx, name)
+		ok = err == nil && a.HasCRC32C && a.CRC32C == crc && (size < 0 || a.Size == size) && a.Generation != ifGen
+	}
 	b.counters.OutcomeChecked(ok)
 	if !ok {
 		return store.Attrs{}, false
 	}
 	return a, true
 }
+
+// landedSettle is the pause before landed looks again (then twice as long).
+const landedSettle = 250 * time.Millisecond
 
 // retryRecorder is the client's retry predicate, noting whether any request was retried.
 type retryRecorder struct{ retried atomic.Bool }
