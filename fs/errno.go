@@ -33,6 +33,8 @@ func toErrno(err error) syscall.Errno {
 		return errno
 	case errors.Is(err, errStale):
 		return syscall.ESTALE
+	case errors.Is(err, errROFS):
+		return syscall.EROFS // a --read-only mount, or one draining after SIGTERM
 	case errors.Is(err, store.ErrPrecondition):
 		return syscall.ESTALE // SEMANTICS.md "Overwrites": someone else changed the object
 	case errors.Is(err, store.ErrNotExist):

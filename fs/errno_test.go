@@ -38,6 +38,7 @@ func TestToErrno(t *testing.T) {
 		{"staging disk full", fmt.Errorf("stage: %w", &os.PathError{Op: "write", Path: "/c/x", Err: syscall.ENOSPC}), syscall.ENOSPC},
 		{"quota", fmt.Errorf("stage: %w", syscall.EDQUOT), syscall.EDQUOT},
 		{"read-only", syscall.EROFS, syscall.EROFS},
+		{"draining (no new stage)", fmt.Errorf("open: stage: %w", errROFS), syscall.EROFS},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
