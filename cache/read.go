@@ -586,11 +586,42 @@ func (c *Cache) fill(ctx context.Context, src Source, obj Object, k key) (*entry
 }
 
 // store writes unit k of obj (n bytes read from body, which must hold exactly n) into the
-// object's data file and indexes it. Its disk space is reserved (evicting as needed) before
-// writing, so units being written count against MaxBytes too. Callers run it inside the
-// singleflight call for k, so a unit has one writer at a time; a failed write releases what it
-// wrote.
+// object's data file and indexes it. Callers run it inside the singleflight call for k, so a
+// unit has one writer at a time.
 func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error) {
+	return c.storeWith(obj, k, n, func(o *objState, seq uint64) (uint32, int, error) {
+		return c.writeUnit(o, k, body, n, seq)
+	}, nil)
+}
+
+// storeBytes is store for a chunk already in memory with its CRC32C (the write-behind): it
+// joins a fill of the same unit in progress rather than write it twice, and indexes the unit
+// only if valid() (called under Cache.mu) still holds once it is written.
+func (c *Cache) storeBytes(obj Object, k key, data []byte, crc uint32, valid func() bool) (*entry, error) {
+	v, err, _ := c.flights.Do(k.flightKey(), func() (any, error) {
+		c.mu.Lock()
+		e, ok := c.lru.Peek(k)
+		c.mu.Unlock()
+		if ok {
+			return e, nil
+		}
+		return c.storeWith(obj, k, int64(len(data)), func(o *objState, seq uint64) (uint32, int, error) {
+			epoch, err := c.writeUnitBytes(o, k, data, crc, seq)
+			return crc, epoch, err
+		}, valid)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*entry), nil
+}
+
+// storeWith is what store and storeBytes share: the unit's disk space is reserved (evicting
+// as needed) before write puts its n bytes and record into o's files, so units being written
+// count against MaxBytes too; then the unit is indexed, unless the data file was found
+// damaged meanwhile or valid (when set, called under Cache.mu) says no. A failed write
+// releases what it wrote.
+func (c *Cache) storeWith(obj Object, k key, n int64, write func(o *objState, seq uint64) (crc uint32, epoch int, err error), valid func() bool) (*entry, error) {
 	disk := diskSize(n)
 	c.mu.Lock()
 	c.reserved += disk
@@ -602,7 +633,7 @@ func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error
 	c.mu.Unlock()
 	c.release(doomed)
 
-	crc, epoch, err := c.writeUnit(o, k, body, n, c.fillSeq.Add(1))
+	crc, epoch, err := write(o, c.fillSeq.Add(1))
 	c.mu.Lock()
 	c.reserved -= disk
 	if c.writing[k]--; c.writing[k] <= 0 {
@@ -610,6 +641,9 @@ func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error
 	}
 	if err == nil && o.epoch != epoch {
 		err = fmt.Errorf("%w: data file found damaged during the write", errDamaged)
+	}
+	if err == nil && valid != nil && !valid() {
+		err = errGone
 	}
 	if err != nil {
 		c.mu.Unlock()
@@ -622,57 +656,6 @@ func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error
 	c.mu.Unlock()
 	c.release(doomed)
 	return e, nil
-}
-
-// storeBytes is store for a chunk already in memory with its CRC32C (the write-behind): it
-// joins a fill of the same unit in progress rather than write it twice, and indexes the unit
-// only if valid() (called under Cache.mu) still holds once it is written.
-func (c *Cache) storeBytes(obj Object, k key, data []byte, crc uint32, valid func() bool) (*entry, error) {
-	v, err, _ := c.flights.Do(k.flightKey(), func() (any, error) {
-		n := int64(len(data))
-		disk := diskSize(n)
-		c.mu.Lock()
-		if e, ok := c.lru.Peek(k); ok {
-			c.mu.Unlock()
-			return e, nil
-		}
-		c.reserved += disk
-		c.evictLocked()
-		doomed := c.takeDoomedLocked()
-		o := c.objLocked(obj)
-		o.refs++
-		c.writing[k]++
-		c.mu.Unlock()
-		c.release(doomed)
-
-		epoch, err := c.writeUnitBytes(o, k, data, crc, c.fillSeq.Add(1))
-		c.mu.Lock()
-		c.reserved -= disk
-		if c.writing[k]--; c.writing[k] <= 0 {
-			delete(c.writing, k)
-		}
-		if err == nil && o.epoch != epoch {
-			err = fmt.Errorf("%w: data file found damaged during the write", errDamaged)
-		}
-		if err == nil && !valid() {
-			err = errGone
-		}
-		if err != nil {
-			c.mu.Unlock()
-			c.release([]job{{o: o, k: k, own: true}})
-			return nil, err
-		}
-		e := &entry{obj: o, disk: disk, crc: crc, verified: true}
-		c.insertLocked(k, e)
-		doomed = c.takeDoomedLocked()
-		c.mu.Unlock()
-		c.release(doomed)
-		return e, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*entry), nil
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}

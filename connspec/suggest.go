@@ -24,7 +24,7 @@ func closest(word string, known []string) string {
 	w := norm(word)
 	best, bestDist := "", -1
 	for _, k := range known {
-		d := editDistance(w, norm(k))
+		d := EditDistance(w, norm(k))
 		if bestDist < 0 || d < bestDist {
 			best, bestDist = k, d
 		}
@@ -37,11 +37,11 @@ func closest(word string, known []string) string {
 	return best
 }
 
-// editDistance is the optimal-string-alignment distance between a and b (Levenshtein plus
-// transposition of adjacent letters, the commonest typo), counted in bytes. Inputs here are
-// short keys; long inputs are cut so that a hostile file cannot make this quadratic step
-// expensive.
-func editDistance(a, b string) int {
+// EditDistance is the optimal-string-alignment distance between a and b (Levenshtein plus
+// transposition of adjacent letters, the commonest typo), counted in bytes: what "did you
+// mean" suggestions rank by, for keys here and command names in the CLI. Inputs are short;
+// long ones are cut so that a hostile file cannot make this quadratic step expensive.
+func EditDistance(a, b string) int {
 	const maxLen = 64
 	if len(a) > maxLen {
 		a = a[:maxLen]

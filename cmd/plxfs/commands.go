@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/plxfs/plxfs/connspec"
 )
 
 // buildVersion is the version stamped at build time (-X main.version), else the module
@@ -124,7 +126,7 @@ func nearest(word string, known []string) string {
 		if len(word) >= 2 && strings.HasPrefix(k, word) {
 			return k
 		}
-		if d := editDistance(word, k); bestDist < 0 || d < bestDist {
+		if d := connspec.EditDistance(word, k); bestDist < 0 || d < bestDist {
 			best, bestDist = k, d
 		}
 	}
@@ -132,35 +134,6 @@ func nearest(word string, known []string) string {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the optimal-string-alignment distance between two short words, in bytes:
-// insertions, deletions, substitutions and swaps of adjacent letters (moutn → mount is 1).
-func editDistance(a, b string) int {
-	if len(a) > 64 {
-		a = a[:64]
-	}
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 func completionCommand() *cli.Command {
