@@ -209,7 +209,8 @@ type entry struct {
 	obj      *objState
 	disk     int64  // accounted size
 	crc      uint32 // CRC32C of the unit's data
-	verified bool   // data CRC checked (always true for units written by this process); guarded by Cache.mu
+	verified bool   // data checked since this process last could have read it from disk; guarded by Cache.mu
+	written  bool   // written by this process (its bytes may still be in the page cache); immutable
 }
 
 // Open locks opts.Dir, re-indexes the object files found there and evicts down to MaxBytes.

@@ -398,6 +398,87 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 			t.Fatalf("Damaged = %d, want 1", c.Stats().Damaged)
 		}
 	})
+	t.Run("data byte flipped while running, read back from disk", func(t *testing.T) {
+		// Bit rot under a running daemon: a unit this process wrote, its pages since evicted, so
+		// the next read comes from the disk and must be checked.
+		dir, src, obj, _ := setup(t)
+		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
+		p := make([]byte, 10)
+		if _, err := c.ReadAt(context.Background(), src, obj, p, testChunk); err != nil {
+			t.Fatal(err) // chunk 1, written by this process
+		}
+		waitIdle(t, c)
+		paths, _ := chunkFiles(t, dir)
+		corrupt(t, paths[0], testChunk+100)
+		evict(t, paths[0])
+		src.reset()
+		before := c.Stats().Damaged
+		q := make([]byte, testChunk)
+		if _, err := c.ReadAt(context.Background(), src, obj, q, testChunk); err != nil {
+			t.Fatal(err)
+		}
+		mustEqual(t, "chunk 1", q, ref[testChunk:])
+		if got := c.Stats().Damaged - before; got != 1 {
+			t.Fatalf("Damaged went up by %d, want 1", got)
+		}
+		if got := len(src.reqs()); got != 1 {
+			t.Fatalf("%d requests, want 1 (the damaged chunk refetched)", got)
+		}
+	})
+	t.Run("written by this process, still in the page cache", func(t *testing.T) {
+		// Bytes that never left memory are the bytes written: they pass without a read, and a
+		// whole object of them is granted to passthrough at once.
+		src := newFakeSource()
+		obj := src.put("w", 3, ref)
+		c := openTest(t, Options{ChunkSize: testChunk, Readahead: -1})
+		p := make([]byte, len(ref))
+		if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
+			t.Fatal(err)
+		}
+		waitIdle(t, c)
+		w, ok := c.OpenWhole(obj)
+		if !ok {
+			t.Fatal("OpenWhole refused an object whose units this process wrote and still holds in the page cache")
+		}
+		w.Close()
+		if st := c.Stats(); st.Damaged != 0 {
+			t.Fatalf("Damaged = %d, want 0", st.Damaged)
+		}
+	})
+	t.Run("written by this process, evicted, then whole", func(t *testing.T) {
+		// Passthrough hands reads to the kernel, which checks nothing: units read back from the
+		// disk are checked through the cache first.
+		src := newFakeSource()
+		obj := src.put("e", 4, ref)
+		dir := t.TempDir()
+		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
+		p := make([]byte, len(ref))
+		if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
+			t.Fatal(err)
+		}
+		waitIdle(t, c)
+		paths, _ := chunkFiles(t, dir)
+		corrupt(t, paths[0], 5)
+		evict(t, paths[0])
+		if w, ok := c.OpenWhole(obj); ok {
+			w.Close()
+			t.Fatal("OpenWhole granted units read back from disk before they were checked")
+		}
+		src.reset()
+		if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
+			t.Fatal(err)
+		}
+		mustEqual(t, "object", p, ref)
+		if got := len(src.reqs()); got != 1 {
+			t.Fatalf("%d requests, want 1 (only the damaged chunk refetched)", got)
+		}
+		waitIdle(t, c)
+		w, ok := c.OpenWhole(obj)
+		if !ok {
+			t.Fatal("OpenWhole refused the object after its units were checked and refetched")
+		}
+		w.Close()
+	})
 	t.Run("header byte flipped before restart", func(t *testing.T) {
 		dir, src, obj, path := setup(t)
 		corrupt(t, idxOf(path), 20)

@@ -80,9 +80,15 @@
 // verified once, on its first read (shared by concurrent readers), not at Open: a 10 GiB cache
 // would otherwise delay every daemon start by reading 10 GiB. While running, every read checks
 // the data file's length (a file of another length was damaged outside plxfs: all its units are
-// dropped and refetched), and a file that vanished is dropped the same way. A corrupted data
-// byte in a unit written by this process is not detected (it would mean checksumming whole
-// chunks on every 4 KiB read); after a restart it is. OpenWhole needs every unit verified.
+// dropped and refetched), and a file that vanished is dropped the same way. A unit written by
+// this process is checked the same way before its first read back, unless every one of its
+// pages is still in the page cache (mincore): those pages are the bytes written, not yet read
+// from the disk, so there is nothing to check (settleWritten). Either way a unit is checked
+// once per process, not on every read (that would mean checksumming whole chunks on every
+// 4 KiB read): bytes that rot on the disk after their first check are caught at the next
+// restart. A unit's pages brought back from the disk by the kernel's readahead of a
+// neighbouring unit would pass as written; that needs a neighbour read from disk and a flip
+// in the few pages readahead reaches, and is accepted. OpenWhole needs every unit verified.
 //
 // # Space accounting
 //

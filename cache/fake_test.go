@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pattern returns the bytes of generation gen of an object of size n: little-endian 8-byte
@@ -249,5 +251,29 @@ func corrupt(t testing.TB, path string, off int64) {
 	b[0] ^= 0xff
 	if _, err := f.WriteAt(b[:], off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// evict writes path's dirty pages back and drops them from the page cache, so that the next
+// read comes from the disk. It fails on a filesystem that keeps its pages (tmpfs): set TMPDIR
+// to a disk filesystem.
+func evict(t testing.TB, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	for off := int64(0); off < st.Size(); off += 4096 {
+		if resident(f, off, 1) {
+			t.Fatalf("%s: page at %d still in the page cache after FADV_DONTNEED (tmpfs?); set TMPDIR to a disk filesystem", path, off)
+		}
 	}
 }

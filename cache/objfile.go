@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -430,14 +431,23 @@ func (w *Whole) Close() error {
 }
 
 // OpenWhole returns a pinned view of obj when every one of its bytes is cached and verified
-// (chunk by chunk, or block by block within a chunk) or obj is pinned already, and false
-// otherwise. Opening it counts as a use of every unit for eviction.
+// (chunk by chunk, or block by block within a chunk; units this process wrote pass while their
+// pages are in the page cache, see settleWritten) or obj is pinned already, and false
+// otherwise: the caller then reads through the cache, which checks the units read from disk. Opening it counts as a use of every unit for eviction.
 func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 	if obj.Generation <= 0 || obj.Size <= 0 || c.isClosed.Load() {
 		return nil, false
 	}
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
 	c.mu.Lock()
-	o, ok := c.objs[objectID{obj.Bucket, obj.Name, obj.Generation}]
+	if o, ok := c.objs[id]; ok && o.pins == 0 {
+		if keys, entries := c.writtenLocked(o); len(keys) > 0 {
+			c.mu.Unlock()
+			c.settleWritten(o, keys, entries)
+			c.mu.Lock()
+		}
+	}
+	o, ok := c.objs[id]
 	// A pinned object keeps all its bytes (its releases wait for the last unpin).
 	if !ok || o.hdr.size != obj.Size || (o.pins == 0 && !c.wholeLocked(o)) {
 		c.mu.Unlock()
@@ -456,6 +466,74 @@ func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 		return nil, false
 	}
 	return &Whole{c: c, o: o, f: f}, true
+}
+
+// settleWritten marks verified those of the units keys (indexed as entries, written by this
+// process) whose pages are all in the page cache, and returns how many it marked. Such bytes
+// are the ones this process wrote and have not been read back from the disk since, so there is
+// nothing to check yet; a unit with a page gone is read from the disk next, and checked then.
+func (c *Cache) settleWritten(o *objState, keys []key, entries []*entry) int {
+	o.io.RLock()
+	defer o.io.RUnlock()
+	f, err := o.openData(os.O_RDONLY)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	marked := 0
+	for i, k := range keys {
+		if !resident(f, k.off(), k.length(o.hdr.size)) {
+			continue
+		}
+		c.mu.Lock()
+		if cur, ok := c.lru.Peek(k); ok && cur == entries[i] {
+			cur.verified = true
+			marked++
+		}
+		c.mu.Unlock()
+	}
+	return marked
+}
+
+// resident reports whether every page of bytes [off, off+n) of f is in the page cache.
+func resident(f *os.File, off, n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	ps := int64(unix.Getpagesize())
+	lo := off &^ (ps - 1)
+	m, err := unix.Mmap(int(f.Fd()), lo, int(off+n-lo), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return false
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (int64(len(m))+ps-1)/ps)
+	// (x/sys/unix has no Mincore wrapper on Linux.)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return false
+	}
+	for _, v := range vec {
+		if v&1 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// writtenLocked returns o's indexed units written by this process and not verified yet.
+func (c *Cache) writtenLocked(o *objState) ([]key, []*entry) {
+	var keys []key
+	var entries []*entry
+	cs, bs := c.opts.ChunkSize, c.opts.blockSize
+	for _, unit := range []int64{cs, bs} {
+		for i := int64(0); i*unit < o.hdr.size; i++ {
+			k := key{Bucket: o.id.bucket, Name: o.id.name, Gen: o.id.gen, Unit: unit, Index: i}
+			if e, ok := c.lru.Peek(k); ok && e.obj == o && e.written && !e.verified {
+				keys, entries = append(keys, k), append(entries, e)
+			}
+		}
+	}
+	return keys, entries
 }
 
 // wholeLocked reports whether every byte of o is in a verified indexed unit, marking those

@@ -484,10 +484,14 @@ func (c *Cache) drop(k key, e *entry, why error) {
 	c.release(doomed)
 }
 
-// verify checks the data checksum of a unit indexed at Open, once, shared by all readers. A
-// mismatch drops the unit.
+// verify checks a unit's bytes against its record before their first read back, once, shared
+// by all readers: a unit written by this process whose pages never left the page cache passes
+// as it is (see settleWritten); any other is read and its CRC compared. A mismatch drops the unit.
 func (c *Cache) verify(ctx context.Context, k key, e *entry) error {
 	ch := c.flights.DoChan(fmt.Sprintf("v%p", e), func() (any, error) {
+		if e.written && c.settleWritten(e.obj, []key{k}, []*entry{e}) == 1 {
+			return nil, nil
+		}
 		buf := make([]byte, k.length(e.obj.hdr.size))
 		if err := c.readUnitBytes(e.obj, k, e, buf, 0); err != nil {
 			if !errors.Is(err, errGone) {
@@ -650,7 +654,7 @@ func (c *Cache) storeWith(obj Object, k key, n int64, write func(o *objState, se
 		c.release([]job{{o: o, k: k, own: true}})
 		return nil, err
 	}
-	e := &entry{obj: o, disk: disk, crc: crc, verified: true}
+	e := &entry{obj: o, disk: disk, crc: crc, written: true}
 	c.insertLocked(k, e) // the entry now holds o's reference
 	doomed = c.takeDoomedLocked()
 	c.mu.Unlock()
