@@ -148,7 +148,7 @@ type Stats struct {
 
 	MemoryHits         int64 // reads served from chunks in memory
 	Resumes            int64 // fetches continued after a body broke off
-	WriteSkips         int64 // chunks not cached because the disk was behind (write queue full)
+	WriteSkips         int64 // chunks not cached because the disk was behind (pushed out of memory before a worker wrote them)
 	WriteErrors        int64 // chunks not cached because writing them failed (disk full, I/O error)
 	ChecksumMismatches int64 // fetched bytes that did not match the object's CRC32C
 	MemoryBytes        int64 // chunk buffers in use (the prefetch memory budget's use)
@@ -190,7 +190,8 @@ type Cache struct {
 	lastWriteWarn time.Time
 
 	// The write-behind queue (mem.go): chunks in memory waiting to be written to disk.
-	writeQ     chan *memChunk
+	toWrite    []*memChunk   // complete chunks waiting for the write-behind worker, oldest first; guarded by mu
+	writeWake  chan struct{} // signals the worker that toWrite grew
 	stopWrites chan struct{}
 	writers    sync.WaitGroup
 
@@ -267,9 +268,7 @@ func Open(opts Options) (*Cache, error) {
 	c.maxWindow = min(opts.Readahead, c.pool.max)
 	c.sums, _ = simplelru.NewLRU[objectID, *genSums](maxGenSums, nil)
 	c.verifiedGens, _ = simplelru.NewLRU[objectID, []uint32](maxGenSums, nil)
-	// The write queue holds half the budget at most: when the disk is behind, the other half
-	// still streams to readers (the chunks that cannot be queued are not cached).
-	c.writeQ = make(chan *memChunk, max(c.pool.max/2, 1))
+	c.writeWake = make(chan struct{}, 1)
 	c.stopWrites = make(chan struct{})
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
 	// Every entry accounts at least one disk block, so this entry bound never binds before
@@ -281,11 +280,16 @@ func Open(opts Options) (*Cache, error) {
 		lock.Close()
 		return nil, err
 	}
-	c.writers.Add(2)
-	go c.writeBehind()
+	c.writers.Add(1 + writeWorkers)
+	for range writeWorkers {
+		go c.writeBehind()
+	}
 	go c.reapPool()
 	return c, nil
 }
+
+// writeWorkers is how many chunks are written to the disk at once.
+var writeWorkers = 2
 
 // reapPool unmaps idle chunk buffers (see memPool) until Close.
 func (c *Cache) reapPool() {
@@ -648,7 +652,7 @@ func (c *Cache) checkInvariants(idle bool) error {
 	bytes, reserved, busy := c.bytes, c.reserved, len(c.busy)+len(c.writing)
 	if idle && bad == nil {
 		for k, m := range c.mem {
-			if m.k != k || m.state != stInMemory || m.refs != 1 || m.buf == nil {
+			if m.k != k || (m.state != stInMemory && m.state != stCached) || m.refs != 1 || m.buf == nil {
 				bad = fmt.Errorf("idle chunk %+v in memory: state %s, %d references", k, m.state, m.refs)
 			}
 		}

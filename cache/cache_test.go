@@ -399,8 +399,8 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 		}
 	})
 	t.Run("data byte flipped while running, read back from disk", func(t *testing.T) {
-		// Bit rot under a running daemon: a unit this process wrote, its pages since evicted, so
-		// the next read comes from the disk and must be checked.
+		// Bit rot under a running daemon: a unit this process wrote, out of memory and out of
+		// the page cache, so the next read comes from the disk and must be checked.
 		dir, src, obj, _ := setup(t)
 		c := openTest(t, Options{Dir: dir, ChunkSize: testChunk, Readahead: -1})
 		p := make([]byte, 10)
@@ -408,6 +408,7 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 			t.Fatal(err) // chunk 1, written by this process
 		}
 		waitIdle(t, c)
+		dropMemory(t, c)
 		paths, _ := chunkFiles(t, dir)
 		corrupt(t, paths[0], testChunk+100)
 		evict(t, paths[0])
@@ -425,9 +426,9 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 			t.Fatalf("%d requests, want 1 (the damaged chunk refetched)", got)
 		}
 	})
-	t.Run("written by this process, still in the page cache", func(t *testing.T) {
-		// Bytes that never left memory are the bytes written: they pass without a read, and a
-		// whole object of them is granted to passthrough at once.
+	t.Run("written by this process, checked before passthrough", func(t *testing.T) {
+		// Chunks are written around the page cache (O_DIRECT), so the kernel would read them
+		// back from the disk: OpenWhole refuses until a background check has read them.
 		src := newFakeSource()
 		obj := src.put("w", 3, ref)
 		c := openTest(t, Options{ChunkSize: testChunk, Readahead: -1})
@@ -436,18 +437,32 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitIdle(t, c)
-		w, ok := c.OpenWhole(obj)
+		src.reset()
+		if w, ok := c.OpenWhole(obj); ok {
+			w.Close()
+			t.Fatal("OpenWhole granted chunks written around the page cache before they were checked")
+		}
+		waitWhole(t, c, obj).Close()
+		if st := c.Stats(); st.Damaged != 0 || len(src.reqs()) != 0 {
+			t.Fatalf("Damaged = %d, %d requests; want 0 and 0", st.Damaged, len(src.reqs()))
+		}
+		// A small object is written through the page cache (less than a page cannot go
+		// around it): bytes still there are the bytes written, granted at once.
+		small := pattern(5, 1000)
+		sobj := src.put("small", 5, small)
+		if _, err := c.ReadAt(context.Background(), src, sobj, make([]byte, 1000), 0); err != nil {
+			t.Fatal(err)
+		}
+		waitIdle(t, c)
+		w, ok := c.OpenWhole(sobj)
 		if !ok {
-			t.Fatal("OpenWhole refused an object whose units this process wrote and still holds in the page cache")
+			t.Fatal("OpenWhole refused a small object this process wrote and still holds in the page cache")
 		}
 		w.Close()
-		if st := c.Stats(); st.Damaged != 0 {
-			t.Fatalf("Damaged = %d, want 0", st.Damaged)
-		}
 	})
-	t.Run("written by this process, evicted, then whole", func(t *testing.T) {
-		// Passthrough hands reads to the kernel, which checks nothing: units read back from the
-		// disk are checked through the cache first.
+	t.Run("written by this process, damaged, then whole", func(t *testing.T) {
+		// The background check of OpenWhole finds the damage: the unit is dropped, the next
+		// read refetches it, and only then is the object granted.
 		src := newFakeSource()
 		obj := src.put("e", 4, ref)
 		dir := t.TempDir()
@@ -457,12 +472,18 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitIdle(t, c)
+		dropMemory(t, c)
 		paths, _ := chunkFiles(t, dir)
 		corrupt(t, paths[0], 5)
 		evict(t, paths[0])
 		if w, ok := c.OpenWhole(obj); ok {
 			w.Close()
 			t.Fatal("OpenWhole granted units read back from disk before they were checked")
+		}
+		for deadline := time.Now().Add(10 * time.Second); c.Stats().Damaged == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the background check did not find the damaged chunk in 10 s")
+			}
 		}
 		src.reset()
 		if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
@@ -473,11 +494,7 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 			t.Fatalf("%d requests, want 1 (only the damaged chunk refetched)", got)
 		}
 		waitIdle(t, c)
-		w, ok := c.OpenWhole(obj)
-		if !ok {
-			t.Fatal("OpenWhole refused the object after its units were checked and refetched")
-		}
-		w.Close()
+		waitWhole(t, c, obj).Close()
 	})
 	t.Run("header byte flipped before restart", func(t *testing.T) {
 		dir, src, obj, path := setup(t)

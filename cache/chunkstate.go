@@ -10,13 +10,13 @@ import "fmt"
 //	                     │                                                         │
 //	                     └──error (after resumes and CRC retries)──▶ failed        ├─queued──▶ writing ──record written──▶ cached
 //	                                                                               │              │
-//	                                                                               │◀──queue full, disk error──┘
-//	                                                                               └─evicted, poisoned──▶ absent
+//	                                                                               │◀──disk error──┘
+//	                                                                               └─evicted (before a worker took it: a write skip), poisoned──▶ absent
 //
-// A chunk that reaches the disk is served from the data file from then on (cached); a cached
-// chunk whose bytes were checked against their record since they were read back from disk
-// (units re-indexed at Open) is verified. Those two states live in the LRU entries (entry.verified),
-// not in memChunks: a memChunk's life ends when its chunk is cached (or dropped).
+// A chunk that reaches the disk is cached; it stays in memory, served from there, until memory
+// is needed (or its generation is dropped), and is then served from the data file. A cached
+// chunk whose bytes were checked against their record since they could have been read back
+// from disk is verified; that lives in the LRU entry (entry.verified), not in the memChunk.
 //
 // What each state lets a reader do:
 //
@@ -24,8 +24,8 @@ import "fmt"
 //	           for the CRC check: nothing unverified is served)
 //	inMemory   serve any byte from memory
 //	writing    serve any byte from memory (the bytes are also on their way to the data file)
-//	cached     serve from the data file (a span for splice, or a copy); a reader that took the
-//	           chunk in memory before it was written still reads its buffer
+//	cached     serve any byte from memory while the chunk is there; once it is pushed out,
+//	           from the data file (a span for splice, or a copy)
 //	failed     return the fetch's error to the readers that waited; the next read refetches
 type chunkState uint8
 

@@ -29,10 +29,15 @@
 //     chunk is on disk. Once a stream is established (started at 0, or continued twice) the
 //     chunks after it are prefetched into memory too, in a window that starts at one chunk and
 //     doubles with each new chunk the reader enters, up to Readahead chunks (nextWindow in
-//     prefetch.go states the policy). A complete chunk goes to a write-behind queue and is
-//     written to its data file by a worker: the reader never waits for the disk, and when the
-//     queue is full (the disk is slower than the network) or a write fails (disk full), the
-//     chunk is served and not cached. The states of a chunk and the moves between them are
+//     prefetch.go states the policy). A complete chunk is queued for the write-behind workers
+//     (writeWorkers of them), which take the oldest queued chunk still in memory and write it
+//     to its data file around the page cache (O_DIRECT: copying a chunk into page-cache pages
+//     and writing them back cost the daemon a third of its CPU on a cold read). The reader
+//     never waits for the disk: a queued chunk pins no memory, and one pushed out of memory
+//     before a worker took it (the disk is slower than the network), or whose write fails
+//     (disk full), is served and not cached. A written chunk stays in memory for its readers
+//     until memory is needed, so a sequential reader is served from memory from the first
+//     byte of a chunk to the last. The states of a chunk and the moves between them are
 //     data, in chunkstate.go. A body that breaks off mid-chunk is continued from where it
 //     stopped (maxResumes). StopPrefetch (the last handle of a file went) cancels fetches no
 //     reader waits for.
@@ -88,7 +93,11 @@
 // 4 KiB read): bytes that rot on the disk after their first check are caught at the next
 // restart. A unit's pages brought back from the disk by the kernel's readahead of a
 // neighbouring unit would pass as written; that needs a neighbour read from disk and a flip
-// in the few pages readahead reaches, and is accepted. OpenWhole needs every unit verified.
+// in the few pages readahead reaches, and is accepted. Chunks are written around the page
+// cache (see Streaming reads), so in practice only the last partial page of an object and
+// Fill's writes take that shortcut. OpenWhole needs every unit verified: when every byte is
+// cached but some units are not checked yet, it refuses and checks them in the background, so
+// that a later open gets the view.
 //
 // # Space accounting
 //
@@ -111,12 +120,13 @@
 // queued for or being written to disk, or referenced by a reply in flight. The buffers are
 // anonymous mappings outside the Go heap (memPool), so they do not count against the
 // daemon's soft heap limit and make no work for the garbage collector; free ones are unmapped
-// after 2 s without use. When the budget is used up, a reader's own fetch frees chunks that are
-// in memory only (those read to the end first, then the least recently used); prefetch frees
-// only chunks read to the end, and otherwise stops: it waits for the reader. A reader that
-// finds no room at all reads its range directly from the Source, uncached: never more work
-// than a direct read. The write-behind queue holds at most half the budget, so a stalled disk
-// leaves the other half streaming.
+// after 2 s without use. When the budget is used up, a reader's own fetch frees a chunk that no
+// fetch, write or reply holds, the cheapest first (evictRank): one on disk and read to the
+// end, then one read to the end, then the least recently used; prefetch frees only chunks read
+// to the end, and otherwise stops: it waits for the reader. A reader that finds no room at all
+// reads its range directly from the Source, uncached: never more work than a direct read. Only
+// the chunks being written (writeWorkers) are pinned by the disk, so a stalled disk leaves
+// the rest of the budget streaming.
 //
 // # Locks
 //

@@ -163,9 +163,9 @@ func waitIdle(t testing.TB, c *Cache) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c.mu.Lock()
-		busy := len(c.busy) + len(c.writeQ)
+		busy := len(c.busy) + len(c.toWrite)
 		for _, m := range c.mem {
-			if m.state != stInMemory {
+			if m.state != stInMemory && m.state != stCached {
 				busy++
 			}
 		}
@@ -274,6 +274,36 @@ func evict(t testing.TB, path string) {
 	for off := int64(0); off < st.Size(); off += 4096 {
 		if resident(f, off, 1) {
 			t.Fatalf("%s: page at %d still in the page cache after FADV_DONTNEED (tmpfs?); set TMPDIR to a disk filesystem", path, off)
+		}
+	}
+}
+
+// dropMemory pushes every chunk out of memory, so that the next reads come from the data
+// files. No fetch, write or reply may be in progress (waitIdle first).
+func dropMemory(t testing.TB, c *Cache) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.mem {
+		if m.evictRank() < 0 {
+			t.Fatalf("chunk %d of %s is busy (%s, %d references)", m.k.Index, m.k.Name, m.state, m.refs)
+		}
+		if m.state == stInMemory {
+			m.move(stAbsent)
+		}
+		c.untableLocked(m)
+	}
+}
+
+// waitWhole waits for OpenWhole(obj) to grant a view (its units checked in the background).
+func waitWhole(t testing.TB, c *Cache, obj Object) *Whole {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if w, ok := c.OpenWhole(obj); ok {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OpenWhole of %s still refused after 10 s: %+v", obj.Name, c.Stats())
 		}
 	}
 }

@@ -31,7 +31,7 @@ type memChunk struct {
 	wake     chan struct{} // closed (and replaced) when filled grows or the state changes
 	waiters  int           // readers waiting for bytes now
 	consumed bool          // a reader read its last byte: the first to go under memory pressure
-	skipped  bool          // not written to disk (queue full or write failed): memory only
+	skipped  bool          // not written to disk (pushed out of memory before its write, or the write failed)
 	used     uint64        // last use (Cache.memTick), for eviction order
 	epoch    int           // Cache.genEpoch of the generation when the fetch started
 	cancel   context.CancelFunc
@@ -128,9 +128,10 @@ func (c *Cache) untableLocked(m *memChunk) {
 }
 
 // bufferLocked returns a chunk buffer from the budget, or nil. When the budget is used up it
-// frees chunks that are in memory only (not being fetched or written, no reply in flight):
-// first those a reader has read to the end, then, for a reader's own read (demand), the least
-// recently used. Prefetch never pushes out bytes a reader has not read yet.
+// frees a chunk that is in memory only for its readers (not being fetched or written, no reply
+// in flight), the cheapest first (evictRank): one already on disk and read to the end, then
+// one read to the end, then, for a reader's own read (demand), the least recently used.
+// Prefetch never pushes out bytes a reader has not read yet.
 func (c *Cache) bufferLocked(demand bool) []byte {
 	for {
 		if b := c.pool.get(); b != nil {
@@ -138,20 +139,48 @@ func (c *Cache) bufferLocked(demand bool) []byte {
 		}
 		var victim *memChunk
 		for _, m := range c.mem {
-			if m.state != stInMemory || m.refs != 1 || (!m.consumed && !demand) { // 1: the table's
+			r := m.evictRank()
+			if r < 0 || r == rankUnread && !demand {
 				continue
 			}
-			if victim == nil || (m.consumed && !victim.consumed) ||
-				(m.consumed == victim.consumed && m.used < victim.used) {
+			if victim == nil || r < victim.evictRank() || r == victim.evictRank() && m.used < victim.used {
 				victim = m
 			}
 		}
 		if victim == nil {
 			return nil
 		}
-		victim.move(stAbsent)
+		if victim.state == stInMemory {
+			victim.move(stAbsent)
+			if !victim.skipped {
+				victim.skipped = true
+				c.writeSkips.Add(1) // still queued: the disk was behind
+			}
+		}
 		c.untableLocked(victim)
 	}
+}
+
+// Eviction ranks of a chunk in memory, cheapest to lose first.
+const (
+	rankOnDisk = iota // cached and read to the end: losing it costs nothing
+	rankRead          // read to the end, not on disk
+	rankUnread        // not read to the end: only a reader's own read may push it out
+)
+
+// evictRank returns m's eviction rank, or -1 when m cannot be freed now (being fetched or
+// written, or a reply in flight holds it). Callers hold Cache.mu.
+func (m *memChunk) evictRank() int {
+	if (m.state != stInMemory && m.state != stCached) || m.refs != 1 { // 1: the table's
+		return -1
+	}
+	switch {
+	case !m.consumed:
+		return rankUnread
+	case m.state == stCached:
+		return rankOnDisk
+	}
+	return rankRead
 }
 
 // startFetchLocked starts fetching chunk k of obj into memory and returns its memChunk, or nil
@@ -338,9 +367,11 @@ func (c *Cache) releasePieces(ps []memPiece) {
 	c.mu.Unlock()
 }
 
-// queueWrite hands a complete chunk to the write-behind queue. When the queue is full (the
-// disk is slower than the network) the chunk is not cached: it stays in memory for its readers
-// and a later read fetches it again. The reader never waits for the disk.
+// queueWrite offers a complete chunk to the write-behind worker. The chunk stays in memory,
+// served to its readers, and the worker takes it when it gets to it: queued chunks pin no
+// memory, so a disk slower than the network never holds up a reader. A queued chunk that
+// memory pressure pushes out before the worker took it is not cached (a write skip, see
+// bufferLocked); a later read fetches it again.
 func (c *Cache) queueWrite(m *memChunk) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -349,34 +380,49 @@ func (c *Cache) queueWrite(m *memChunk) {
 		m.skipped = true
 		return
 	}
+	c.toWrite = append(c.toWrite, m)
+	c.pendingWrites.Add(1)
 	select {
-	case c.writeQ <- m:
-		m.refs++
-		m.move(stWriting)
-		c.pendingWrites.Add(1)
+	case c.writeWake <- struct{}{}:
 	default:
-		m.skipped = true
-		c.writeSkips.Add(1)
 	}
 }
 
+// nextWrite takes the oldest queued chunk that is still in memory for writing, or returns nil
+// when none is left.
+func (c *Cache) nextWrite() *memChunk {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.toWrite) > 0 {
+		m := c.toWrite[0]
+		c.toWrite[0] = nil
+		c.toWrite = c.toWrite[1:]
+		if m.state == stInMemory && c.mem[m.k] == m {
+			m.refs++
+			m.move(stWriting)
+			return m
+		}
+		c.pendingWrites.Add(-1) // pushed out of memory, or its generation was dropped
+	}
+	c.toWrite = nil // let the backing array go
+	return nil
+}
+
 // writeBehind is the write-behind worker: it writes queued chunks into their data files and
-// indexes them, until Close. Chunks still queued at Close are written first.
+// indexes them, one at a time, until Close. Chunks still queued at Close are written first.
 func (c *Cache) writeBehind() {
 	defer c.writers.Done()
 	for {
-		select {
-		case m := <-c.writeQ:
+		for m := c.nextWrite(); m != nil; m = c.nextWrite() {
 			c.writeChunk(m)
+		}
+		select {
+		case <-c.writeWake:
 		case <-c.stopWrites:
-			for {
-				select {
-				case m := <-c.writeQ:
-					c.writeChunk(m)
-				default:
-					return
-				}
+			for m := c.nextWrite(); m != nil; m = c.nextWrite() {
+				c.writeChunk(m)
 			}
+			return
 		}
 	}
 }
@@ -407,7 +453,9 @@ func (c *Cache) writeChunk(m *memChunk) {
 		return
 	}
 	m.move(stCached)
-	c.untableLocked(m)
+	if m.consumed {
+		c.untableLocked(m)
+	}
 	c.unrefLocked(m)
 }
 

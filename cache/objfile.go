@@ -26,6 +26,7 @@ type objState struct {
 	units    int   // units indexed; while > 0 the index file is accounted in Cache.bytes
 	refs     int   // units indexed, being written, or unindexed and not yet released
 	pins     int   // open Whole views
+	checking bool  // checkUnits is checking its units for OpenWhole
 	deferred []job // releases postponed while pinned
 	epoch    int   // bumped when the data file is found damaged: writes begun before are void
 
@@ -198,8 +199,29 @@ func (c *Cache) writeUnitBytes(o *objState, k key, data []byte, crc uint32, seq 
 		return 0, err
 	}
 	defer f.Close()
+	// The aligned part goes around the page cache (O_DIRECT): copying a chunk into page-cache
+	// pages and writing them back cost the daemon a third of its CPU on a cold read.
+	direct := directPart(data, k.off())
+	if direct > 0 {
+		df, derr := os.OpenFile(o.data, os.O_WRONLY|unix.O_DIRECT, 0)
+		if derr != nil {
+			direct = 0
+		} else {
+			defer df.Close()
+			for done := 0; done < direct; {
+				n := min(directStep, direct-done)
+				o.io.RLock()
+				_, werr := df.WriteAt(data[done:done+n], k.off()+int64(done))
+				o.io.RUnlock()
+				if werr != nil {
+					return 0, fmt.Errorf("write data file: %w", werr)
+				}
+				done += n
+			}
+		}
+	}
 	const step = 1 << 20 // o.io is held shared around each write only
-	for done := 0; done < len(data); done += step {
+	for done := direct; done < len(data); done += step {
 		part := data[done:min(done+step, len(data))]
 		o.io.RLock()
 		_, werr := f.WriteAt(part, k.off()+int64(done))
@@ -214,6 +236,20 @@ func (c *Cache) writeUnitBytes(o *objState, k key, data []byte, crc uint32, seq 
 		return 0, err
 	}
 	return epoch, nil
+}
+
+const (
+	directAlign = 4096    // O_DIRECT alignment of buffer, offset and length (a page covers every block size in use)
+	directStep  = 8 << 20 // o.io is held shared around each write only
+)
+
+// directPart returns how many leading bytes of data, to be written at off, can be written
+// with O_DIRECT: a multiple of directAlign, 0 when the buffer or the offset is not aligned.
+func directPart(data []byte, off int64) int {
+	if len(data) == 0 || off%directAlign != 0 || uintptr(unsafe.Pointer(&data[0]))%directAlign != 0 {
+		return 0
+	}
+	return len(data) &^ (directAlign - 1)
 }
 
 // idxDisk is the accounted size of o's index file.
@@ -251,6 +287,39 @@ func (c *Cache) readUnitBytes(o *objState, k key, e *entry, buf []byte, off int6
 		return fmt.Errorf("%w: %v", errDamaged, err)
 	}
 	return nil
+}
+
+// crcBufs holds the buffers unitCRC reads through.
+var crcBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// unitCRC returns the CRC32C of unit k's bytes in o's data file, read a piece at a time,
+// provided k is still indexed as e.
+func (c *Cache) unitCRC(o *objState, k key, e *entry) (uint32, error) {
+	o.io.RLock()
+	defer o.io.RUnlock()
+	c.mu.Lock()
+	cur, ok := c.lru.Peek(k)
+	c.mu.Unlock()
+	if !ok || cur != e {
+		return 0, errGone
+	}
+	f, err := o.openData(os.O_RDONLY)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	bp := crcBufs.Get().(*[]byte)
+	defer crcBufs.Put(bp)
+	var crc uint32
+	for off, end := k.off(), k.off()+k.length(o.hdr.size); off < end; {
+		buf := (*bp)[:min(int64(len(*bp)), end-off)]
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return 0, fmt.Errorf("%w: %v", errDamaged, err)
+		}
+		crc = crc32.Update(crc, castagnoli, buf)
+		off += int64(len(buf))
+	}
+	return crc, nil
 }
 
 // errGone: the unit was released between lookup and read; look again.
@@ -430,28 +499,47 @@ func (w *Whole) Close() error {
 	return err
 }
 
-// OpenWhole returns a pinned view of obj when every one of its bytes is cached and verified
-// (chunk by chunk, or block by block within a chunk; units this process wrote pass while their
-// pages are in the page cache, see settleWritten) or obj is pinned already, and false
-// otherwise: the caller then reads through the cache, which checks the units read from disk. Opening it counts as a use of every unit for eviction.
+// OpenWhole returns a pinned view of obj when every one of its bytes is cached and checked
+// (chunk by chunk, or block by block within a chunk), or obj is pinned already, and false
+// otherwise: the caller then reads through the cache, which checks each unit it reads back
+// from the disk. The kernel checks nothing behind a passthrough handle, so when every byte is
+// cached but some units are not checked yet, OpenWhole refuses and starts checking them in the
+// background (units still in the page cache since this process wrote them pass at once, see
+// settleWritten): a later open gets the view. Opening it counts as a use of every unit for
+// eviction.
 func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 	if obj.Generation <= 0 || obj.Size <= 0 || c.isClosed.Load() {
 		return nil, false
 	}
 	id := objectID{obj.Bucket, obj.Name, obj.Generation}
 	c.mu.Lock()
-	if o, ok := c.objs[id]; ok && o.pins == 0 {
-		if keys, entries := c.writtenLocked(o); len(keys) > 0 {
+	if o, ok := c.objs[id]; ok && o.pins == 0 && o.hdr.size == obj.Size {
+		if keys, entries, whole := c.coverLocked(o); whole && !allVerified(entries) {
 			c.mu.Unlock()
 			c.settleWritten(o, keys, entries)
 			c.mu.Lock()
 		}
 	}
 	o, ok := c.objs[id]
-	// A pinned object keeps all its bytes (its releases wait for the last unpin).
-	if !ok || o.hdr.size != obj.Size || (o.pins == 0 && !c.wholeLocked(o)) {
+	if !ok || o.hdr.size != obj.Size {
 		c.mu.Unlock()
 		return nil, false
+	}
+	// A pinned object keeps all its bytes (its releases wait for the last unpin).
+	if o.pins == 0 {
+		keys, entries, whole := c.coverLocked(o)
+		if !whole || !allVerified(entries) {
+			if whole && !o.checking {
+				o.checking = true
+				c.wg.Add(1)
+				go c.checkUnits(o, keys, entries)
+			}
+			c.mu.Unlock()
+			return nil, false
+		}
+		for _, k := range keys {
+			c.lru.Get(k) // a use of each unit
+		}
 	}
 	o.pins++
 	c.mu.Unlock()
@@ -468,8 +556,36 @@ func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 	return &Whole{c: c, o: o, f: f}, true
 }
 
-// settleWritten marks verified those of the units keys (indexed as entries, written by this
-// process) whose pages are all in the page cache, and returns how many it marked. Such bytes
+// checkUnits checks the units keys of o (indexed as entries) that are not checked yet, one at
+// a time, in the background (see OpenWhole); a unit that fails is dropped (verify).
+func (c *Cache) checkUnits(o *objState, keys []key, entries []*entry) {
+	defer c.wg.Done()
+	defer func() {
+		c.mu.Lock()
+		o.checking = false
+		c.mu.Unlock()
+	}()
+	for i, k := range keys {
+		c.mu.Lock()
+		done := entries[i].verified
+		c.mu.Unlock()
+		if !done && c.verify(c.baseCtx, k, entries[i]) != nil && c.baseCtx.Err() != nil {
+			return
+		}
+	}
+}
+
+func allVerified(entries []*entry) bool {
+	for _, e := range entries {
+		if !e.verified {
+			return false
+		}
+	}
+	return true
+}
+
+// settleWritten marks verified those of the units keys (indexed as entries) that this process
+// wrote and whose pages are all in the page cache, and returns how many it marked. Such bytes
 // are the ones this process wrote and have not been read back from the disk since, so there is
 // nothing to check yet; a unit with a page gone is read from the disk next, and checked then.
 func (c *Cache) settleWritten(o *objState, keys []key, entries []*entry) int {
@@ -482,7 +598,7 @@ func (c *Cache) settleWritten(o *objState, keys []key, entries []*entry) int {
 	defer f.Close()
 	marked := 0
 	for i, k := range keys {
-		if !resident(f, k.off(), k.length(o.hdr.size)) {
+		if !entries[i].written || !resident(f, k.off(), k.length(o.hdr.size)) {
 			continue
 		}
 		c.mu.Lock()
@@ -520,52 +636,32 @@ func resident(f *os.File, off, n int64) bool {
 	return true
 }
 
-// writtenLocked returns o's indexed units written by this process and not verified yet.
-func (c *Cache) writtenLocked(o *objState) ([]key, []*entry) {
-	var keys []key
-	var entries []*entry
-	cs, bs := c.opts.ChunkSize, c.opts.blockSize
-	for _, unit := range []int64{cs, bs} {
-		for i := int64(0); i*unit < o.hdr.size; i++ {
-			k := key{Bucket: o.id.bucket, Name: o.id.name, Gen: o.id.gen, Unit: unit, Index: i}
-			if e, ok := c.lru.Peek(k); ok && e.obj == o && e.written && !e.verified {
-				keys, entries = append(keys, k), append(entries, e)
-			}
-		}
-	}
-	return keys, entries
-}
-
-// wholeLocked reports whether every byte of o is in a verified indexed unit, marking those
-// units used.
-func (c *Cache) wholeLocked(o *objState) bool {
+// coverLocked returns the indexed units that hold every byte of o (each chunk, or the blocks
+// of a chunk that is not indexed whole), verified or not, and whether they cover all of it.
+func (c *Cache) coverLocked(o *objState) (keys []key, entries []*entry, whole bool) {
 	cs, bs := c.opts.ChunkSize, c.opts.blockSize
 	have := func(k key) bool {
 		e, ok := c.lru.Peek(k)
-		return ok && e.verified && e.obj == o
+		if ok && e.obj == o {
+			keys, entries = append(keys, k), append(entries, e)
+		}
+		return ok && e.obj == o
 	}
-	var used []key
 	for i := int64(0); i*cs < o.hdr.size; i++ {
 		k := key{Bucket: o.id.bucket, Name: o.id.name, Gen: o.id.gen, Unit: cs, Index: i}
 		if have(k) {
-			used = append(used, k)
 			continue
 		}
 		if cs%bs != 0 {
-			return false
+			return nil, nil, false
 		}
 		for b := k.off() / bs; b*bs < k.off()+k.length(o.hdr.size); b++ {
-			bk := key{Bucket: o.id.bucket, Name: o.id.name, Gen: o.id.gen, Unit: bs, Index: b}
-			if !have(bk) {
-				return false
+			if !have(key{Bucket: o.id.bucket, Name: o.id.name, Gen: o.id.gen, Unit: bs, Index: b}) {
+				return nil, nil, false
 			}
-			used = append(used, bk)
 		}
 	}
-	for _, k := range used {
-		c.lru.Get(k)
-	}
-	return true
+	return keys, entries, true
 }
 
 func (c *Cache) unpin(o *objState) {

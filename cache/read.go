@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"sync"
@@ -492,14 +491,14 @@ func (c *Cache) verify(ctx context.Context, k key, e *entry) error {
 		if e.written && c.settleWritten(e.obj, []key{k}, []*entry{e}) == 1 {
 			return nil, nil
 		}
-		buf := make([]byte, k.length(e.obj.hdr.size))
-		if err := c.readUnitBytes(e.obj, k, e, buf, 0); err != nil {
+		crc, err := c.unitCRC(e.obj, k, e)
+		if err != nil {
 			if !errors.Is(err, errGone) {
 				c.dropObject(e.obj, err)
 			}
 			return nil, err
 		}
-		if crc32.Checksum(buf, castagnoli) != e.crc {
+		if crc != e.crc {
 			err := fmt.Errorf("%w: data checksum mismatch", errDamaged)
 			c.drop(k, e, err)
 			return nil, err

@@ -34,10 +34,7 @@ func TestOpenWhole(t *testing.T) {
 	}
 	mustEqual(t, "read", readAll(t, c, src, obj, 100000), ref)
 	waitIdle(t, c) // the last chunks reach the disk behind the reader
-	w, ok := c.OpenWhole(obj)
-	if !ok {
-		t.Fatalf("OpenWhole of a fully cached object failed: %+v", c.Stats())
-	}
+	w := waitWhole(t, c, obj) // once their check behind OpenWhole is done
 	stale := obj
 	stale.Generation++
 	if _, ok := c.OpenWhole(stale); ok {
@@ -100,10 +97,7 @@ func TestOpenWholeFromBlocks(t *testing.T) {
 	if st := c.Stats(); st.Chunks != int(ceilDiv(obj.Size, 4096)) {
 		t.Fatalf("%d units cached, want only blocks", st.Chunks)
 	}
-	w, ok := c.OpenWhole(obj)
-	if !ok {
-		t.Fatalf("OpenWhole of an object cached by blocks failed: %+v", c.Stats())
-	}
+	w := waitWhole(t, c, obj) // blocks, too, are written around the page cache: checked first
 	defer w.Close()
 	got, err := io.ReadAll(w.File())
 	if err != nil {
