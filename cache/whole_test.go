@@ -33,7 +33,7 @@ func TestOpenWhole(t *testing.T) {
 		t.Fatal("OpenWhole of a half-cached object")
 	}
 	mustEqual(t, "read", readAll(t, c, src, obj, 100000), ref)
-	waitIdle(t, c) // the last chunks reach the disk behind the reader
+	waitIdle(t, c)            // the last chunks reach the disk behind the reader
 	w := waitWhole(t, c, obj) // once their check behind OpenWhole is done
 	stale := obj
 	stale.Generation++
