@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // ReadAt reads len(p) bytes of obj at off through the cache, with io.ReaderAt semantics: it
@@ -499,7 +501,7 @@ func (c *Cache) verify(ctx context.Context, k key, e *entry) error {
 			}
 			return nil, err
 		}
-		if crc32.Checksum(buf, castagnoli) != e.crc {
+		if crc32.Checksum(buf, crc32c.Table) != e.crc {
 			err := fmt.Errorf("%w: data checksum mismatch", errDamaged)
 			c.drop(k, e, err)
 			return nil, err

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
 )
@@ -60,8 +61,6 @@ type streamPart struct {
 	err  error
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // streaming reports whether uploads of big files start while they are written.
 func (f *FS) streaming() bool {
 	return !f.opts.ReadOnly && f.opts.Upload.ComposeThreshold >= 0
@@ -106,7 +105,7 @@ func (ps *partStream) wroteLocked(data []byte, off int64) bool {
 	if ps.broken || off != ps.end {
 		return false
 	}
-	ps.crc = crc32.Update(ps.crc, castagnoli, data)
+	ps.crc = crc32.Update(ps.crc, crc32c.Table, data)
 	ps.end += int64(len(data))
 	if ps.end < ps.fsys.composeThreshold() {
 		return true
@@ -143,7 +142,7 @@ func (ps *partStream) upload(i int, off, size int64) (streamPart, error) {
 	}
 	crc := a.CRC32C
 	if !a.HasCRC32C {
-		h := crc32.New(castagnoli)
+		h := crc32.New(crc32c.Table)
 		if _, err := io.Copy(h, io.NewSectionReader(ps.src, off, size)); err != nil {
 			return streamPart{}, err
 		}
@@ -186,7 +185,7 @@ func (ps *partStream) finish(ctx context.Context, p string, size int64, wo store
 		if part.err != nil {
 			return store.Attrs{}, fmt.Errorf("part %d: %w", i, part.err)
 		}
-		sum = transfer.CRC32CCombine(sum, part.crc, part.size)
+		sum = crc32c.Combine(sum, part.crc, part.size)
 		total += part.size
 	}
 	if total != size || sum != crc {
@@ -245,7 +244,7 @@ func (ps *partStream) composeLevel(ctx context.Context, depth int, names []strin
 		lo, hi := j*maxComposeSources, min((j+1)*maxComposeSources, len(names))
 		outN[j] = fmt.Sprintf("%s/compose-%d-%05d", ps.dir, depth, j)
 		for k := lo; k < hi; k++ {
-			outC[j] = transfer.CRC32CCombine(outC[j], crcs[k], sizes[k])
+			outC[j] = crc32c.Combine(outC[j], crcs[k], sizes[k])
 			outS[j] += sizes[k]
 		}
 		ps.track(outN[j])

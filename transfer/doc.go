@@ -10,7 +10,7 @@
 // Options.ComposeThreshold the object is one chunked resumable upload; above it, the content
 // is uploaded as parallel parts under TempDir/<Owner>-<random>/ and assembled with compose,
 // 32 sources per request and nested for more (at most 1,024 components: parts grow for huge
-// objects). Part CRCs are combined arithmetically (crcCombine), so no second pass over the
+// objects). Part CRCs are combined arithmetically (internal/crc32c), so no second pass over the
 // data is needed to know the whole object's CRC32C. Temporary parts are deleted on success,
 // on failure and on cancellation (on a context detached from the caller's); CleanupParts
 // removes what a killed process left. Only the final write carries the caller's

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -118,7 +119,7 @@ func checkResult(ctx context.Context, b store.Bucket, a store.Attrs, size int64,
 
 // sectionCRC is the CRC32C of src[off:off+n].
 func sectionCRC(src io.ReaderAt, off, n int64) (uint32, error) {
-	h := crc32.New(castagnoli)
+	h := crc32.New(crc32c.Table)
 	buf := make([]byte, 256<<10)
 	if _, err := io.CopyBuffer(h, io.NewSectionReader(src, off, n), buf); err != nil {
 		return 0, err
@@ -292,7 +293,7 @@ func (u *composedUpload) cleanup(ctx context.Context) {
 func combine(name string, cs []component) component {
 	out := component{name: name}
 	for _, c := range cs {
-		out.crc = crcCombine(out.crc, c.crc, c.size)
+		out.crc = crc32c.Combine(out.crc, c.crc, c.size)
 		out.size += c.size
 	}
 	return out

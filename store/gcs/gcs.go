@@ -22,6 +22,7 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -270,10 +271,8 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 		w.CRC32C = opts.CRC32C
 		w.SendCRC32C = true
 	}
-	return &writer{w: w, ctx: parent, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts, budget: budget}, nil
+	return &writer{w: w, ctx: parent, cancel: cancel, b: b, name: name, crc: crc32.New(crc32c.Table), want: opts, budget: budget}, nil
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // retryBudget decides retries for one upload: a retryable error is retried until maxAttempts
 // consecutive failures or until the failures have lasted the retry deadline. The client
