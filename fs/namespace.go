@@ -273,7 +273,7 @@ func (n *fileNode) markUnlinked() {
 	n.mu.Lock()
 	n.unlinked = true
 	if n.stage != nil && n.stage.stream != nil {
-		n.stage.stream.abandonLocked()
+		n.stage.stream.Abort()
 		n.stage.stream = nil
 	}
 	var drop *staging
