@@ -223,14 +223,20 @@ func cloneAttrs(a store.Attrs) store.Attrs {
 	return a
 }
 
-// Stat returns the live generation's attributes.
-func (b *Bucket) Stat(ctx context.Context, name string) (store.Attrs, error) {
-	if err := b.begin(ctx, OpStat, name); err != nil {
-		return store.Attrs{}, err
+// live begins a call and returns generation gen of name (0: the live one). The object is
+// immutable (a metadata update replaces it), so the caller reads it without the lock.
+func (b *Bucket) live(ctx context.Context, op Op, name string, gen int64) (*object, error) {
+	if err := b.begin(ctx, op, name); err != nil {
+		return nil, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	o, err := b.liveLocked(OpStat, name, 0)
+	return b.liveLocked(op, name, gen)
+}
+
+// Stat returns the live generation's attributes.
+func (b *Bucket) Stat(ctx context.Context, name string) (store.Attrs, error) {
+	o, err := b.live(ctx, OpStat, name, 0)
 	if err != nil {
 		return store.Attrs{}, err
 	}
@@ -290,15 +296,10 @@ func (b *Bucket) List(ctx context.Context, opts store.ListOptions) (store.Page, 
 // NewRangeReader reads n bytes (n < 0: to the end) at off of generation gen (0: live). A read
 // at or past the end returns no bytes.
 func (b *Bucket) NewRangeReader(ctx context.Context, name string, gen, off, n int64) (io.ReadCloser, error) {
-	if err := b.begin(ctx, OpRead, name); err != nil {
-		return nil, err
-	}
 	if off < 0 {
 		return nil, b.errorf(OpRead, name, "negative offset %d", off)
 	}
-	b.mu.Lock()
-	o, err := b.liveLocked(OpRead, name, gen)
-	b.mu.Unlock()
+	o, err := b.live(ctx, OpRead, name, gen)
 	if err != nil {
 		return nil, err
 	}
