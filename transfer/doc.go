@@ -16,6 +16,11 @@
 // removes what a killed process left. Only the final write carries the caller's
 // precondition, so the object either appears whole under its precondition or not at all.
 //
+// PartWriter is the same composed upload for content that is still being written in order
+// (the mount's big files): it is told of every write, uploads each part as soon as it is
+// complete, and its Commit only uploads the tail and composes; the parts, compose tree, checks
+// and cleanup are Upload's own.
+//
 // Download fetches one generation (pinned, so parts can never mix two generations) into a
 // temporary file next to the destination, verifies CRC32C (or MD5, or at least the size),
 // fsyncs and renames. Objects bigger than PartSize are fetched as parallel ranged parts
