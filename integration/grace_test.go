@@ -19,21 +19,8 @@ func TestFaultGracePeriod(t *testing.T) {
 	srv := startEmulator(t, emulator.Options{Buckets: []string{relBucket}, Handler: p.Middleware})
 	d := startRelMount(t, mountOpts{endpoint: srv.URL(), config: relConns(t), flags: []string{"--grace-period", "3s"}})
 
-	f, err := os.Create(d.path("ds", "stuck.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write([]byte("never reaches the bucket")); err != nil {
-		t.Fatal(err)
-	}
-	p.SetRules(faultproxy.Rule{Name: "stall uploads", Match: []string{"/upload/"}, Action: faultproxy.Stall, Stall: 5 * time.Minute})
-
-	start := time.Now()
-	d.signal(syscall.SIGTERM)
+	f, start := drainWithStalledUpload(t, d, p, "stuck.txt")
 	// While it drains, the daemon takes no new changes.
-	if !pollUntil(10*time.Second, func() bool { return strings.Contains(d.log(), "taking no new changes") }) {
-		t.Fatalf("the daemon did not start draining after SIGTERM\n%s", d.log())
-	}
 	if _, err := os.Create(d.path("ds", "late.txt")); errnoOf(err) != syscall.EROFS {
 		t.Errorf("creating a file while the daemon drains: %v, want EROFS", err)
 	}
@@ -79,18 +66,7 @@ func TestFaultDrainRefusesWritesToExistingFiles(t *testing.T) {
 		t.Fatalf("read before SIGTERM: %q, %v", got, err)
 	}
 
-	f, err := os.Create(d.path("ds", "pending.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write([]byte("keeps the daemon draining")); err != nil {
-		t.Fatal(err)
-	}
-	p.SetRules(faultproxy.Rule{Name: "stall uploads", Match: []string{"/upload/"}, Action: faultproxy.Stall, Stall: 5 * time.Minute})
-	d.signal(syscall.SIGTERM)
-	if !pollUntil(10*time.Second, func() bool { return strings.Contains(d.log(), "taking no new changes") }) {
-		t.Fatalf("the daemon did not start draining after SIGTERM\n%s", d.log())
-	}
+	f, _ := drainWithStalledUpload(t, d, p, "pending.txt")
 
 	for _, flag := range []int{os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC, os.O_WRONLY | os.O_APPEND} {
 		w, err := os.OpenFile(existing, flag, 0)
@@ -121,4 +97,25 @@ func TestFaultDrainRefusesWritesToExistingFiles(t *testing.T) {
 	if err != nil || string(o.Content) != old {
 		t.Errorf("the existing object after the drain: %q, %v", o.Content, err)
 	}
+}
+
+// drainWithStalledUpload writes a new file name of connection ds and keeps it open, stalls
+// every upload at the proxy, sends SIGTERM and waits until the daemon drains (its upload of
+// the file cannot finish). It returns the open file and the time of the signal.
+func drainWithStalledUpload(t *testing.T, d *relDaemon, p *faultproxy.Proxy, name string) (*os.File, time.Time) {
+	t.Helper()
+	f, err := os.Create(d.path("ds", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("never reaches the bucket")); err != nil {
+		t.Fatal(err)
+	}
+	p.SetRules(faultproxy.Rule{Name: "stall uploads", Match: []string{"/upload/"}, Action: faultproxy.Stall, Stall: 5 * time.Minute})
+	start := time.Now()
+	d.signal(syscall.SIGTERM)
+	if !pollUntil(10*time.Second, func() bool { return strings.Contains(d.log(), "taking no new changes") }) {
+		t.Fatalf("the daemon did not start draining after SIGTERM\n%s", d.log())
+	}
+	return f, start
 }
