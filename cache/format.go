@@ -10,6 +10,8 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // layoutVersion names the directory under Options.Dir that holds object files. A change to the
@@ -34,8 +36,6 @@ const (
 	// names; the emulator accepts longer ones, hence the margin.
 	maxNameLen = 64 << 10
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // key identifies one cached unit of object bytes: bytes [Index*Unit, Index*Unit+Unit) of one
 // generation of one object (shorter at the end of the object). Unit is part of the identity so
@@ -167,7 +167,7 @@ func (h header) encode() []byte {
 	le.PutUint32(b[52:], uint32(len(h.obj.name)))
 	copy(b[fixedHeaderLen:], h.obj.bucket)
 	copy(b[fixedHeaderLen+len(h.obj.bucket):], h.obj.name)
-	le.PutUint32(b[n-4:], crc32.Checksum(b[:n-4], castagnoli))
+	le.PutUint32(b[n-4:], crc32.Checksum(b[:n-4], crc32c.Table))
 	return b
 }
 
@@ -199,7 +199,7 @@ func readHeader(r io.ReaderAt) (header, error) {
 	if _, err := r.ReadAt(b[fixedHeaderLen:], fixedHeaderLen); err != nil {
 		return header{}, fmt.Errorf("%w: %v", errBadHeader, err)
 	}
-	if crc32.Checksum(b[:n-4], castagnoli) != le.Uint32(b[n-4:]) {
+	if crc32.Checksum(b[:n-4], crc32c.Table) != le.Uint32(b[n-4:]) {
 		return header{}, fmt.Errorf("%w: header checksum mismatch", errBadHeader)
 	}
 	h := header{
@@ -239,13 +239,13 @@ func (r record) encode() []byte {
 	b := make([]byte, recordLen)
 	binary.LittleEndian.PutUint32(b[0:], r.dataCRC)
 	binary.LittleEndian.PutUint64(b[4:], r.seq)
-	binary.LittleEndian.PutUint32(b[12:], crc32.Checksum(b[:12], castagnoli)^recordSeal)
+	binary.LittleEndian.PutUint32(b[12:], crc32.Checksum(b[:12], crc32c.Table)^recordSeal)
 	return b
 }
 
 func decodeRecord(b []byte) (record, bool) {
 	le := binary.LittleEndian
-	if crc32.Checksum(b[:12], castagnoli)^recordSeal != le.Uint32(b[12:]) {
+	if crc32.Checksum(b[:12], crc32c.Table)^recordSeal != le.Uint32(b[12:]) {
 		return record{}, false
 	}
 	r := record{dataCRC: le.Uint32(b[0:]), seq: le.Uint64(b[4:])}

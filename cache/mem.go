@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // memChunk is one chunk of one object generation in memory: arriving from the Source, complete,
@@ -317,7 +319,7 @@ func (c *Cache) downloadFrom(ctx context.Context, src Source, m *memChunk, fille
 	for *filled < m.n {
 		k, rerr := rc.Read(m.buf[*filled:])
 		if k > 0 {
-			*crc = crc32.Update(*crc, castagnoli, m.buf[*filled:*filled+int64(k)])
+			*crc = crc32.Update(*crc, crc32c.Table, m.buf[*filled:*filled+int64(k)])
 			*filled += int64(k)
 			c.fetched.Add(int64(k))
 			// The last bytes are published after the length check below.

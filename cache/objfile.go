@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // objState is one cached object generation on disk: its data file (the object's bytes at their
@@ -161,7 +163,7 @@ func (c *Cache) writeUnit(o *objState, k key, body io.Reader, n int64, seq uint6
 	for done := int64(0); done < n; {
 		m, rerr := io.ReadFull(body, buf[:min(int64(len(buf)), n-done)])
 		if m > 0 {
-			crc = crc32.Update(crc, castagnoli, buf[:m])
+			crc = crc32.Update(crc, crc32c.Table, buf[:m])
 			o.io.RLock()
 			_, werr := f.WriteAt(buf[:m], k.off()+done)
 			o.io.RUnlock()
@@ -316,7 +318,7 @@ func (c *Cache) unitCRC(o *objState, k key, e *entry) (uint32, error) {
 		if _, err := f.ReadAt(buf, off); err != nil {
 			return 0, fmt.Errorf("%w: %v", errDamaged, err)
 		}
-		crc = crc32.Update(crc, castagnoli, buf)
+		crc = crc32.Update(crc, crc32c.Table, buf)
 		off += int64(len(buf))
 	}
 	return crc, nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,11 +14,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // withCRC returns obj with the CRC32C of data, as a listing gives it.
 func withCRC(obj Object, data []byte) Object {
-	obj.CRC32C, obj.HasCRC32C = crc32.Checksum(data, castagnoli), true
+	obj.CRC32C, obj.HasCRC32C = crc32.Checksum(data, crc32c.Table), true
 	return obj
 }
 
@@ -28,25 +29,6 @@ func flipped(b []byte, i int) []byte {
 	out := bytes.Clone(b)
 	out[i] ^= 0xff
 	return out
-}
-
-func TestCRC32Combine(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 200 {
-		a := make([]byte, rng.IntN(5000))
-		b := make([]byte, rng.IntN(5000))
-		for i := range a {
-			a[i] = byte(rng.Uint32())
-		}
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		want := crc32.Checksum(append(bytes.Clone(a), b...), castagnoli)
-		got := crc32Combine(crc32.Checksum(a, castagnoli), crc32.Checksum(b, castagnoli), int64(len(b)))
-		if got != want {
-			t.Fatalf("combine of %d and %d bytes: %08x, want %08x", len(a), len(b), got, want)
-		}
-	}
 }
 
 // TestWholeObjectCorruptionNeverServed: a one-chunk object whose response has a flipped byte

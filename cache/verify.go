@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // Integrity of what the cache serves and keeps.
@@ -83,7 +85,7 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 	}
 	var sum uint32
 	for i, part := range g.crc {
-		sum = crc32Combine(sum, part, c.chunkKey(obj, int64(i)).length(obj.Size))
+		sum = crc32c.Combine(sum, part, c.chunkKey(obj, int64(i)).length(obj.Size))
 	}
 	c.sums.Remove(id)
 	if sum == obj.CRC32C {
@@ -139,59 +141,6 @@ func (c *Cache) poison(obj Object) {
 	doomed := c.takeDoomedLocked()
 	c.mu.Unlock()
 	c.release(doomed)
-}
-
-// crc32Combine returns the CRC32C of A‖B from crcA = CRC32C(A), crcB = CRC32C(B) and len(B),
-// by applying lenB zero bytes to crcA as a linear operator over GF(2), squared repeatedly
-// (the method of zlib's crc32_combine).
-func crc32Combine(crcA, crcB uint32, lenB int64) uint32 {
-	if lenB <= 0 {
-		return crcA
-	}
-	var even, odd [32]uint32
-	odd[0] = 0x82f63b78 // Castagnoli, reversed
-	row := uint32(1)
-	for i := 1; i < 32; i++ {
-		odd[i] = row
-		row <<= 1
-	}
-	gf2Square(&even, &odd) // two zero bits
-	gf2Square(&odd, &even) // four zero bits
-	for {
-		gf2Square(&even, &odd) // one zero byte, then 4, 16, ...
-		if lenB&1 != 0 {
-			crcA = gf2Times(&even, crcA)
-		}
-		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
-		gf2Square(&odd, &even)
-		if lenB&1 != 0 {
-			crcA = gf2Times(&odd, crcA)
-		}
-		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
-	}
-	return crcA ^ crcB
-}
-
-func gf2Times(mat *[32]uint32, vec uint32) uint32 {
-	var sum uint32
-	for i := 0; vec != 0; i, vec = i+1, vec>>1 {
-		if vec&1 != 0 {
-			sum ^= mat[i]
-		}
-	}
-	return sum
-}
-
-func gf2Square(square, mat *[32]uint32) {
-	for i := range 32 {
-		square[i] = gf2Times(mat, mat[i])
-	}
 }
 
 // expectedLocked returns the CRC32C chunk k must have, when reads are verified and k's
@@ -284,8 +233,8 @@ func (c *Cache) streamCRCs(ctx context.Context, src Source, obj Object) ([]uint3
 	for off < obj.Size {
 		n := min(int64(len(buf)), cs-off%cs, obj.Size-off) // never across a chunk boundary
 		m, err := io.ReadFull(rc, buf[:n])
-		crcs[off/cs] = crc32.Update(crcs[off/cs], castagnoli, buf[:m])
-		whole = crc32.Update(whole, castagnoli, buf[:m])
+		crcs[off/cs] = crc32.Update(crcs[off/cs], crc32c.Table, buf[:m])
+		whole = crc32.Update(whole, crc32c.Table, buf[:m])
 		off += int64(m)
 		c.fetched.Add(int64(m))
 		if err != nil {

@@ -8,9 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-// maxObjectName is GCS's limit on an object name, in bytes of UTF-8.
-const maxObjectName = 1024
-
 // ParseBucketURL splits "gs://BUCKET[/PREFIX]" (or "gcs://…"; the scheme is case-insensitive)
 // into a bucket name checked against GCS's naming rules and a normalised prefix: "" for the whole
 // bucket, otherwise "a/b/" with no leading slash and exactly one trailing slash. Empty segments
@@ -119,8 +116,8 @@ func normalizePrefix(p string) (string, error) {
 		return "", nil
 	}
 	prefix := strings.Join(segs, "/") + "/"
-	if len(prefix) > maxObjectName {
-		return "", fmt.Errorf("the prefix is %d bytes; GCS object names are at most %d", len(prefix), maxObjectName)
+	if len(prefix) > MaxObjectName {
+		return "", fmt.Errorf("the prefix is %d bytes; GCS object names are at most %d", len(prefix), MaxObjectName)
 	}
 	return prefix, nil
 }

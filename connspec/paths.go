@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxSegment is Linux's NAME_MAX: the longest file name, in bytes.
@@ -94,4 +95,22 @@ func SafeJoin(root, rel string) (string, error) {
 		return "", fmt.Errorf("path %q: %w: escapes %q", rel, ErrUnsafeName, root)
 	}
 	return joined, nil
+}
+
+// MaxObjectName is GCS's limit on an object name, in bytes of UTF-8.
+const MaxObjectName = 1024
+
+// ObjectNameOK reports whether name can be (part of) a GCS object name: valid UTF-8, without
+// CR or LF, at most MaxObjectName bytes. GCS stores no other name, so a name that fails can
+// never be uploaded, and no object can have it. The error wraps ErrUnsafeName.
+func ObjectNameOK(name string) error {
+	switch {
+	case !utf8.ValidString(name):
+		return fmt.Errorf("object name %q: %w: GCS names must be valid UTF-8", name, ErrUnsafeName)
+	case strings.ContainsAny(name, "\r\n"):
+		return fmt.Errorf("object name %q: %w: GCS names cannot contain CR or LF", name, ErrUnsafeName)
+	case len(name) > MaxObjectName:
+		return fmt.Errorf("object name of %d bytes: %w: GCS names are at most %d bytes", len(name), ErrUnsafeName, MaxObjectName)
+	}
+	return nil
 }

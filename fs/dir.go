@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -109,7 +110,7 @@ func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 // cache, this directory's cached listing, and finally the bucket. The kernel may keep the
 // answer (or the absence) only for what is left of the TTL since it was learnt.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if hideReason(name) != "" || !storableName(name) {
+	if hideReason(name) != "" || connspec.ObjectNameOK(name) != nil {
 		return nil, syscall.ENOENT
 	}
 	dirPath := d.getPath()

@@ -65,10 +65,11 @@
 // first write (unchanged ranges come from the cache). Flush (every close) and Fsync upload the
 // staged content with transfer.Upload under a generation precondition (the generation the
 // staging file replaces, 0 for a new file), on a context the caller's interrupts do not
-// cancel. A new or truncated file written in order from offset 0 streams (partStream): past
-// the compose threshold its completed parts upload in the background while it is written
-// (bounded by FS.partSlots), and sync only uploads the tail and composes, with the CRC32C of
-// the whole content computed as it was written; any other write abandons the stream. A failed upload returns EIO (ESTALE for a failed precondition) and keeps the staged
+// cancel. A new or truncated file written in order from offset 0 streams (stream.go, a
+// transfer.PartWriter fed by every write): past the compose threshold its completed parts
+// upload in the background while it is written (bounded by FS.partSlots), and sync only
+// uploads the tail and composes, with the CRC32C of the whole content computed as it was
+// written; any other write abandons the stream. A failed upload returns EIO (ESTALE for a failed precondition) and keeps the staged
 // data dirty; a later flush retries. After a successful upload the node serves the new
 // generation, handles opened earlier follow it (fileNode.successor), and the written bytes
 // are stored in the cache (cache.Fill) so they are not fetched again. Release drops a clean
@@ -95,7 +96,7 @@
 // Acquire left before right, never the reverse:
 //
 //	fileNode.syncMu → staging.ioMu → fileNode.mu → FS.mu
-//	fileNode.mu → partStream.mu
+//	fileNode.mu → transfer.PartWriter.mu (a leaf)
 //	dirNode.mu, symlinkNode.mu → FS.mu
 //
 // A dirNode.mu is never held while another node's lock is taken. fileNode.syncMu (one upload

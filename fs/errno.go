@@ -39,6 +39,8 @@ func toErrno(err error) syscall.Errno {
 		return syscall.ESTALE // SEMANTICS.md "Overwrites": someone else changed the object
 	case errors.Is(err, store.ErrNotExist):
 		return syscall.ENOENT
+	case errors.Is(err, store.ErrPermission):
+		return syscall.EACCES // GCS 403 or 401: the mount's credentials may not do this
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
 	case errors.Is(err, context.DeadlineExceeded):

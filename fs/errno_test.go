@@ -39,6 +39,7 @@ func TestToErrno(t *testing.T) {
 		{"quota", fmt.Errorf("stage: %w", syscall.EDQUOT), syscall.EDQUOT},
 		{"read-only", syscall.EROFS, syscall.EROFS},
 		{"draining (no new stage)", fmt.Errorf("open: stage: %w", errROFS), syscall.EROFS},
+		{"permission denied (GCS 403/401)", fmt.Errorf("upload: %w", fmt.Errorf("gcs: write gs://b/x: %w: %w", store.ErrPermission, errors.New("googleapi: Error 403: forbidden"))), syscall.EACCES},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

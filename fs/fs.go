@@ -16,6 +16,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/connspec"
@@ -127,7 +128,7 @@ type FS struct {
 	incarnation  *lru.Cache[string, uint64] // StableAttr.Gen of a path after unlink/rename-away
 	staged       map[*staging]stageRef      // every staging file, with its owner, for SyncAll
 
-	partSlots chan struct{} // bounds the parts of streamed uploads in flight (Upload.Workers)
+	partSlots *semaphore.Weighted // bounds the parts of streamed uploads in flight (Upload.Workers)
 
 	// draining is set by StopWrites: the daemon is shutting down and takes no new changes.
 	draining atomic.Bool
@@ -211,7 +212,7 @@ func New(opts Options) (*FS, error) {
 		hiddenLogged: map[string]struct{}{},
 		incarnation:  inc,
 		staged:       map[*staging]stageRef{},
-		partSlots:    make(chan struct{}, uploadWorkers(opts.Upload)),
+		partSlots:    semaphore.NewWeighted(int64(uploadWorkers(opts.Upload))),
 		canSplice:    pipeFits(kernelTransfer),
 	}
 	seen := map[string]bool{}

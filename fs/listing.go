@@ -5,15 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/transfer"
 )
 
-// tempDirName is the directory transfer.Upload puts the parts of composed uploads in (relative
-// to a connection root). It is hidden from listings and lookups everywhere.
-const tempDirName = ".plxfs-tmp"
+// tempDirName is the directory transfer puts the parts of composed uploads in (relative to a
+// connection root). It is hidden from listings and lookups everywhere.
+const tempDirName = transfer.TempDir
 
 // listPageSize is the page size of directory listings: GCS's maximum, so that a directory of
 // 200,000 entries costs 200 requests.
@@ -100,12 +100,6 @@ func hideReason(rel string) string {
 		return "not a valid file name: " + err.Error()
 	}
 	return ""
-}
-
-// storableName reports whether name can be part of a GCS object name: UTF-8 without CR or
-// LF. No object can have another name, so a lookup of one is ENOENT without asking.
-func storableName(name string) bool {
-	return utf8.ValidString(name) && !strings.ContainsAny(name, "\r\n")
 }
 
 // findEntry returns the entry named name in a sorted listing.

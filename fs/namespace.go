@@ -13,6 +13,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -45,18 +46,16 @@ func (d *dirNode) checkNewName(name string) error {
 	if hideReason(name) != "" {
 		return syscall.EINVAL
 	}
-	if !storableName(name) {
-		// GCS object names are UTF-8 without CR or LF: such a file could never be uploaded.
-		return fmt.Errorf("%q cannot be a GCS object name (not UTF-8, or CR/LF): %w", name, syscall.EINVAL)
+	if err := connspec.ObjectNameOK(name); err != nil {
+		// Such a file could never be uploaded.
+		return fmt.Errorf("%w: %w", err, syscall.EINVAL)
 	}
-	if len(d.conn.objectName(childPath(d.getPath(), name)))+1 > maxObjectName {
+	// +1: a directory's placeholder object is its name and a slash.
+	if len(d.conn.objectName(childPath(d.getPath(), name)))+1 > connspec.MaxObjectName {
 		return syscall.ENAMETOOLONG
 	}
 	return nil
 }
-
-// maxObjectName is GCS's limit on object names, in bytes.
-const maxObjectName = 1024
 
 // newChildStable is the stable attribute of a new child at path p: if a node with the same
 // identity is still known (e.g. deleted behind the mount, or unlinked and still open), the
@@ -274,7 +273,7 @@ func (n *fileNode) markUnlinked() {
 	n.mu.Lock()
 	n.unlinked = true
 	if n.stage != nil && n.stage.stream != nil {
-		n.stage.stream.abandonLocked()
+		n.stage.stream.Abort()
 		n.stage.stream = nil
 	}
 	var drop *staging

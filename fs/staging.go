@@ -27,15 +27,15 @@ type staging struct {
 	ioMu sync.RWMutex
 
 	// Guarded by the owning fileNode's mu (or FS.mu while orphaned).
-	filled   bool        // f holds the content: the base object was copied in, or replaced
-	dirty    bool        // f has changes the bucket does not have
-	size     int64       // content size
-	baseGen  int64       // generation the content replaces: the upload precondition (0: must not exist)
-	baseSize int64       // size of baseGen, for filling
-	mtime    time.Time   // explicit modification time to store with the next upload
-	modified time.Time   // time of the last change
-	version  uint64      // bumped by every change
-	stream   *partStream // parts uploaded while a new file is written in order; nil when none
+	filled   bool                 // f holds the content: the base object was copied in, or replaced
+	dirty    bool                 // f has changes the bucket does not have
+	size     int64                // content size
+	baseGen  int64                // generation the content replaces: the upload precondition (0: must not exist)
+	baseSize int64                // size of baseGen, for filling
+	mtime    time.Time            // explicit modification time to store with the next upload
+	modified time.Time            // time of the last change
+	version  uint64               // bumped by every change
+	stream   *transfer.PartWriter // parts uploaded while a new file is written in order (stream.go); nil when none
 }
 
 // stageRef is where a staging file belongs: its node, or (orphaned) its connection and path.
@@ -197,8 +197,8 @@ func (st *staging) write(n *fileNode, data []byte, off int64) (int, error) {
 		if st.stream == nil && off == 0 && prev == 0 && !n.unlinked && n.fsys.streaming() {
 			st.stream = n.fsys.newPartStream(n.conn, st.f)
 		}
-		if st.stream != nil && !st.stream.wroteLocked(data[:k], off) {
-			st.stream.abandonLocked()
+		if st.stream != nil && !st.stream.Wrote(data[:k], off) {
+			st.stream.Abort()
 			st.stream = nil
 		}
 	}
@@ -256,7 +256,7 @@ func (n *fileNode) truncate(ctx context.Context, size int64) error {
 	st.version++
 	n.keepGen = 0
 	if st.stream != nil {
-		st.stream.abandonLocked()
+		st.stream.Abort()
 		st.stream = nil
 	}
 	n.mu.Unlock()
@@ -291,27 +291,22 @@ func (n *fileNode) sync(ctx context.Context) error {
 	}
 	ps := st.stream
 	st.stream = nil
-	var streamEnd int64
-	var streamCRC uint32
-	streamParts := 0
-	if ps != nil {
-		streamEnd, streamCRC, streamParts = ps.end, ps.crc, ps.launched
-	}
 	n.mu.Unlock()
 
 	var attrs store.Attrs
 	var err error
-	if ps != nil && streamParts > 0 {
+	streamed := ps != nil && ps.Started()
+	if streamed {
 		n.fsys.opts.Observer.UploadStarted()
-		attrs, err = ps.finish(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime), streamEnd, streamCRC, streamParts)
+		attrs, err = ps.Commit(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime))
 		n.fsys.opts.Observer.UploadFinished(size, err)
 		if err != nil {
 			n.fsys.log.Warn("upload of parts written so far failed; uploading the whole file again", "connection", n.conn.name, "path", p, "err", err)
 		}
 	} else if ps != nil {
-		go ps.discard()
+		ps.Abort()
 	}
-	if ps == nil || streamParts == 0 || err != nil {
+	if !streamed || err != nil {
 		attrs, err = n.fsys.upload(ctx, n.conn, p, st.f, size, baseGen, mtime)
 	}
 	if err != nil {

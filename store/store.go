@@ -7,8 +7,9 @@
 //
 // Contract for every Bucket implementation:
 //   - All methods are safe for concurrent use and honour ctx for cancellation and deadlines.
-//   - Errors wrap ErrNotExist when the object (or the bucket) does not exist, and
-//     ErrPrecondition when a generation precondition failed; anything else is an I/O error.
+//   - Errors wrap ErrNotExist when the object (or the bucket) does not exist, ErrPrecondition
+//     when a generation precondition failed, and ErrPermission when the server refused the
+//     credentials or the request; anything else is an I/O error.
 //   - Names are GCS object names ("a/b/c.txt"), never local paths. Converting between the two
 //     is connspec's job.
 //   - Every write is conditional: IfGen 0 means "the object must not exist", IfGen > 0 means
@@ -29,6 +30,12 @@ var ErrNotExist = errors.New("object does not exist")
 // ErrPrecondition is wrapped by errors for a failed generation precondition: the object
 // changed (or appeared) since the caller last saw it.
 var ErrPrecondition = errors.New("object generation changed (precondition failed)")
+
+// ErrPermission is wrapped by errors for a request the server refused for lack of permission:
+// the credentials are not allowed to do this (GCS 403), or were not accepted at all (401:
+// missing, expired or revoked; the client refreshes tokens itself, so a 401 that reaches
+// plxfs is not transient). Retrying does not help; granting access does.
+var ErrPermission = errors.New("permission denied")
 
 // Attrs describes one object generation.
 type Attrs struct {

@@ -10,11 +10,16 @@
 // Options.ComposeThreshold the object is one chunked resumable upload; above it, the content
 // is uploaded as parallel parts under TempDir/<Owner>-<random>/ and assembled with compose,
 // 32 sources per request and nested for more (at most 1,024 components: parts grow for huge
-// objects). Part CRCs are combined arithmetically (crcCombine), so no second pass over the
+// objects). Part CRCs are combined arithmetically (internal/crc32c), so no second pass over the
 // data is needed to know the whole object's CRC32C. Temporary parts are deleted on success,
 // on failure and on cancellation (on a context detached from the caller's); CleanupParts
 // removes what a killed process left. Only the final write carries the caller's
 // precondition, so the object either appears whole under its precondition or not at all.
+//
+// PartWriter is the same composed upload for content that is still being written in order
+// (the mount's big files): it is told of every write, uploads each part as soon as it is
+// complete, and its Commit only uploads the tail and composes; the parts, compose tree, checks
+// and cleanup are Upload's own.
 //
 // Download fetches one generation (pinned, so parts can never mix two generations) into a
 // temporary file next to the destination, verifies CRC32C (or MD5, or at least the size),

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -157,7 +158,7 @@ func fetchWhole(ctx context.Context, b store.Bucket, a store.Attrs, f *os.File, 
 	var h hash.Hash
 	switch {
 	case a.HasCRC32C:
-		h = crc32.New(castagnoli)
+		h = crc32.New(crc32c.Table)
 	case len(a.MD5) > 0:
 		h = md5.New()
 	default:
@@ -196,7 +197,7 @@ func fetchParts(ctx context.Context, b store.Bucket, a store.Attrs, f *os.File, 
 				return err
 			}
 			defer opts.slots.Release(1)
-			h := crc32.New(castagnoli)
+			h := crc32.New(crc32c.Table)
 			if err := fetchRange(gctx, b, a, f, off, size, h, opts); err != nil {
 				return fmt.Errorf("bytes %d-%d: %w", off, off+size-1, err)
 			}
@@ -209,7 +210,7 @@ func fetchParts(ctx context.Context, b store.Bucket, a store.Attrs, f *os.File, 
 	}
 	var crc uint32
 	for i, c := range crcs {
-		crc = crcCombine(crc, c, min(opts.PartSize, a.Size-int64(i)*opts.PartSize))
+		crc = crc32c.Combine(crc, c, min(opts.PartSize, a.Size-int64(i)*opts.PartSize))
 	}
 	if crc != a.CRC32C {
 		return fmt.Errorf("%w: CRC32C %08x, object has %08x", errChecksum, crc, a.CRC32C)
@@ -298,7 +299,7 @@ func gunzipOnce(ctx context.Context, b store.Bucket, a store.Attrs, f *os.File, 
 		return err
 	}
 	defer r.Close()
-	crc, sum := crc32.New(castagnoli), md5.New()
+	crc, sum := crc32.New(crc32c.Table), md5.New()
 	var n int64 // stored bytes read
 	stored := &countingReader{r: io.TeeReader(r, io.MultiWriter(crc, sum)), report: func(k int64) {
 		n += k

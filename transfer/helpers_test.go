@@ -17,14 +17,29 @@ import (
 	"github.com/plxfs/plxfs/internal/emulator"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/store/gcs"
+	"github.com/plxfs/plxfs/store/memstore"
 )
 
 const testBucket = "b"
 
-// env is an emulator plus a store.Bucket on it.
+// env is a store.Bucket for a test: on an emulator (newEnv), or in memory (newMemEnv).
 type env struct {
-	emu *emulator.Server
+	emu *emulator.Server // nil in memory
+	mem *memstore.Bucket // nil on an emulator
 	b   store.Bucket
+}
+
+// onBothBackends runs fn as two subtests: on an in-memory bucket and on the emulator.
+func onBothBackends(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("mem", func(t *testing.T) { fn(t, newMemEnv(t)) })
+	t.Run("emulator", func(t *testing.T) { fn(t, newEnv(t, envOpts{})) })
+}
+
+// newMemEnv is an env on an in-memory bucket: for tests of transfer's own logic (faults,
+// restarts, cleanup) that need no HTTP and would otherwise start an emulator each.
+func newMemEnv(t testing.TB) *env {
+	m := memstore.New(testBucket)
+	return &env{mem: m, b: m}
 }
 
 type envOpts struct {
@@ -50,6 +65,12 @@ func newEnv(t testing.TB, o envOpts) *env {
 // put stores data as name directly in the emulator.
 func (e *env) put(t testing.TB, name string, data []byte) {
 	t.Helper()
+	if e.mem != nil {
+		if _, err := e.mem.Put(name, data, nil); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	if err := e.emu.PutObject(testBucket, name, data, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +79,13 @@ func (e *env) put(t testing.TB, name string, data []byte) {
 // content returns the stored bytes of name.
 func (e *env) content(t testing.TB, name string) []byte {
 	t.Helper()
+	if e.mem != nil {
+		data, ok := e.mem.Content(name)
+		if !ok {
+			t.Fatalf("no object %q", name)
+		}
+		return data
+	}
 	o, err := e.emu.GetObject(testBucket, name)
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +96,9 @@ func (e *env) content(t testing.TB, name string) []byte {
 // names lists every object name under prefix.
 func (e *env) names(t testing.TB, prefix string) []string {
 	t.Helper()
+	if e.mem != nil {
+		return e.mem.Names(prefix)
+	}
 	n, err := e.emu.ObjectNames(testBucket, prefix)
 	if err != nil {
 		t.Fatal(err)

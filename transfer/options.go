@@ -81,6 +81,11 @@ type Options struct {
 	// change; returning false stops with ErrAborted.
 	Confirm func(files, bytes int64) bool
 
+	// Slots, when set, bounds the requests moving bytes at once across every call given the
+	// same Slots (a filesystem's uploads, say); Workers then only sizes cleanups. nil: each
+	// call bounds its own requests by Workers.
+	Slots *semaphore.Weighted
+
 	// slots bounds the requests in flight across a tree operation (see Workers).
 	slots *semaphore.Weighted
 }
@@ -106,6 +111,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.slots == nil {
+		o.slots = o.Slots
 	}
 	if o.slots == nil {
 		o.slots = semaphore.NewWeighted(int64(o.Workers))

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -510,17 +509,13 @@ func UploadFile(ctx context.Context, b store.Bucket, local, name string, opts Op
 	return t.summary(), ctx.Err()
 }
 
-// nameOK checks GCS's own rules for an object name that local paths can break.
+// nameOK checks a whole object name made from a local path: it must name a file (not empty,
+// no trailing slash) and pass GCS's own rules (connspec.ObjectNameOK).
 func nameOK(name string) error {
-	switch {
-	case name == "" || strings.HasSuffix(name, "/"):
+	if name == "" || strings.HasSuffix(name, "/") {
 		return fmt.Errorf("object name %q: %w: names no file", name, connspec.ErrUnsafeName)
-	case !utf8.ValidString(name):
-		return fmt.Errorf("object name %q: %w: GCS names must be valid UTF-8", name, connspec.ErrUnsafeName)
-	case strings.ContainsAny(name, "\r\n"):
-		return fmt.Errorf("object name %q: %w: GCS names cannot contain CR or LF", name, connspec.ErrUnsafeName)
 	}
-	return nil
+	return connspec.ObjectNameOK(name)
 }
 
 // uploadOne applies the existing-object policy and uploads local as name.

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -118,7 +119,7 @@ func checkResult(ctx context.Context, b store.Bucket, a store.Attrs, size int64,
 
 // sectionCRC is the CRC32C of src[off:off+n].
 func sectionCRC(src io.ReaderAt, off, n int64) (uint32, error) {
-	h := crc32.New(castagnoli)
+	h := crc32.New(crc32c.Table)
 	buf := make([]byte, 256<<10)
 	if _, err := io.CopyBuffer(h, io.NewSectionReader(src, off, n), buf); err != nil {
 		return 0, err
@@ -165,24 +166,27 @@ func uploadComposed(ctx context.Context, b store.Bucket, name string, src io.Rea
 		off := int64(i) * partSize
 		n := min(partSize, size-off)
 		g.Go(func() error {
-			if err := opts.acquire(gctx); err != nil {
-				return err
-			}
-			defer opts.slots.Release(1)
 			c, err := u.uploadPart(gctx, i, src, off, n)
-			if err != nil {
-				return err
-			}
 			parts[i] = c
-			opts.Progress.Bytes(n)
-			return nil
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return store.Attrs{}, fmt.Errorf("upload %q: %w", name, err)
 	}
 
-	// Nest composes until 32 sources or fewer remain, then compose those into name.
+	a, err := u.assemble(ctx, name, parts, wo)
+	if err != nil {
+		return store.Attrs{}, err
+	}
+	opts.Logger.Debug("composed upload", "object", name, "bytes", size, "parts", nParts)
+	return a, nil
+}
+
+// assemble composes parts, in order, into name under wo (its CRC32C is overwritten with the
+// parts' combined one): nested composes of 32 sources until 32 or fewer remain, then the final
+// compose, the only one that carries wo's precondition, and a check of the result.
+func (u *composedUpload) assemble(ctx context.Context, name string, parts []component, wo store.WriteOptions) (store.Attrs, error) {
 	level := parts
 	for depth := 1; len(level) > maxComposeSources; depth++ {
 		next, err := u.composeLevel(ctx, depth, level)
@@ -193,24 +197,27 @@ func uploadComposed(ctx context.Context, b store.Bucket, name string, src io.Rea
 	}
 	final := combine(name, level)
 	wo.CRC32C, wo.HasCRC32C = final.crc, true
-	if err := opts.acquire(ctx); err != nil {
+	if err := u.opts.acquire(ctx); err != nil {
 		return store.Attrs{}, err
 	}
-	a, err := b.Compose(ctx, name, names(level), wo)
-	opts.slots.Release(1)
+	a, err := u.b.Compose(ctx, name, names(level), wo)
+	u.opts.slots.Release(1)
 	if err != nil {
-		return store.Attrs{}, fmt.Errorf("upload %q: compose %d parts: %w", name, nParts, err)
+		return store.Attrs{}, fmt.Errorf("upload %q: compose %d parts: %w", name, len(parts), err)
 	}
-	if err := checkResult(ctx, b, a, size, final.crc); err != nil {
+	if err := checkResult(ctx, u.b, a, final.size, final.crc); err != nil {
 		return store.Attrs{}, fmt.Errorf("upload %q: %w", name, err)
 	}
-	opts.Logger.Debug("composed upload", "object", name, "bytes", size, "parts", nParts)
 	return a, nil
 }
 
-// uploadPart uploads src[off:off+n] as part i, restarting it from its start on failures the
-// store's retries did not absorb.
+// uploadPart uploads src[off:off+n] as part i in one transfer slot, restarting it from its
+// start on failures the store's retries did not absorb.
 func (u *composedUpload) uploadPart(ctx context.Context, i int, src io.ReaderAt, off, n int64) (component, error) {
+	if err := u.opts.acquire(ctx); err != nil {
+		return component{}, err
+	}
+	defer u.opts.slots.Release(1)
 	crc, err := sectionCRC(src, off, n)
 	if err != nil {
 		return component{}, fmt.Errorf("part %d: read source: %w", i, err)
@@ -228,6 +235,7 @@ func (u *composedUpload) uploadPart(ctx context.Context, i int, src io.ReaderAt,
 			err = checkResult(ctx, u.b, a, n, crc)
 		}
 		if err == nil {
+			u.opts.Progress.Bytes(n)
 			return component{name: pname, size: n, crc: crc}, nil
 		}
 		lastErr = err
@@ -275,8 +283,8 @@ func (u *composedUpload) cleanup(ctx context.Context) {
 	g.SetLimit(u.opts.Workers)
 	for _, n := range todo {
 		g.Go(func() error {
-			if err := u.b.Delete(gctx, n, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
-				u.opts.Logger.Warn("could not delete temporary upload part", "object", n, "err", err)
+			if err := deleteTemp(gctx, u.b, n); err != nil {
+				u.opts.Logger.Warn("could not delete temporary upload part (CleanupParts removes it)", "object", n, "err", err)
 			}
 			return nil
 		})
@@ -289,10 +297,32 @@ func (u *composedUpload) cleanup(ctx context.Context) {
 	}
 }
 
+// deleteTemp deletes a temporary object, retrying: the store does not retry a delete without a
+// generation (it is not idempotent in general), but deleting a part twice is harmless, and a
+// part already gone counts as deleted.
+func deleteTemp(ctx context.Context, b store.Bucket, name string) error {
+	var err error
+	for attempt := range 5 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+			}
+		}
+		err = b.Delete(ctx, name, 0)
+		if err == nil || errors.Is(err, store.ErrNotExist) {
+			return nil
+		}
+	}
+	return err
+}
+
+// combine is the component that concatenates cs, named name.
 func combine(name string, cs []component) component {
 	out := component{name: name}
 	for _, c := range cs {
-		out.crc = crcCombine(out.crc, c.crc, c.size)
+		out.crc = crc32c.Combine(out.crc, c.crc, c.size)
 		out.size += c.size
 	}
 	return out

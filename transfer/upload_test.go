@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -42,7 +43,7 @@ func TestUpload(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Size != int64(len(data)) || !a.HasCRC32C || a.CRC32C != crc32.Checksum(data, castagnoli) {
+			if a.Size != int64(len(data)) || !a.HasCRC32C || a.CRC32C != crc32.Checksum(data, crc32c.Table) {
 				t.Fatalf("attrs %+v", a)
 			}
 			if got := e.content(t, name); !bytes.Equal(got, data) {
@@ -136,23 +137,24 @@ func TestUploadComposedFailureCleansUp(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, envOpts{})
-			fb := tc.fb()
-			fb.Bucket = e.b
-			data := randBytes(3, 40*(256<<10)+9)
-			_, err := Upload(context.Background(), fb, "dst", bytes.NewReader(data), int64(len(data)), store.WriteOptions{}, composeOpts())
-			if !errors.Is(err, boom) {
-				t.Fatalf("err = %v, want the injected error", err)
-			}
-			if left := e.names(t, ""); len(left) != 0 {
-				t.Fatalf("objects left after a failed upload: %v", left)
-			}
+			onBothBackends(t, func(t *testing.T, e *env) {
+				fb := tc.fb()
+				fb.Bucket = e.b
+				data := randBytes(3, 40*(256<<10)+9)
+				_, err := Upload(context.Background(), fb, "dst", bytes.NewReader(data), int64(len(data)), store.WriteOptions{}, composeOpts())
+				if !errors.Is(err, boom) {
+					t.Fatalf("err = %v, want the injected error", err)
+				}
+				if left := e.names(t, ""); len(left) != 0 {
+					t.Fatalf("objects left after a failed upload: %v", left)
+				}
+			})
 		})
 	}
 }
 
 func TestUploadPartRestarted(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newMemEnv(t)
 	fails := 0
 	fb := &faultBucket{Bucket: e.b, failWrite: func(name string) error {
 		if strings.HasSuffix(name, "part-00002") { // the first attempt only
@@ -174,7 +176,7 @@ func TestUploadPartRestarted(t *testing.T) {
 }
 
 func TestUploadCancelledCleansUp(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newMemEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	fb := &faultBucket{Bucket: e.b, failWrite: func(name string) error {
 		if strings.HasSuffix(name, "part-00003") {
@@ -192,8 +194,9 @@ func TestUploadCancelledCleansUp(t *testing.T) {
 	}
 }
 
-func TestCleanupParts(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestCleanupParts(t *testing.T) { onBothBackends(t, testCleanupParts) }
+
+func testCleanupParts(t *testing.T, e *env) {
 	ctx := context.Background()
 	for _, n := range []string{
 		TempDir + "/me-0123456789abcdef/part-00000",

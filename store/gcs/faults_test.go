@@ -196,3 +196,52 @@ func TestWriteLostChunkResponseIsCaught(t *testing.T) {
 		t.Fatalf("objects left: %q", names)
 	}
 }
+
+// TestPermissionDenied: a 403 (the credentials may not do this) or a 401 (the credentials were
+// refused) is not retried and wraps store.ErrPermission, on every kind of call, and a refused
+// upload leaves no object.
+func TestPermissionDenied(t *testing.T) {
+	ctx := context.Background()
+	em, p, b := faulty(t, Options{MaxAttempts: 3})
+	if _, err := em.PutObjectGen("bkt", "obj", []byte("data"), ""); err != nil {
+		t.Fatal(err)
+	}
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"stat", func() error { _, err := b.Stat(ctx, "obj"); return err }},
+		{"list", func() error { _, err := b.List(ctx, store.ListOptions{}); return err }},
+		{"read", func() error {
+			r, err := b.NewRangeReader(ctx, "obj", 0, 0, -1)
+			if err == nil {
+				_, err = io.ReadAll(r)
+				r.Close()
+			}
+			return err
+		}},
+		{"write", func() error {
+			w, err := b.NewWriter(ctx, "new", store.WriteOptions{})
+			if err != nil {
+				return err
+			}
+			w.Write([]byte("x"))
+			_, err = w.Commit()
+			return err
+		}},
+		{"delete", func() error { return b.Delete(ctx, "obj", 0) }},
+	}
+	for _, code := range []int{403, 401} {
+		p.SetRules(faultproxy.Rule{Name: "denied", Action: faultproxy.Status, Status: code})
+		for _, c := range calls {
+			err := c.call()
+			if !errors.Is(err, store.ErrPermission) || errors.Is(err, store.ErrNotExist) {
+				t.Errorf("%d on %s: %v; want an error wrapping ErrPermission", code, c.name, err)
+			}
+		}
+		p.Clear()
+	}
+	if names, _ := em.ObjectNames("bkt", ""); len(names) != 1 || names[0] != "obj" {
+		t.Errorf("objects after refused calls: %v", names)
+	}
+}

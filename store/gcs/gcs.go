@@ -22,6 +22,7 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -270,10 +271,8 @@ func (b *bucket) NewWriter(ctx context.Context, name string, opts store.WriteOpt
 		w.CRC32C = opts.CRC32C
 		w.SendCRC32C = true
 	}
-	return &writer{w: w, ctx: parent, cancel: cancel, b: b, name: name, crc: crc32.New(castagnoli), want: opts, budget: budget}, nil
+	return &writer{w: w, ctx: parent, cancel: cancel, b: b, name: name, crc: crc32.New(crc32c.Table), want: opts, budget: budget}, nil
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // retryBudget decides retries for one upload: a retryable error is retried until maxAttempts
 // consecutive failures or until the failures have lasted the retry deadline. The client
@@ -615,14 +614,20 @@ func httpCode(err error) int {
 	return 0
 }
 
-// wrap adds context and maps not-found and precondition failures to the store errors.
+// wrap adds context and maps GCS's answers to the store errors: 404 to ErrNotExist, 412 to
+// ErrPrecondition, 403 and 401 to ErrPermission.
 func (b *bucket) wrap(op, name string, err error) error {
-	switch {
-	case errors.Is(err, storage.ErrObjectNotExist), errors.Is(err, storage.ErrBucketNotExist),
-		httpCode(err) == http.StatusNotFound:
-		return fmt.Errorf("gcs: %s gs://%s/%s: %w: %w", op, b.name, name, store.ErrNotExist, err)
-	case httpCode(err) == http.StatusPreconditionFailed:
-		return fmt.Errorf("gcs: %s gs://%s/%s: %w: %w", op, b.name, name, store.ErrPrecondition, err)
+	var sentinel error
+	switch code := httpCode(err); {
+	case errors.Is(err, storage.ErrObjectNotExist), errors.Is(err, storage.ErrBucketNotExist), code == http.StatusNotFound:
+		sentinel = store.ErrNotExist
+	case code == http.StatusPreconditionFailed:
+		sentinel = store.ErrPrecondition
+	case code == http.StatusForbidden, code == http.StatusUnauthorized:
+		sentinel = store.ErrPermission
+	}
+	if sentinel != nil {
+		return fmt.Errorf("gcs: %s gs://%s/%s: %w: %w", op, b.name, name, sentinel, err)
 	}
 	return fmt.Errorf("gcs: %s gs://%s/%s: %w", op, b.name, name, err)
 }

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"testing"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/internal/faultproxy"
 	"github.com/plxfs/plxfs/store"
 )
@@ -34,7 +35,7 @@ func TestWriteLostResponseIsOwnSuccess(t *testing.T) {
 			em, p, b := faulty(t, Options{})
 			data := randomBytes(tc.size, 21)
 			p.SetRules(tc.rule)
-			w, err := b.NewWriter(ctx, "obj", store.WriteOptions{ChunkSize: 256 << 10, CRC32C: crc32.Checksum(data, castagnoli), HasCRC32C: true})
+			w, err := b.NewWriter(ctx, "obj", store.WriteOptions{ChunkSize: 256 << 10, CRC32C: crc32.Checksum(data, crc32c.Table), HasCRC32C: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +97,7 @@ func TestComposeLostResponseIsOwnSuccess(t *testing.T) {
 		}
 	}
 	whole := append(append([]byte{}, a...), bb...)
-	crc := crc32.Checksum(whole, castagnoli)
+	crc := crc32.Checksum(whole, crc32c.Table)
 	// The emulator ignores compose preconditions; the proxy answers the retry as GCS would.
 	p.SetRules(
 		faultproxy.Rule{Name: "lost", Match: []string{"/compose"}, Action: faultproxy.Reset, First: 1},

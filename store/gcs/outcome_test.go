@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/api/googleapi"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/internal/emulator"
 	"github.com/plxfs/plxfs/internal/faultproxy"
 	"github.com/plxfs/plxfs/store"
@@ -191,7 +192,7 @@ func TestUploadsUnderThirtyPercentFaults(t *testing.T) {
 				r.data = randomBytes(size, uint64(i))
 				opts := store.WriteOptions{IfGen: r.ifGen, ChunkSize: 256 << 10}
 				if i%2 == 0 {
-					opts.CRC32C, opts.HasCRC32C = crc32.Checksum(r.data, castagnoli), true
+					opts.CRC32C, opts.HasCRC32C = crc32.Checksum(r.data, crc32c.Table), true
 				}
 				w, err := b.NewWriter(ctx, r.name, opts)
 				if err == nil {
@@ -281,7 +282,7 @@ func TestComposeUnknownOutcomeLanded(t *testing.T) {
 	em.PutObject("bkt", "y", y, "")
 	whole := append(append([]byte{}, x...), y...)
 	p.SetRules(faultproxy.Rule{Name: "lost", Match: []string{"/compose"}, Action: faultproxy.Reset, First: 1})
-	a, err := b.Compose(ctx, "xy", []string{"x", "y"}, store.WriteOptions{CRC32C: crc32.Checksum(whole, castagnoli), HasCRC32C: true})
+	a, err := b.Compose(ctx, "xy", []string{"x", "y"}, store.WriteOptions{CRC32C: crc32.Checksum(whole, crc32c.Table), HasCRC32C: true})
 	if p.Stats().ByRule["lost"] != 1 {
 		t.Fatalf("fault not injected: %+v", p.Stats())
 	}

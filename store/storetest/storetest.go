@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plxfs/plxfs/internal/crc32c"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -130,8 +131,6 @@ func pattern(n int, seed uint64) []byte {
 	return b
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 func testStatMissing(t *testing.T, b store.Bucket) {
 	mustNotExist(t, b, "missing")
 	if _, err := b.NewRangeReader(ctxFor(t), "missing", 0, 0, -1); !errors.Is(err, store.ErrNotExist) {
@@ -159,8 +158,8 @@ func testWriteThenStat(t *testing.T, b store.Bucket) {
 		if got.Metadata["mtime"] != "1700000000" || got.Metadata["note"] != "x y" || len(got.Metadata) != 2 {
 			t.Errorf("metadata %v", got.Metadata)
 		}
-		if !got.HasCRC32C || got.CRC32C != crc32.Checksum(data, castagnoli) {
-			t.Errorf("crc32c %v %08x, want %08x", got.HasCRC32C, got.CRC32C, crc32.Checksum(data, castagnoli))
+		if !got.HasCRC32C || got.CRC32C != crc32.Checksum(data, crc32c.Table) {
+			t.Errorf("crc32c %v %08x, want %08x", got.HasCRC32C, got.CRC32C, crc32.Checksum(data, crc32c.Table))
 		}
 	}
 	if s.Generation != a.Generation {
@@ -431,7 +430,7 @@ func testWriterMultiChunk(t *testing.T, b store.Bucket) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Size != int64(len(data)) || a.CRC32C != crc32.Checksum(data, castagnoli) {
+	if a.Size != int64(len(data)) || a.CRC32C != crc32.Checksum(data, crc32c.Table) {
 		t.Fatalf("attrs %+v", a)
 	}
 	if got := readAll(t, b, "big", a.Generation, 0, -1); !bytes.Equal(got, data) {
@@ -481,7 +480,7 @@ func testWriterAbort(t *testing.T, b store.Bucket) {
 func testWriterCRC32C(t *testing.T, b store.Bucket) {
 	for _, size := range []int{100, 600 << 10} {
 		data := pattern(size, 5)
-		good := crc32.Checksum(data, castagnoli)
+		good := crc32.Checksum(data, crc32c.Table)
 		name := fmt.Sprintf("crc-%d", size)
 		_, err := write(ctxFor(t), b, name, data, store.WriteOptions{CRC32C: good ^ 1, HasCRC32C: true, ChunkSize: 256 << 10})
 		if err == nil {

@@ -1,11 +1,13 @@
-package transfer
+package crc32c
 
 import (
+	"bytes"
 	"hash/crc32"
 	"math/rand/v2"
 	"testing"
 )
 
+// TestCRCCombine cuts 1 MiB of random bytes into pieces and combines their checksums.
 func TestCRCCombine(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
@@ -14,7 +16,7 @@ func TestCRCCombine(t *testing.T) {
 	for i := range data {
 		data[i] = byte(rng.IntN(256))
 	}
-	want := crc32.Checksum(data, castagnoli)
+	want := crc32.Checksum(data, Table)
 	for _, tc := range []struct {
 		name string
 		cuts []int
@@ -38,7 +40,7 @@ func TestCRCCombine(t *testing.T) {
 			prev := 0
 			for _, cut := range append(tc.cuts, len(data)) {
 				part := data[prev:cut]
-				crc = crcCombine(crc, crc32.Checksum(part, castagnoli), int64(len(part)))
+				crc = Combine(crc, crc32.Checksum(part, Table), int64(len(part)))
 				prev = cut
 			}
 			if crc != want {
@@ -55,4 +57,24 @@ func sortInts(s []int) []int {
 		}
 	}
 	return s
+}
+
+// TestCombineRandomPieces combines random pairs of short pieces, empty ones included.
+func TestCombineRandomPieces(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		a := make([]byte, rng.IntN(5000))
+		b := make([]byte, rng.IntN(5000))
+		for i := range a {
+			a[i] = byte(rng.Uint32())
+		}
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		want := crc32.Checksum(append(bytes.Clone(a), b...), Table)
+		got := Combine(crc32.Checksum(a, Table), crc32.Checksum(b, Table), int64(len(b)))
+		if got != want {
+			t.Fatalf("combine of %d and %d bytes: %08x, want %08x", len(a), len(b), got, want)
+		}
+	}
 }
