@@ -676,6 +676,12 @@ func TestPOSIXConformance(t *testing.T) {
 	for _, table := range pjdTables() {
 		t.Run(table.syscall, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
+			// t.TempDir makes 0700 directories: let other users reach the mountpoint.
+			for p := filepath.Dir(e.mnt); p != filepath.Dir(p) && strings.HasPrefix(p, os.TempDir()) && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
+				if err := os.Chmod(p, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			root := e.path("c", "pjd")
 			if err := os.Mkdir(root, 0o755); err != nil {
 				t.Fatal(err)
