@@ -27,16 +27,16 @@ type dirNode struct {
 	conn *conn
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	path     string     // relative to the connection root; "" for the root
-	info     objInfo    // what the placeholder object says (mode, owner, times), and this mount's changes
-	infoAt   time.Time  // when info was learnt from the bucket; zero: not yet (see ensureInfo)
+	mu     sync.Mutex
+	path   string    // relative to the connection root; "" for the root
+	info   objInfo   // what the placeholder object says (mode, owner, times), and this mount's changes
+	infoAt time.Time // when info was learnt from the bucket; zero: not yet (see ensureInfo)
 	// timesPending: an entry changed and the new mtime is not stored yet; timesStored: when
 	// the times were last stored (see touched).
 	timesPending bool
 	timesStored  time.Time
-	listing  []dirEntry // cached listing (sorted), nil when none
-	listedAt time.Time
+	listing      []dirEntry // cached listing (sorted), nil when none
+	listedAt     time.Time
 	// changes are what this mount changed in the directory since the cached listing was
 	// made (nil: removed); they override the listing, so a change does not cost a relisting.
 	changes map[string]*objInfo
