@@ -28,11 +28,16 @@ type dirNode struct {
 	conn *conn
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	path     string     // relative to the connection root; "" for the root
-	mtime    time.Time  // the placeholder object's time, if one was seen
-	listing  []dirEntry // cached listing (sorted), nil when none
-	listedAt time.Time
+	mu     sync.Mutex
+	path   string    // relative to the connection root; "" for the root
+	info   objInfo   // what the placeholder object says (mode, owner, times), and this mount's changes
+	infoAt time.Time // when info was learnt from the bucket; zero: not yet (see ensureInfo)
+	// timesPending: an entry changed and the new mtime is not stored yet; timesStored: when
+	// the times were last stored (see touched).
+	timesPending bool
+	timesStored  time.Time
+	listing      []dirEntry // cached listing (sorted), nil when none
+	listedAt     time.Time
 	// changes are what this mount changed in the directory since the cached listing was
 	// made (nil: removed); they override the listing, so a change does not cost a relisting.
 	changes map[string]*objInfo
@@ -85,20 +90,19 @@ func (c *conn) dirPrefix(path string) string {
 func (c *conn) objectName(path string) string { return c.prefix + path }
 
 func (d *dirNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.mu.Lock()
-	info := objInfo{kind: kindDir, mtime: d.mtime}
-	d.mu.Unlock()
-	d.fsys.fillAttr(d.StableAttr().Ino, info, &out.Attr)
+	d.fsys.fillAttr(d.StableAttr().Ino, d.currentInfo(ctx), &out.Attr)
 	return 0
 }
 
-// Setattr accepts and ignores mode, owner and time changes: directories are prefixes and have
-// no attributes of their own in GCS (SEMANTICS.md "Permissions and metadata").
-func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.readOnly() {
-		return syscall.EROFS
-	}
-	return d.Getattr(ctx, fh, out)
+// currentInfo is the directory's info, fetched from its placeholder when not known within the
+// TTL.
+func (d *dirNode) currentInfo(ctx context.Context) objInfo {
+	d.ensureInfo(ctx)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info := d.info
+	info.kind = kindDir
+	return info
 }
 
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
@@ -123,7 +127,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, d.fsys.fail("lookup", d.conn, p, err)
 	}
 	ch := d.childInode(ctx, name, p, info, at)
-	d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ch, info), &out.Attr)
+	d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ctx, ch, info), &out.Attr)
 	d.fsys.setTimeouts(out, at)
 	return ch, 0
 }
@@ -198,10 +202,10 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 func statPath(ctx context.Context, c *conn, path string) (objInfo, error) {
 	full := c.objectName(path)
 	var (
-		isDir   bool
-		dirTime time.Time
-		attrs   store.Attrs
-		statErr error
+		isDir       bool
+		placeholder *store.Attrs
+		attrs       store.Attrs
+		statErr     error
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -211,7 +215,7 @@ func statPath(ctx context.Context, c *conn, path string) (objInfo, error) {
 		}
 		isDir = len(page.Objects) > 0 || len(page.Prefixes) > 0
 		if len(page.Objects) > 0 && page.Objects[0].Name == full+"/" {
-			dirTime = page.Objects[0].Updated
+			placeholder = &page.Objects[0]
 		}
 		return nil
 	})
@@ -226,7 +230,7 @@ func statPath(ctx context.Context, c *conn, path string) (objInfo, error) {
 		return objInfo{}, err
 	}
 	if isDir {
-		return objInfo{kind: kindDir, mtime: dirTime}, nil
+		return dirInfo(placeholder), nil
 	}
 	if statErr != nil {
 		return objInfo{}, statErr
@@ -246,15 +250,18 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 			}
 		case *dirNode:
 			if info.kind == kindDir {
-				n.mu.Lock()
-				if !info.mtime.IsZero() {
-					n.mtime = info.mtime
+				if info.gen != 0 { // a placeholder's attributes; a listing's prefix tells none
+					n.applyInfo(info, at)
 				}
-				n.mu.Unlock()
 				return ch
 			}
 		case *symlinkNode:
 			if info.kind == kindSymlink {
+				n.refresh(info)
+				return ch
+			}
+		case *specialNode:
+			if info.kind == kindSpecial && info.posix.Type() == n.StableAttr().Mode&syscall.S_IFMT {
 				n.refresh(info)
 				return ch
 			}
@@ -265,7 +272,13 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 	var mode uint32
 	switch info.kind {
 	case kindDir:
-		emb, mode = &dirNode{fsys: d.fsys, conn: d.conn, path: p, mtime: info.mtime}, syscall.S_IFDIR
+		nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
+		if info.gen != 0 {
+			nd.infoAt = at
+		}
+		emb, mode = nd, syscall.S_IFDIR
+	case kindSpecial:
+		emb, mode = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}, info.posix.Type()
 	case kindSymlink:
 		emb, mode = &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}, syscall.S_IFLNK
 	default:
@@ -276,10 +289,14 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 	return d.NewInode(ctx, emb, fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, info.kind), Gen: d.fsys.genOf(key)})
 }
 
-// nodeInfo is the info to report for ch: a file's local view wins (size of staged data).
-func nodeInfo(ch *fusefs.Inode, info objInfo) objInfo {
-	if fn, ok := ch.Operations().(*fileNode); ok {
-		return fn.currentInfo()
+// nodeInfo is the info to report for ch: a file's local view wins (size of staged data); a
+// directory's attributes are its placeholder's.
+func nodeInfo(ctx context.Context, ch *fusefs.Inode, info objInfo) objInfo {
+	switch n := ch.Operations().(type) {
+	case *fileNode:
+		return n.currentInfo()
+	case *dirNode:
+		return n.currentInfo(ctx)
 	}
 	return info
 }
@@ -338,11 +355,11 @@ func (d *dirNode) listNow(ctx context.Context) (listed, error) {
 		}
 	}
 
+	if placeholder != nil {
+		d.applyInfo(dirInfo(placeholder), start)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if placeholder != nil {
-		d.mtime = placeholder.Updated
-	}
 	if cacheable && d.listGen == gen {
 		d.listing, d.listedAt, d.changes = entries, start, nil
 	}
@@ -474,6 +491,8 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		mode = syscall.S_IFDIR
 	case kindSymlink:
 		mode = syscall.S_IFLNK
+	case kindSpecial:
+		mode = e.info.posix.Type()
 	}
 	return &fuse.DirEntry{
 		Name: e.name,
@@ -495,7 +514,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	p := childPath(h.path, name)
 	ch := h.d.childInode(ctx, name, p, e.info, h.listedAt)
-	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ch, e.info), &out.Attr)
+	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ctx, ch, e.info), &out.Attr)
 	h.d.fsys.setTimeouts(out, h.listedAt)
 	return ch, 0
 }

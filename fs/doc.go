@@ -83,7 +83,18 @@
 // rename of a file is copy (with the target's generation, or "must not exist", as
 // precondition) then delete of the source generation; rename of a directory copies then
 // deletes every object below it and is not atomic. Symlinks are small objects whose content and
-// metadata hold the target. Hard links are EPERM; chmod and chown are accepted and ignored.
+// metadata hold the target. Hard links are EPERM.
+//
+// # POSIX attributes
+//
+// Mode, owner and times live in each object's user metadata, in gsutil's keys (package
+// posixmd); a directory's in its placeholder object (attr.go). chmod, chown and utimensat
+// patch the metadata of the generation the node knows (or ride with a pending upload); every
+// upload carries the file's attributes over to the new generation. A directory's mtime moves
+// on each create, unlink and rename in it, and is stored at most once per TTL (dirNode.touched,
+// flushed by SyncAll). FIFOs, sockets and devices are specialNodes: empty objects whose mode
+// carries the type; the kernel serves their opens. Options.NoPOSIXMetadata turns all of this off
+// but the modification time.
 //
 // # Errors
 //

@@ -316,7 +316,7 @@ func (n *fileNode) awaitReleasesLocked() bool {
 // a later lookup of the same path (and SyncAll at unmount) still finds it.
 func (n *fileNode) OnForget() {
 	n.mu.Lock()
-	st, p, unlinked := n.stage, n.path, n.unlinked
+	st, p, unlinked, pa := n.stage, n.path, n.unlinked, n.info.posix
 	if st != nil && !st.dirty {
 		n.stage = nil
 	}
@@ -328,7 +328,7 @@ func (n *fileNode) OnForget() {
 		n.fsys.dropStage(st)
 		return
 	}
-	n.fsys.adoptOrphan(n.conn, p, st)
+	n.fsys.adoptOrphan(n.conn, p, st, pa)
 }
 
 // objectOf is the cache identity of generation info of the file at path p.
@@ -668,27 +668,19 @@ func (s *symlinkNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fu
 	return 0
 }
 
-// Setattr keeps a modification time in the link object's metadata, as for files; mode and
-// owner changes are accepted and ignored (a symlink's mode is always 0777).
+// Setattr keeps the link's owner and times in its object's metadata, as for files (a
+// symlink's mode is always 0777: the kernel does not ask to change it).
 func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	mtime, hasMtime := in.GetMTime()
-	if s.fsys.opts.ReadOnly {
-		return syscall.EROFS
+	s.mu.Lock()
+	p, info := s.path, s.info
+	s.mu.Unlock()
+	next, err := s.fsys.setattrObject(ctx, s.conn, p, info, in)
+	if err != nil {
+		return s.fsys.fail("setattr", s.conn, p, err)
 	}
-	if hasMtime {
-		s.mu.Lock()
-		p, gen := s.path, s.info.gen
-		s.mu.Unlock()
-		_, err := s.conn.bucket.UpdateMetadata(ctx, s.conn.objectName(p), gen, map[string]string{mdMtime: mtime.UTC().Format(time.RFC3339Nano)})
-		if err != nil {
-			return s.fsys.fail("utimens", s.conn, p, err)
-		}
-		s.mu.Lock()
-		s.info.mtime = mtime
-		info := s.info
-		s.mu.Unlock()
-		s.fsys.meta.putFound(metaKey(s.conn.name, p), info)
-	}
+	s.mu.Lock()
+	s.info, s.infoAt = next, s.fsys.now()
+	s.mu.Unlock()
 	return s.Getattr(ctx, fh, out)
 }
 
@@ -714,12 +706,12 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	return uint32(k), 0
 }
 
-// Setattr truncates through the staging file and keeps modification times in the object's
-// metadata. Mode and owner changes are accepted and ignored (SEMANTICS.md "Permissions").
+// Setattr truncates through the staging file and keeps mode, owner and times in the object's
+// metadata (SEMANTICS.md "Permissions and metadata").
 func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	size, hasSize := in.GetSize()
-	mtime, hasMtime := in.GetMTime()
-	if n.fsys.opts.ReadOnly && (hasSize || hasMtime) {
+	_, changed := n.fsys.applySetattr(n.currentInfo().posix, in, time.Time{})
+	if n.fsys.opts.ReadOnly && (hasSize || changed) {
 		return syscall.EROFS
 	}
 	p := n.getPath()
@@ -728,9 +720,9 @@ func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.S
 			return n.fsys.fail("truncate", n.conn, p, err)
 		}
 	}
-	if hasMtime {
-		if err := n.setMtime(ctx, mtime); err != nil {
-			return n.fsys.fail("utimens", n.conn, p, err)
+	if changed {
+		if err := n.setAttrs(ctx, in); err != nil {
+			return n.fsys.fail("setattr", n.conn, p, err)
 		}
 	}
 	n.fsys.fillAttr(n.StableAttr().Ino, n.currentInfo(), &out.Attr)
@@ -765,32 +757,39 @@ func (n *fileNode) setSize(ctx context.Context, size int64, pathOnly bool) error
 	return err
 }
 
-// setMtime records an explicit modification time: with the pending upload when there is one,
-// otherwise as a metadata update of the live generation.
-func (n *fileNode) setMtime(ctx context.Context, t time.Time) error {
+// setAttrs records mode, owner and time changes: with the pending upload when there is one,
+// otherwise as a metadata patch of the generation the mount knows (no data is rewritten; a
+// generation replaced behind the mount fails the patch with ESTALE).
+func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	n.mu.Lock()
-	if st := n.stage; st != nil && st.dirty {
-		st.mtime = t
+	cur, _ := n.localInfoLocked()
+	if n.stage == nil || !n.stage.filled {
+		cur = n.info
+	}
+	pa, _ := n.fsys.applySetattr(n.info.posix, in, cur.mtime)
+	if st := n.stage; (st != nil && st.dirty) || n.info.gen == 0 {
+		n.info.posix, n.info.ctime = pa, n.fsys.now()
+		if t, ok := in.GetMTime(); ok && st != nil {
+			st.mtime = t
+		}
 		n.mu.Unlock()
 		return nil
 	}
 	p, gen := n.path, n.info.gen
 	n.mu.Unlock()
-	if gen == 0 {
-		return nil
+	attrs, err := n.fsys.patchObject(ctx, n.conn, p, gen, n.fsys.patchFor(pa))
+	if errors.Is(err, store.ErrPrecondition) || errors.Is(err, store.ErrNotExist) {
+		return fmt.Errorf("%w: %w", errStale, err)
 	}
-	attrs, err := n.conn.bucket.UpdateMetadata(ctx, n.conn.objectName(p), gen, map[string]string{mdMtime: t.UTC().Format(time.RFC3339Nano)})
 	if err != nil {
-		return fmt.Errorf("set mtime of gs://%s/%s: %w", n.conn.bucket.Name(), n.conn.objectName(p), err)
+		return err
 	}
+	info := infoFromAttrs(attrs)
 	n.mu.Lock()
-	if n.info.gen == gen {
-		n.info.mtime = t
-		if attrs.Generation == gen {
-			n.infoAt = n.fsys.now()
-		}
+	if n.info.gen == gen && attrs.Generation == gen {
+		n.info, n.infoAt = info, n.fsys.now()
 	}
-	info := n.info
+	info = n.info
 	n.mu.Unlock()
 	n.fsys.meta.putFound(metaKey(n.conn.name, p), info)
 	return nil

@@ -20,6 +20,7 @@ import (
 
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/connspec"
+	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
 )
@@ -71,6 +72,11 @@ type Options struct {
 	// files and directories (0: 0644 and 0755).
 	UID, GID          uint32
 	FileMode, DirMode uint32
+	// NoPOSIXMetadata turns off POSIX attributes kept in object metadata (see package
+	// posixmd): every file then has UID, GID and FileMode or DirMode, chmod and chown are
+	// accepted and ignored, directory times are not stored and mknod makes regular files only.
+	// Modification times are kept either way.
+	NoPOSIXMetadata bool
 	// Upload tunes uploads (chunk size, compose threshold, part size, workers); Upload.Owner
 	// names this daemon's temporary parts (see CleanupTempParts).
 	Upload transfer.Options
@@ -127,6 +133,7 @@ type FS struct {
 	hiddenLogged map[string]struct{}        // names already reported as hidden (bounded)
 	incarnation  *lru.Cache[string, uint64] // StableAttr.Gen of a path after unlink/rename-away
 	staged       map[*staging]stageRef      // every staging file, with its owner, for SyncAll
+	dirTimes     map[*dirNode]struct{}      // directories whose new times are not stored yet (see dirNode.touched)
 
 	partSlots *semaphore.Weighted // bounds the parts of streamed uploads in flight (Upload.Workers)
 
@@ -212,6 +219,7 @@ func New(opts Options) (*FS, error) {
 		hiddenLogged: map[string]struct{}{},
 		incarnation:  inc,
 		staged:       map[*staging]stageRef{},
+		dirTimes:     map[*dirNode]struct{}{},
 		partSlots:    semaphore.NewWeighted(int64(uploadWorkers(opts.Upload))),
 		canSplice:    pipeFits(kernelTransfer),
 	}
@@ -462,7 +470,8 @@ func (f *FS) setTimeouts(out *fuse.EntryOut, at time.Time) {
 	out.SetAttrTimeout(left)
 }
 
-// fillAttr fills a FUSE attribute for ino from info.
+// fillAttr fills a FUSE attribute for ino from info: the attributes recorded in the object's
+// metadata where there are some (and POSIX metadata is on), the mount's defaults otherwise.
 func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 	out.Ino = ino
 	out.Uid, out.Gid = f.opts.UID, f.opts.GID
@@ -471,19 +480,44 @@ func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 	if mtime.IsZero() {
 		mtime = f.started
 	}
-	out.SetTimes(&mtime, &mtime, &mtime)
+	atime, ctime := mtime, mtime
+	pa := info.posix
+	if f.posixOn() {
+		if pa.HasUID {
+			out.Uid = pa.UID
+		}
+		if pa.HasGID {
+			out.Gid = pa.GID
+		}
+		if !pa.Atime.IsZero() {
+			atime = pa.Atime
+		}
+		if info.ctime.After(ctime) {
+			ctime = info.ctime
+		}
+	} else {
+		pa = posixmd.Attrs{}
+	}
+	perm := func(def uint32) uint32 {
+		if pa.HasMode {
+			return pa.Mode & 0o7777
+		}
+		return def
+	}
+	out.SetTimes(&atime, &mtime, &ctime)
+	out.Nlink = 1
 	switch info.kind {
 	case kindDir:
-		out.Mode = syscall.S_IFDIR | f.opts.DirMode
-		out.Nlink = 1 // unknown subdirectory count: 1 tells find(1) not to rely on it
-		out.Size = 4096
+		out.Mode = syscall.S_IFDIR | perm(f.opts.DirMode)
+		out.Size = 4096 // unknown subdirectory count: nlink 1 tells find(1) not to rely on it
 	case kindSymlink:
 		out.Mode = syscall.S_IFLNK | 0o777
-		out.Nlink = 1
 		out.Size = uint64(len(info.target))
+	case kindSpecial:
+		out.Mode = info.posix.Type() | perm(f.opts.FileMode)
+		out.Rdev = info.posix.Rdev
 	default:
-		out.Mode = syscall.S_IFREG | f.opts.FileMode
-		out.Nlink = 1
+		out.Mode = syscall.S_IFREG | perm(f.opts.FileMode)
 		out.Size = uint64(max(info.size, 0))
 		out.Blocks = (out.Size + 511) / 512
 	}

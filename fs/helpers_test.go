@@ -42,6 +42,7 @@ type envOptions struct {
 	cacheMax  int64
 	readAhead int
 	readOnly  bool
+	noPosix   bool // Options.NoPOSIXMetadata
 	handler   func(http.Handler) http.Handler
 	upload    transfer.Options
 	now       func() time.Time
@@ -116,14 +117,15 @@ func (e *testEnv) mount() {
 		up.Owner = "test-owner"
 	}
 	fsys, err := New(Options{
-		Connections: conns,
-		Cache:       c,
-		StagingDir:  e.staging,
-		TTL:         e.opts.ttl,
-		ReadOnly:    e.opts.readOnly,
-		Upload:      up,
-		Logger:      testLogger(t),
-		Now:         e.opts.now,
+		Connections:     conns,
+		Cache:           c,
+		StagingDir:      e.staging,
+		TTL:             e.opts.ttl,
+		ReadOnly:        e.opts.readOnly,
+		NoPOSIXMetadata: e.opts.noPosix,
+		Upload:          up,
+		Logger:          testLogger(t),
+		Now:             e.opts.now,
 	})
 	if err != nil {
 		c.Close()

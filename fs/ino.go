@@ -11,6 +11,7 @@ const (
 	kindFile kind = iota + 1
 	kindDir
 	kindSymlink
+	kindSpecial // a FIFO, socket or device node: an empty object whose metadata holds the type
 )
 
 func (k kind) String() string {
@@ -21,6 +22,8 @@ func (k kind) String() string {
 		return "dir"
 	case kindSymlink:
 		return "symlink"
+	case kindSpecial:
+		return "special"
 	}
 	return "unknown"
 }

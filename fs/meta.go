@@ -1,20 +1,22 @@
 package fs
 
 import (
-	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 )
 
 // Metadata keys plxfs writes into objects' user metadata.
 const (
-	// mdMtime holds a file's modification time (RFC 3339, nanoseconds) when it was set
-	// explicitly (utimens) or by an upload through the mount.
-	mdMtime = "plxfs-mtime"
+	// mdMtime holds a file's modification time (RFC 3339, nanoseconds). With POSIX metadata
+	// on, it is written beside Google's goog-reserved-file-mtime (whole seconds) for the
+	// nanoseconds; package posixmd reads and writes both, and rclone's "mtime".
+	mdMtime = posixmd.PlxfsMtimeKey
 	// mdSymlink marks an object as a symbolic link; its value is the link target (the object's
 	// content holds the target too, for other tools).
 	mdSymlink = "plxfs-symlink-target"
@@ -27,26 +29,45 @@ type objInfo struct {
 	gen    int64 // object generation; 0 for a directory without placeholder or a file never uploaded
 	mtime  time.Time
 	target string // symlink target
+	// posix are the attributes recorded in the object's metadata (mode, owner, times, special
+	// file type); ctime is the object's last change (data or metadata), GCS's update time.
+	posix posixmd.Attrs
+	ctime time.Time
 	// crc is GCS's CRC32C of the generation, when hasCRC: reads are checked against it.
 	crc    uint32
 	hasCRC bool
 }
 
-// infoFromAttrs converts an object's attributes. An object with the symlink key is a symlink.
+// infoFromAttrs converts an object's attributes. An object with the symlink key is a symlink;
+// one whose recorded mode has a special file type (FIFO, socket, device) is a special file.
 func infoFromAttrs(a store.Attrs) objInfo {
-	info := objInfo{kind: kindFile, size: a.Size, gen: a.Generation, mtime: a.Updated, crc: a.CRC32C, hasCRC: a.HasCRC32C}
-	if v, ok := a.Metadata[mdMtime]; ok {
-		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-			info.mtime = t
-		} else if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
-			info.mtime = time.Unix(0, ns)
-		}
+	info := objInfo{kind: kindFile, size: a.Size, gen: a.Generation, mtime: a.Updated, crc: a.CRC32C, hasCRC: a.HasCRC32C, ctime: a.Updated}
+	info.posix = posixmd.Parse(a.Metadata)
+	if !info.posix.Mtime.IsZero() {
+		info.mtime = info.posix.Mtime
+	}
+	if info.posix.Ctime.After(info.ctime) {
+		info.ctime = info.posix.Ctime
+	}
+	if info.posix.Type() != 0 {
+		info.kind, info.size = kindSpecial, 0
 	}
 	if target, ok := a.Metadata[mdSymlink]; ok {
 		info.kind = kindSymlink
 		info.target = target
 		info.size = int64(len(target))
 	}
+	return info
+}
+
+// dirInfo is what a directory's placeholder object (nil: none seen) says about it.
+func dirInfo(placeholder *store.Attrs) objInfo {
+	if placeholder == nil {
+		return objInfo{kind: kindDir}
+	}
+	info := infoFromAttrs(*placeholder)
+	info.kind, info.size, info.target = kindDir, 0, ""
+	info.posix.Mode &^= syscall.S_IFMT
 	return info
 }
 

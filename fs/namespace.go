@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/plxfs/plxfs/connspec"
+	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -43,6 +44,9 @@ func (d *dirNode) checkNewName(name string) error {
 	if name == tempDirName {
 		return fmt.Errorf("%s is reserved for temporary upload parts: %w", tempDirName, syscall.EPERM)
 	}
+	if len(name) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
 	if hideReason(name) != "" {
 		return syscall.EINVAL
 	}
@@ -56,6 +60,9 @@ func (d *dirNode) checkNewName(name string) error {
 	}
 	return nil
 }
+
+// maxNameLen is the longest file name (NAME_MAX), in bytes; statfs reports it.
+const maxNameLen = 255
 
 // newChildStable is the stable attribute of a new child at path p: if a node with the same
 // identity is still known (e.g. deleted behind the mount, or unlinked and still open), the
@@ -76,7 +83,8 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
 	}
 	now := d.fsys.now()
-	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{kind: kindFile, mtime: now}, infoAt: now}
+	pa := d.fsys.newAttrs(ctx, syscall.S_IFREG|mode, now)
+	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{kind: kindFile, mtime: now, ctime: now, posix: pa}, infoAt: now}
 	st, err := d.fsys.newStage(fn)
 	if err != nil {
 		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
@@ -87,28 +95,49 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	info := fn.currentInfo()
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
+	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, &fileHandle{n: fn, write: true}, 0, 0
 }
 
-// Mknod creates regular files only (as an empty object); devices, FIFOs and sockets are EPERM.
+// Mknod creates an empty object: a regular file, or (with POSIX metadata on) a FIFO, socket or
+// device node whose type, permissions and device number are in its metadata. Without POSIX
+// metadata, special files are EPERM.
 func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	p := childPath(d.getPath(), name)
-	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != 0 {
-		return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("only regular files can be stored: %w", syscall.EPERM))
+	typ := mode & syscall.S_IFMT
+	switch typ {
+	case 0, syscall.S_IFREG:
+		typ = syscall.S_IFREG
+	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
+		if !d.fsys.posixOn() {
+			return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("special files need POSIX metadata (mounted with --no-posix-metadata): %w", syscall.EPERM))
+		}
+	default:
+		return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("file type %o: %w", typ, syscall.EINVAL))
 	}
 	if err := d.checkNewName(name); err != nil {
 		return nil, d.fsys.fail("mknod", d.conn, p, err)
 	}
-	attrs, err := d.putObject(ctx, p, nil, nil)
+	pa := d.fsys.newAttrs(ctx, typ|mode&0o7777, d.fsys.now())
+	if typ == syscall.S_IFCHR || typ == syscall.S_IFBLK {
+		pa.Rdev = dev
+	}
+	attrs, err := d.putObject(ctx, p, nil, d.fsys.metadataFor(pa))
 	if err != nil {
 		return nil, d.fsys.fail("mknod", d.conn, p, err)
 	}
 	info := infoFromAttrs(attrs)
-	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
-	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
+	var emb fusefs.InodeEmbedder
+	if info.kind == kindSpecial {
+		emb = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
+	} else {
+		emb = &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
+	}
+	ch := d.NewInode(ctx, emb, d.newChildStable(name, p, info.kind, typ))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
+	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, 0
 }
@@ -138,15 +167,22 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if err := d.checkNewName(name); err != nil {
 		return nil, d.fsys.fail("mkdir", d.conn, p, err)
 	}
-	attrs, err := d.putObject(ctx, p+"/", nil, nil)
+	now := d.fsys.now()
+	pa := d.fsys.newAttrs(ctx, mode&0o7777, now)
+	var md map[string]string
+	if d.fsys.posixOn() {
+		md = pa.Metadata()
+	}
+	attrs, err := d.putObject(ctx, p+"/", nil, md)
 	if err != nil {
 		return nil, d.fsys.fail("mkdir", d.conn, p, err)
 	}
-	info := objInfo{kind: kindDir, mtime: attrs.Updated}
-	nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, mtime: attrs.Updated}
+	info := dirInfo(&attrs)
+	nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: now, timesStored: now}
 	ch := d.NewInode(ctx, nd, d.newChildStable(name, p, kindDir, syscall.S_IFDIR))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
+	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, 0
 }
@@ -157,7 +193,10 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	if err := d.checkNewName(name); err != nil {
 		return nil, d.fsys.fail("symlink", d.conn, p, err)
 	}
-	attrs, err := d.putObject(ctx, p, []byte(target), map[string]string{mdSymlink: target})
+	md := d.fsys.metadataFor(d.fsys.newAttrs(ctx, 0, d.fsys.now()))
+	delete(md, posixmd.ModeKey) // a symlink's mode is always 0777
+	md[mdSymlink] = target
+	attrs, err := d.putObject(ctx, p, []byte(target), md)
 	if err != nil {
 		return nil, d.fsys.fail("symlink", d.conn, p, err)
 	}
@@ -167,6 +206,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	ch := d.NewInode(ctx, sn, d.newChildStable(name, p, kindSymlink, syscall.S_IFLNK))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
+	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
 	return ch, 0
 }
@@ -193,6 +233,11 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 		case *fileNode:
 			return childState{info: n.currentInfo(), node: ch}, nil
 		case *symlinkNode:
+			n.mu.Lock()
+			info := n.info
+			n.mu.Unlock()
+			return childState{info: info, node: ch}, nil
+		case *specialNode:
 			n.mu.Lock()
 			info := n.info
 			n.mu.Unlock()
@@ -293,6 +338,7 @@ func (d *dirNode) removed(p string) {
 	d.fsys.meta.putMissing(key)
 	d.fsys.bumpGen(key)
 	d.noteChange(path.Base(p), nil)
+	d.touched()
 }
 
 // Rmdir deletes the placeholder of an empty directory; ENOTEMPTY if any object (even one
@@ -475,6 +521,9 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 	if from.info.kind == kindSymlink && info.kind != kindSymlink {
 		info.kind, info.target = kindSymlink, from.info.target
 	}
+	if from.info.kind == kindSpecial && info.kind != kindSpecial {
+		info.kind, info.posix = kindSpecial, from.info.posix // the copy's metadata was not returned
+	}
 	delErr := d.deleteObject(ctx, src, gen)
 
 	if fn != nil {
@@ -491,9 +540,14 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		}
 		fn.mu.Unlock()
 	} else if from.node != nil {
-		if sn, ok := from.node.Operations().(*symlinkNode); ok {
+		switch sn := from.node.Operations().(type) {
+		case *symlinkNode:
 			sn.mu.Lock()
 			sn.path, sn.info, sn.infoAt = dst, info, d.fsys.now()
+			sn.mu.Unlock()
+		case *specialNode:
+			sn.mu.Lock()
+			sn.path, sn.info = dst, info
 			sn.mu.Unlock()
 		}
 	}
@@ -506,6 +560,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 	d.removed(src)
 	d.fsys.meta.putFound(metaKey(d.conn.name, dst), info)
 	nd.noteChange(path.Base(dst), &info)
+	nd.touched()
 	if delErr != nil {
 		return fmt.Errorf("copied to %s but could not delete the source (both names exist now): %w", dst, delErr)
 	}
@@ -598,6 +653,7 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 		d.fsys.bumpGen(metaKey(d.conn.name, dst))
 	}
 	nd.noteChange(path.Base(dst), &objInfo{kind: kindDir})
+	nd.touched()
 	if delErr != nil {
 		return fmt.Errorf("rename directory %s to %s: copied, but some sources remain: %w", src, dst, delErr)
 	}
@@ -642,6 +698,13 @@ func setPathTree(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.
 		}
 		n.mu.Unlock()
 	case *symlinkNode:
+		n.mu.Lock()
+		n.path = p
+		if info, ok := moved[p]; ok {
+			n.info.gen = info.gen
+		}
+		n.mu.Unlock()
+	case *specialNode:
 		n.mu.Lock()
 		n.path = p
 		if info, ok := moved[p]; ok {

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/plxfs/plxfs/store"
 )
 
 // TestSemantics_MkdirRmdir: mkdir writes a "dir/" placeholder; rmdir of a non-empty directory
@@ -209,7 +212,7 @@ func TestSemantics_Truncate(t *testing.T) {
 }
 
 // TestSemantics_Mtime: utimens keeps the modification time in the object's metadata; it
-// survives a remount. chmod and chown are accepted and ignored.
+// survives a remount. chmod and chown patch the metadata without rewriting the object.
 func TestSemantics_Mtime(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.put(testBucket, "m", []byte("m"))
@@ -240,20 +243,30 @@ func TestSemantics_Mtime(t *testing.T) {
 	if o.Metadata[mdMtime] == "" {
 		t.Fatalf("no %s in the new object's metadata: %v", mdMtime, o.Metadata)
 	}
+	before, _ := e.emu.GetObject(testBucket, "m")
 	if err := os.Chmod(p, 0o600); err != nil {
 		t.Fatalf("chmod: %v", err)
 	}
 	if err := os.Chown(p, 1234, 5678); err != nil {
 		t.Fatalf("chown: %v", err)
 	}
+	o, _ = e.emu.GetObject(testBucket, "m")
+	if o.Generation != before.Generation {
+		t.Fatalf("chmod/chown rewrote the object: generation %d, was %d", o.Generation, before.Generation)
+	}
+	if o.Metadata["goog-reserved-posix-mode"] != "600" || o.Metadata["goog-reserved-posix-uid"] != "1234" || o.Metadata["goog-reserved-posix-gid"] != "5678" {
+		t.Fatalf("metadata after chmod 0600 and chown 1234:5678: %v", o.Metadata)
+	}
+	e.remount()
 	fi, _ = os.Stat(p)
-	if fi.Mode().Perm() != 0o644 {
-		t.Fatalf("mode %v after chmod, want the mount's 0644 (ignored)", fi.Mode())
+	if fi.Mode().Perm() != 0o600 || !fi.ModTime().Equal(when) {
+		t.Fatalf("after remount: mode %v mtime %v, want 0600 and %v", fi.Mode(), fi.ModTime(), when)
 	}
 }
 
 // TestSemantics_Symlink: a symlink is a small object whose metadata holds the target;
-// readlink works across remounts; hard links are EPERM; mknod of a FIFO is EPERM.
+// readlink works across remounts; hard links are EPERM; a FIFO is an empty object whose
+// metadata holds its type.
 func TestSemantics_Symlink(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	mustWrite(t, e.path("c", "target"), []byte("T"))
@@ -274,7 +287,12 @@ func TestSemantics_Symlink(t *testing.T) {
 		t.Fatalf("lstat: %v %v", fi, err)
 	}
 	assertErrno(t, os.Link(e.path("c", "target"), e.path("c", "hard")), syscall.EPERM)
-	assertErrno(t, syscall.Mkfifo(e.path("c", "fifo"), 0o644), syscall.EPERM)
+	if err := syscall.Mkfifo(e.path("c", "fifo"), 0o644); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	if o, err := e.emu.GetObject(testBucket, "fifo"); err != nil || len(o.Content) != 0 || o.Metadata["plxfs-mode"] != "10644" {
+		t.Fatalf("fifo object: %+v %v", o, err)
+	}
 	if err := os.Remove(e.path("c", "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -303,4 +321,45 @@ func TestSemantics_NamesPlxfsRefuses(t *testing.T) {
 	// GCS names are UTF-8 without CR/LF: such a file could never be uploaded.
 	assertErrno(t, os.WriteFile(e.path("c", "bad\nname"), nil, 0o644), syscall.EINVAL)
 	assertErrno(t, os.WriteFile(e.path("c", "bad\xffname"), nil, 0o644), syscall.EINVAL)
+}
+
+// TestSemantics_NoPOSIXMetadata: with --no-posix-metadata every file has the mount's owner and
+// mode whatever its metadata says, chmod and chown are accepted and ignored (nothing is
+// written), special files are EPERM, and modification times are still kept.
+func TestSemantics_NoPOSIXMetadata(t *testing.T) {
+	e := newEnv(t, envOptions{noPosix: true})
+	p := e.path("c", "f")
+	mustWrite(t, p, []byte("f"))
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatalf("chmod: %v", err)
+	}
+	if err := os.Chown(p, 1234, 5678); err != nil {
+		t.Fatalf("chown: %v", err)
+	}
+	when := time.Date(2021, 3, 4, 5, 6, 7, 800, time.UTC)
+	if err := os.Chtimes(p, when, when); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := e.emu.GetObject(testBucket, "f")
+	if _, ok := o.Metadata["goog-reserved-posix-mode"]; ok {
+		t.Fatalf("mode written with POSIX metadata off: %v", o.Metadata)
+	}
+	assertErrno(t, syscall.Mkfifo(e.path("c", "fifo"), 0o644), syscall.EPERM)
+	// An object written by gsutil cp -P shows the mount's defaults, and its mtime.
+	if _, err := e.client.Bucket(testBucket).Copy(context.Background(), "f", 0, "g", store.WriteOptions{
+		Metadata: map[string]string{"goog-reserved-posix-mode": "600", "goog-reserved-posix-uid": "1234", "goog-reserved-file-mtime": "1000000000"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.remount()
+	for name, mtime := range map[string]time.Time{"f": when, "g": time.Unix(1000000000, 0)} {
+		fi, err := os.Stat(e.path("c", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != 0o644 || st.Uid != 0 || !fi.ModTime().Equal(mtime) {
+			t.Fatalf("%s: mode %v uid %d mtime %v, want 0644, 0 and %v", name, fi.Mode(), st.Uid, fi.ModTime(), mtime)
+		}
+	}
 }

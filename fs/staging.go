@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
 )
@@ -40,9 +41,10 @@ type staging struct {
 
 // stageRef is where a staging file belongs: its node, or (orphaned) its connection and path.
 type stageRef struct {
-	node *fileNode // nil while orphaned
-	conn *conn
-	path string
+	node  *fileNode // nil while orphaned
+	conn  *conn
+	path  string
+	posix posixmd.Attrs // an orphan's attributes, for its upload
 }
 
 // newStage creates an empty staging file and registers it (see SyncAll).
@@ -75,9 +77,9 @@ func (f *FS) dropStage(st *staging) {
 }
 
 // adoptOrphan keeps the dirty staging file of a node the kernel forgot.
-func (f *FS) adoptOrphan(c *conn, p string, st *staging) {
+func (f *FS) adoptOrphan(c *conn, p string, st *staging, pa posixmd.Attrs) {
 	f.mu.Lock()
-	f.staged[st] = stageRef{conn: c, path: p}
+	f.staged[st] = stageRef{conn: c, path: p, posix: pa}
 	f.mu.Unlock()
 	f.log.Warn("file with changes that failed to upload is no longer open; its data is kept until the next successful flush or unmount",
 		"connection", c.name, "path", p)
@@ -283,7 +285,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 		n.mu.Unlock()
 		return nil
 	}
-	p, size, baseGen, mtime, version := n.path, st.size, st.baseGen, st.mtime, st.version
+	p, size, baseGen, mtime, version, pa := n.path, st.size, st.baseGen, st.mtime, st.version, n.info.posix
 	if mtime.IsZero() {
 		// The file's time is its last local change, not the upload's: what stat showed
 		// before the upload stays true after it.
@@ -298,7 +300,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 	streamed := ps != nil && ps.Started()
 	if streamed {
 		n.fsys.opts.Observer.UploadStarted()
-		attrs, err = ps.Commit(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime))
+		attrs, err = ps.Commit(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime, pa))
 		n.fsys.opts.Observer.UploadFinished(size, err)
 		if err != nil {
 			n.fsys.log.Warn("upload of parts written so far failed; uploading the whole file again", "connection", n.conn.name, "path", p, "err", err)
@@ -307,7 +309,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 		ps.Abort()
 	}
 	if !streamed || err != nil {
-		attrs, err = n.fsys.upload(ctx, n.conn, p, st.f, size, baseGen, mtime)
+		attrs, err = n.fsys.upload(ctx, n.conn, p, st.f, size, baseGen, mtime, pa)
 	}
 	if err != nil {
 		return err
@@ -344,8 +346,8 @@ func (n *fileNode) sync(ctx context.Context) error {
 // upload sends size bytes of src as the object at path p of c, replacing generation ifGen (0:
 // the object must not exist). It is not cancelled by the caller's interrupts: a close cannot
 // be retried by the application, so an upload once started runs to its end.
-func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, size, ifGen int64, mtime time.Time) (store.Attrs, error) {
-	wo := f.writeOptions(p, ifGen, mtime)
+func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, size, ifGen int64, mtime time.Time, pa posixmd.Attrs) (store.Attrs, error) {
+	wo := f.writeOptions(p, ifGen, mtime, pa)
 	ctx = context.WithoutCancel(ctx)
 	start := f.now()
 	f.opts.Observer.UploadStarted()
@@ -358,11 +360,14 @@ func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, siz
 	return attrs, nil
 }
 
-// writeOptions are the options of a new generation of the file at p.
-func (f *FS) writeOptions(p string, ifGen int64, mtime time.Time) store.WriteOptions {
+// writeOptions are the options of a new generation of the file at p: its modification time and
+// the attributes pa (mode, owner, atime) carried over from the generation it replaces, or given
+// at its creation.
+func (f *FS) writeOptions(p string, ifGen int64, mtime time.Time, pa posixmd.Attrs) store.WriteOptions {
 	wo := store.WriteOptions{IfGen: ifGen, ContentType: contentType(p)}
-	if !mtime.IsZero() {
-		wo.Metadata = map[string]string{mdMtime: mtime.UTC().Format(time.RFC3339Nano)}
+	pa.Mtime = mtime
+	if md := f.metadataFor(pa); len(md) > 0 {
+		wo.Metadata = md
 	}
 	return wo
 }
@@ -379,6 +384,7 @@ func contentType(p string) string {
 // unmount. It returns the failures, joined; the data of failed files is lost when the process
 // exits, and each is logged.
 func (f *FS) SyncAll(ctx context.Context) error {
+	f.flushDirTimes(ctx)
 	f.mu.Lock()
 	refs := make([]stageRef, 0, len(f.staged))
 	stages := make([]*staging, 0, len(f.staged))
@@ -405,7 +411,7 @@ func (f *FS) SyncAll(ctx context.Context) error {
 		}
 		f.mu.Unlock()
 		if dirty {
-			if _, err := f.upload(ctx, ref.conn, ref.path, st.f, size, gen, mtime); err != nil {
+			if _, err := f.upload(ctx, ref.conn, ref.path, st.f, size, gen, mtime, ref.posix); err != nil {
 				f.log.Error("unmount: upload failed; this file's changes are lost", "connection", ref.conn.name, "path", ref.path, "err", err)
 				errs = append(errs, err)
 			} else {

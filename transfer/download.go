@@ -14,20 +14,20 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/plxfs/plxfs/internal/crc32c"
+	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 )
 
 // MtimeKey is the user-metadata key holding a file's modification time in Unix seconds, as
 // gsutil and gcloud storage write it. Uploads set it; downloads restore it (falling back to
 // the object's Updated time).
-const MtimeKey = "goog-reserved-file-mtime"
+const MtimeKey = posixmd.MtimeKey
 
 // errRangeIgnored means a ranged read returned more bytes than asked: the server ignored the
 // range (as GCS does for objects it transcodes), so ranged parts cannot be used.
@@ -114,6 +114,9 @@ func downloadTo(ctx context.Context, b store.Bucket, a store.Attrs, root *os.Roo
 			return fmt.Errorf("download %q: set mtime: %w", a.Name, err)
 		}
 	}
+	if err = setPOSIX(root, tmp, posixmd.Parse(a.Metadata)); err != nil {
+		return fmt.Errorf("download %q: %w", a.Name, err)
+	}
 	if err = root.Rename(tmp, rel); err != nil {
 		return fmt.Errorf("download %q: %w", a.Name, err)
 	}
@@ -136,14 +139,42 @@ func tempName(rel string) string {
 	return dir + "." + base + ".plxfs-" + hex.EncodeToString(r[:]) + ".tmp"
 }
 
-// mtimeOf is the modification time to give a downloaded file.
+// mtimeOf is the modification time to give a downloaded file: the one recorded in its metadata
+// (gsutil's, plxfs's or rclone's key, see posixmd), else the object's update time.
 func mtimeOf(a store.Attrs) time.Time {
-	if s, ok := a.Metadata[MtimeKey]; ok {
-		if sec, err := strconv.ParseInt(s, 10, 64); err == nil && sec > 0 {
-			return time.Unix(sec, 0)
-		}
+	if mt := posixmd.Parse(a.Metadata).Mtime; !mt.IsZero() {
+		return mt
 	}
 	return a.Updated
+}
+
+// setPOSIX gives a downloaded file the permission bits and, when running as root, the owner
+// recorded with its object (as gsutil cp -P does: only root can give a file away).
+func setPOSIX(root *os.Root, rel string, pa posixmd.Attrs) error {
+	if pa.HasMode && pa.Type() == 0 {
+		mode := os.FileMode(pa.Mode & 0o777)
+		for bit, fm := range map[uint32]os.FileMode{0o4000: os.ModeSetuid, 0o2000: os.ModeSetgid, 0o1000: os.ModeSticky} {
+			if pa.Mode&bit != 0 {
+				mode |= fm
+			}
+		}
+		if err := root.Chmod(rel, mode); err != nil {
+			return fmt.Errorf("set mode: %w", err)
+		}
+	}
+	if (pa.HasUID || pa.HasGID) && os.Geteuid() == 0 {
+		uid, gid := -1, -1
+		if pa.HasUID {
+			uid = int(pa.UID)
+		}
+		if pa.HasGID {
+			gid = int(pa.GID)
+		}
+		if err := root.Lchown(rel, uid, gid); err != nil {
+			return fmt.Errorf("set owner: %w", err)
+		}
+	}
+	return nil
 }
 
 // errChecksum marks a verification failure of downloaded bytes.

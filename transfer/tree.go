@@ -13,14 +13,15 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/plxfs/plxfs/connspec"
+	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -539,7 +540,7 @@ func uploadOne(ctx context.Context, b store.Bucket, local, name string, opts Opt
 	ev.Size = st.Size()
 	wo := store.WriteOptions{
 		ContentType: mime.TypeByExtension(path.Ext(name)),
-		Metadata:    map[string]string{MtimeKey: strconv.FormatInt(st.ModTime().Unix(), 10)},
+		Metadata:    localAttrs(st).Metadata(),
 	}
 	// decide applies the policy to an existing object: proceed (with wo.IfGen set), or ev is final.
 	decide := func(a store.Attrs) bool {
@@ -633,4 +634,20 @@ func RemoveTree(ctx context.Context, b store.Bucket, dir string, opts Options) (
 		return ev
 	})
 	return t.summary(), ctx.Err()
+}
+
+// localAttrs are the POSIX attributes of a local file to record with its object (the keys of
+// gsutil cp -P: mode, owner, times).
+func localAttrs(st fs.FileInfo) posixmd.Attrs {
+	pa := posixmd.Attrs{Mtime: st.ModTime(), Mode: uint32(st.Mode().Perm()), HasMode: true}
+	for fm, bit := range map[os.FileMode]uint32{os.ModeSetuid: 0o4000, os.ModeSetgid: 0o2000, os.ModeSticky: 0o1000} {
+		if st.Mode()&fm != 0 {
+			pa.Mode |= bit
+		}
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		pa.UID, pa.HasUID, pa.GID, pa.HasGID = sys.Uid, true, sys.Gid, true
+		pa.Atime = time.Unix(sys.Atim.Unix())
+	}
+	return pa
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -359,5 +360,56 @@ func TestUploadTreeSince(t *testing.T) {
 	}
 	if got := e.names(t, ""); !slices.Equal(got, []string{"new"}) {
 		t.Fatalf("uploaded %q", got)
+	}
+}
+
+// TestTreeKeepsPOSIXAttrs: upload records each file's mode, owner and mtime in the keys of
+// gsutil cp -P (mtime and mode in gsutil's formats), and download gives them back.
+func TestTreeKeepsPOSIXAttrs(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := context.Background()
+	src := t.TempDir()
+	when := time.Date(2019, 1, 2, 3, 4, 5, 600, time.UTC)
+	files := map[string]os.FileMode{"ro.txt": 0o444, "x/run.sh": 0o750, "secret": 0o600}
+	for rel, mode := range files {
+		p := filepath.Join(src, filepath.FromSlash(rel))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(rel), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, 1234, 5678); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err := UploadTree(ctx, e.b, src, "up", Options{}); err != nil || s.Failed != 0 {
+		t.Fatalf("upload: %+v %v", s, err)
+	}
+	a, err := e.b.Stat(ctx, "up/x/run.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := a.Metadata; md["goog-reserved-posix-mode"] != "750" || md["goog-reserved-file-mtime"] != "1546398245" ||
+		md["goog-reserved-posix-uid"] != "1234" || md["goog-reserved-posix-gid"] != "5678" {
+		t.Fatalf("metadata of an uploaded file: %v", md)
+	}
+	dst := t.TempDir()
+	if s, err := DownloadTree(ctx, e.b, "up", dst, Options{}); err != nil || s.Failed != 0 {
+		t.Fatalf("download: %+v %v", s, err)
+	}
+	for rel, mode := range files {
+		fi, err := os.Stat(filepath.Join(dst, filepath.FromSlash(rel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != mode || !fi.ModTime().Equal(when) || st.Uid != 1234 || st.Gid != 5678 {
+			t.Errorf("%s: mode %v mtime %v owner %d:%d, want %v %v 1234:5678", rel, fi.Mode(), fi.ModTime(), st.Uid, st.Gid, mode, when)
+		}
 	}
 }

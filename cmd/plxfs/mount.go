@@ -65,10 +65,11 @@ func mountCommand() *cli.Command {
 			&cli.IntFlag{Name: "stat-cache-entries", Value: fs.DefaultStatCacheEntries, Usage: "bound on cached lookups (positive); negative lookups are bounded separately"},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse every change with EROFS"},
 			&cli.BoolFlag{Name: "passthrough", Value: true, Usage: "with --read-only, let the kernel read files whose objects are wholly cached straight from the cache (FUSE passthrough: Linux 6.9 or later, as root); --passthrough=false keeps every read in plxfs"},
-			&cli.StringFlag{Name: "uid", Usage: "owner `UID` of every file (default: the mounting user)"},
-			&cli.StringFlag{Name: "gid", Usage: "group `GID` of every file (default: the mounting user's group)"},
-			&cli.StringFlag{Name: "file-mode", Value: "0644", Usage: "permission bits of files (octal)"},
-			&cli.StringFlag{Name: "dir-mode", Value: "0755", Usage: "permission bits of directories (octal)"},
+			&cli.StringFlag{Name: "uid", Usage: "owner `UID` of files whose objects record none (default: the mounting user)"},
+			&cli.StringFlag{Name: "gid", Usage: "group `GID` of files whose objects record none (default: the mounting user's group)"},
+			&cli.StringFlag{Name: "file-mode", Value: "0644", Usage: "permission bits of files whose objects record none (octal)"},
+			&cli.StringFlag{Name: "dir-mode", Value: "0755", Usage: "permission bits of directories whose placeholders record none (octal)"},
+			&cli.BoolFlag{Name: "no-posix-metadata", Usage: "ignore the mode, owner and special-file type kept in object metadata (gsutil cp -P keys): every file gets --uid, --gid and --file-mode or --dir-mode, chmod and chown are accepted and ignored, mknod of FIFOs and devices is EPERM; modification times are kept either way"},
 			&cli.BoolFlag{Name: "nonempty", Usage: "mount over a directory that has files (they are hidden while mounted, as with fusermount -o nonempty); without it such a mountpoint is refused"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf when not root)"},
 			&cli.StringFlag{Name: "upload-chunk-size", Value: "8MiB", Usage: "resumable-upload chunk `SIZE` (memory per upload in flight)"},
@@ -220,6 +221,7 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		}
 	}
 	mc.fs.UID, mc.fs.GID = uid, gid
+	mc.fs.NoPOSIXMetadata = c.Bool("no-posix-metadata")
 	if mc.fs.FileMode, err = parseMode("--file-mode", c.String("file-mode")); err != nil {
 		return mc, err
 	}

@@ -28,7 +28,7 @@ func parseMountArgs(t *testing.T, args ...string) (mountConfig, error) {
 func TestParseMountFlags(t *testing.T) {
 	mc, err := parseMountArgs(t, "--cache-dir", "/var/cache/x", "--cache-size", "2GiB", "--chunk-size", "4MiB",
 		"--ttl", "5s", "--uid", "1000", "--gid", "100", "--file-mode", "0600", "--dir-mode", "700",
-		"--read-only", "--allow-other", "--readahead", "0", "/mnt/plx")
+		"--read-only", "--allow-other", "--readahead", "0", "--no-posix-metadata", "/mnt/plx")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestParseMountFlags(t *testing.T) {
 	if mc.cache.MaxBytes != 2<<30 || mc.cache.ChunkSize != 4<<20 || mc.cache.Readahead != -1 {
 		t.Errorf("cache options: %+v", mc.cache)
 	}
-	if mc.fs.TTL != 5*time.Second || mc.fs.UID != 1000 || mc.fs.GID != 100 || mc.fs.FileMode != 0o600 || mc.fs.DirMode != 0o700 || !mc.fs.ReadOnly {
+	if mc.fs.TTL != 5*time.Second || mc.fs.UID != 1000 || mc.fs.GID != 100 || mc.fs.FileMode != 0o600 || mc.fs.DirMode != 0o700 || !mc.fs.ReadOnly || !mc.fs.NoPOSIXMetadata {
 		t.Errorf("fs options: %+v", mc.fs)
 	}
 	if !mc.mount.AllowOther {
@@ -52,7 +52,7 @@ func TestParseMountFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mc.fs.TTL >= 0 || mc.cache.Readahead <= 0 || mc.fs.FileMode != 0o644 || mc.fs.DirMode != 0o755 {
+	if mc.fs.TTL >= 0 || mc.cache.Readahead <= 0 || mc.fs.FileMode != 0o644 || mc.fs.DirMode != 0o755 || mc.fs.NoPOSIXMetadata {
 		t.Errorf("defaults / --ttl 0: %+v %+v", mc.fs, mc.cache)
 	}
 }

@@ -1,0 +1,333 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/plxfs/plxfs/internal/posixmd"
+	"github.com/plxfs/plxfs/store"
+)
+
+// POSIX attributes kept with the objects (SEMANTICS.md "Permissions and metadata"): mode,
+// owner and times live in each object's user metadata (package posixmd), a directory's in its
+// placeholder object. chmod, chown and utimensat patch the metadata of the generation the
+// mount knows (a generation precondition: the emulator's metadata-patch responses carry no
+// metageneration to chain on), never rewriting the data. The kernel checks permissions against
+// them (default_permissions).
+
+// posixOn reports whether POSIX attributes are kept in object metadata.
+func (f *FS) posixOn() bool { return !f.opts.NoPOSIXMetadata }
+
+// newAttrs are the attributes to record for a new file of st_mode mode created by the caller of
+// ctx at time now. The owner is recorded only when it is not the mount's (--uid, --gid): an
+// object without owner keys belongs to whoever mounts with --uid, as it always did.
+func (f *FS) newAttrs(ctx context.Context, mode uint32, now time.Time) posixmd.Attrs {
+	pa := posixmd.Attrs{Mtime: now}
+	if !f.posixOn() {
+		return pa
+	}
+	pa.Mode, pa.HasMode = mode&(syscall.S_IFMT|0o7777), true
+	if pa.Type() == 0 {
+		pa.Mode &= 0o7777
+	}
+	if caller, ok := fuse.FromContext(ctx); ok {
+		if caller.Uid != f.opts.UID {
+			pa.UID, pa.HasUID = caller.Uid, true
+		}
+		if caller.Gid != f.opts.GID {
+			pa.GID, pa.HasGID = caller.Gid, true
+		}
+	}
+	return pa
+}
+
+// applySetattr returns pa with the changes of a SETATTR applied, and whether there are any. A
+// file's modification time is always recorded (mtime, the time shown before the change), so
+// that the object's update time, which a metadata patch moves, never becomes its mtime. With
+// POSIX metadata off, only the modification time is kept.
+func (f *FS) applySetattr(pa posixmd.Attrs, in *fuse.SetAttrIn, mtime time.Time) (posixmd.Attrs, bool) {
+	changed := false
+	if t, ok := in.GetMTime(); ok {
+		mtime, changed = t, true
+	}
+	if f.posixOn() {
+		if m, ok := in.GetMode(); ok {
+			pa.Mode, pa.HasMode, changed = pa.Type()|m&0o7777, true, true
+		}
+		if u, ok := in.GetUID(); ok {
+			pa.UID, pa.HasUID, changed = u, true, true
+		}
+		if g, ok := in.GetGID(); ok {
+			pa.GID, pa.HasGID, changed = g, true, true
+		}
+		if t, ok := in.GetATime(); ok {
+			pa.Atime, changed = t, true
+		}
+	}
+	pa.Mtime = mtime
+	if changed {
+		pa.Ctime = f.now()
+	}
+	return pa, changed
+}
+
+// patchFor is the metadata patch recording pa: every POSIX key with metadata on, only
+// plxfs-mtime with it off (as before POSIX metadata).
+func (f *FS) patchFor(pa posixmd.Attrs) map[string]string {
+	if f.posixOn() {
+		return pa.Patch()
+	}
+	if pa.Mtime.IsZero() {
+		return nil
+	}
+	return map[string]string{mdMtime: pa.Mtime.UTC().Format(time.RFC3339Nano)}
+}
+
+// metadataFor is the metadata of a new object recording pa.
+func (f *FS) metadataFor(pa posixmd.Attrs) map[string]string {
+	if f.posixOn() {
+		return pa.Metadata()
+	}
+	return f.patchFor(pa)
+}
+
+// patchObject merges md into generation gen of the object at path p (a file, symlink or
+// special file) and returns its new attributes.
+func (f *FS) patchObject(ctx context.Context, c *conn, p string, gen int64, md map[string]string) (store.Attrs, error) {
+	full := c.objectName(p)
+	attrs, err := c.bucket.UpdateMetadata(ctx, full, gen, md)
+	if err != nil {
+		return store.Attrs{}, fmt.Errorf("update metadata of gs://%s/%s gen %d: %w", c.bucket.Name(), full, gen, err)
+	}
+	return attrs, nil
+}
+
+// setattrObject is Setattr of a symlink or special file: a metadata patch of its object.
+func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo, in *fuse.SetAttrIn) (objInfo, error) {
+	pa, changed := f.applySetattr(info.posix, in, info.mtime)
+	if !changed {
+		return info, nil
+	}
+	if f.readOnly() {
+		return info, syscall.EROFS
+	}
+	attrs, err := f.patchObject(ctx, c, p, info.gen, f.patchFor(pa))
+	if err != nil {
+		return info, err
+	}
+	next := infoFromAttrs(attrs)
+	next.kind, next.target = info.kind, info.target
+	if next.kind == kindSymlink {
+		next.size = int64(len(info.target))
+	}
+	f.meta.putFound(metaKey(c.name, p), next)
+	return next, nil
+}
+
+// Directory attributes.
+
+// Setattr records a directory's mode, owner and times in its placeholder object, writing one
+// for a directory that has none (an implicit directory). The root of a connection on a whole
+// bucket has no placeholder: its attributes change for this mount's lifetime only.
+func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if d.fsys.readOnly() {
+		return syscall.EROFS
+	}
+	if !d.fsys.posixOn() {
+		return d.Getattr(ctx, fh, out) // accepted and ignored, as before POSIX metadata
+	}
+	d.mu.Lock()
+	pa, changed := d.fsys.applySetattr(d.info.posix, in, d.info.mtime)
+	p := d.path
+	d.mu.Unlock()
+	if !changed {
+		return d.Getattr(ctx, fh, out)
+	}
+	info := objInfo{kind: kindDir, posix: pa, mtime: pa.Mtime, ctime: d.fsys.now()}
+	if placeholder := d.conn.dirPrefix(p); placeholder != "" {
+		attrs, err := d.conn.bucket.UpdateMetadata(ctx, placeholder, 0, pa.Patch())
+		if errors.Is(err, store.ErrNotExist) {
+			var created store.Attrs
+			created, err = d.putObject(ctx, p+"/", nil, pa.Metadata())
+			if errors.Is(err, syscall.EEXIST) { // made meanwhile: patch it
+				created, err = d.conn.bucket.UpdateMetadata(ctx, placeholder, 0, pa.Patch())
+			}
+			attrs = created
+		}
+		if err != nil {
+			return d.fsys.fail("setattr", d.conn, p, err)
+		}
+		info = dirInfo(&attrs)
+	}
+	d.mu.Lock()
+	d.info, d.infoAt = info, d.fsys.now()
+	d.timesPending = false // the patch carried the times
+	d.mu.Unlock()
+	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	return d.Getattr(ctx, fh, out)
+}
+
+// applyInfo records what the bucket says about the directory (info from its placeholder, or
+// an implicit directory's empty info), learnt at time at. Times changed by this mount and not
+// stored yet are kept.
+func (d *dirNode) applyInfo(info objInfo, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if at.Before(d.infoAt) {
+		return
+	}
+	if d.timesPending {
+		info.mtime, info.ctime = d.info.mtime, d.info.ctime
+		info.posix.Mtime = d.info.posix.Mtime
+	}
+	if info.gen == 0 && info.mtime.IsZero() {
+		info.mtime, info.ctime = d.info.mtime, d.info.ctime // an implicit directory: keep what this mount saw
+	}
+	d.info, d.infoAt = info, at
+}
+
+// dirTimesOn reports whether directory times are stored for the directory at path p.
+func (d *dirNode) dirTimesOn(p string) bool {
+	return d.fsys.posixOn() && !d.fsys.readOnly() && d.conn.dirPrefix(p) != ""
+}
+
+// touched records that an entry of the directory was created, removed or renamed now: its
+// mtime and ctime move on at once for this mount, and reach the placeholder object at most
+// once per TTL (the last change of a burst at the end of the TTL, or at unmount: SyncAll).
+func (d *dirNode) touched() {
+	now := d.fsys.now()
+	d.mu.Lock()
+	d.info.mtime, d.info.ctime, d.info.posix.Mtime = now, now, now
+	p, pending := d.path, d.timesPending
+	if !d.dirTimesOn(p) || pending {
+		d.mu.Unlock()
+		return
+	}
+	d.timesPending = true
+	delay := max(d.timesStored.Add(d.fsys.ttl()).Sub(now), 0)
+	d.mu.Unlock()
+	d.fsys.mu.Lock()
+	d.fsys.dirTimes[d] = struct{}{}
+	d.fsys.mu.Unlock()
+	time.AfterFunc(delay, func() { d.storeTimes(context.Background()) })
+}
+
+// dirTimesTimeout bounds one store of a directory's times.
+const dirTimesTimeout = 30 * time.Second
+
+// storeTimes writes the directory's pending times into its placeholder object. A directory
+// without one (an implicit directory, or one removed meanwhile) keeps them in memory only.
+func (d *dirNode) storeTimes(ctx context.Context) {
+	d.mu.Lock()
+	if !d.timesPending {
+		d.mu.Unlock()
+		return
+	}
+	d.timesPending = false
+	d.timesStored = d.fsys.now()
+	p, pa := d.path, d.info.posix
+	d.mu.Unlock()
+	d.fsys.mu.Lock()
+	delete(d.fsys.dirTimes, d)
+	d.fsys.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, dirTimesTimeout)
+	defer cancel()
+	md := map[string]string{posixmd.MtimeKey: fmt.Sprint(pa.Mtime.Unix()), posixmd.PlxfsMtimeKey: pa.Mtime.UTC().Format(time.RFC3339Nano)}
+	_, err := d.conn.bucket.UpdateMetadata(ctx, d.conn.dirPrefix(p), 0, md)
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		d.fsys.log.Warn("directory times not stored", "connection", d.conn.name, "path", p, "err", err)
+	}
+}
+
+// flushDirTimes stores every directory's pending times now (SyncAll, at unmount).
+func (f *FS) flushDirTimes(ctx context.Context) {
+	f.mu.Lock()
+	dirs := make([]*dirNode, 0, len(f.dirTimes))
+	for d := range f.dirTimes {
+		dirs = append(dirs, d)
+	}
+	f.mu.Unlock()
+	for _, d := range dirs {
+		d.storeTimes(ctx)
+	}
+}
+
+// ensureInfo fetches the placeholder of a directory known only from a listing (whose common
+// prefixes carry no metadata), at most once per TTL, so that its recorded mode and owner are
+// shown.
+func (d *dirNode) ensureInfo(ctx context.Context) {
+	d.mu.Lock()
+	p, fresh := d.path, d.fsys.fresh(d.infoAt)
+	d.mu.Unlock()
+	if fresh || !d.fsys.posixOn() || d.conn.dirPrefix(p) == "" {
+		return
+	}
+	start := d.fsys.now()
+	attrs, err := d.conn.bucket.Stat(ctx, d.conn.dirPrefix(p))
+	switch {
+	case err == nil:
+		d.applyInfo(dirInfo(&attrs), start)
+	case errors.Is(err, store.ErrNotExist):
+		d.applyInfo(dirInfo(nil), start)
+	default:
+		d.fsys.log.Debug("directory attributes not fetched; showing defaults", "connection", d.conn.name, "path", p, "err", err)
+	}
+}
+
+// Special files.
+
+// specialNode is a FIFO, socket or device node: an empty object whose metadata holds the file
+// type, permissions and device number. The kernel serves opens of it (a FIFO is a pipe within
+// this mount); plxfs only keeps its attributes.
+type specialNode struct {
+	fusefs.Inode
+	fsys *FS
+	conn *conn
+
+	// mu guards the fields below.
+	mu   sync.Mutex
+	path string
+	info objInfo
+}
+
+var (
+	_ = (fusefs.NodeGetattrer)((*specialNode)(nil))
+	_ = (fusefs.NodeSetattrer)((*specialNode)(nil))
+)
+
+func (s *specialNode) refresh(info objInfo) {
+	s.mu.Lock()
+	s.info = info
+	s.mu.Unlock()
+}
+
+func (s *specialNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	s.mu.Lock()
+	info := s.info
+	s.mu.Unlock()
+	s.fsys.fillAttr(s.StableAttr().Ino, info, &out.Attr)
+	return 0
+}
+
+// Setattr patches the object's metadata (mode, owner, times); a special file has no size.
+func (s *specialNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	s.mu.Lock()
+	p, info := s.path, s.info
+	s.mu.Unlock()
+	next, err := s.fsys.setattrObject(ctx, s.conn, p, info, in)
+	if err != nil {
+		return s.fsys.fail("setattr", s.conn, p, err)
+	}
+	s.mu.Lock()
+	s.info = next
+	s.mu.Unlock()
+	return s.Getattr(ctx, fh, out)
+}
