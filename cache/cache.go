@@ -90,6 +90,9 @@ type Options struct {
 	blockSize    int64
 	// beforeWrite, when set, runs before each write-behind of a chunk (tests: a slow disk).
 	beforeWrite func()
+	// syncCheck is the object size up to which OpenWhole checks unchecked units before it
+	// answers (0: syncCheckBytes); tests lower it to reach the background check.
+	syncCheck int64
 }
 
 // randomPolicy is how a non-sequential read of a chunk that is neither cached nor being fetched
@@ -242,6 +245,9 @@ func Open(opts Options) (*Cache, error) {
 	}
 	if opts.blockSize == 0 {
 		opts.blockSize = defaultBlockSize
+	}
+	if opts.syncCheck == 0 {
+		opts.syncCheck = syncCheckBytes
 	}
 	if opts.MaxBytes < 0 || opts.ChunkSize < 0 {
 		return nil, fmt.Errorf("cache: MaxBytes (%d) and ChunkSize (%d) must be positive", opts.MaxBytes, opts.ChunkSize)

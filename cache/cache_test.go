@@ -428,24 +428,36 @@ func TestDamagedChunkIsDroppedAndRefetched(t *testing.T) {
 	})
 	t.Run("written by this process, checked before passthrough", func(t *testing.T) {
 		// Chunks are written around the page cache (O_DIRECT), so the kernel would read them
-		// back from the disk: OpenWhole refuses until a background check has read them.
-		src := newFakeSource()
-		obj := src.put("w", 3, ref)
-		c := openTest(t, Options{ChunkSize: testChunk, Readahead: -1})
-		p := make([]byte, len(ref))
-		if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
-			t.Fatal(err)
-		}
-		waitIdle(t, c)
-		src.reset()
-		if w, ok := c.OpenWhole(obj); ok {
+		// back from the disk: OpenWhole checks them first, in the background for a large
+		// object (it refuses until that is done).
+		for _, sync := range []bool{true, false} {
+			src := newFakeSource()
+			obj := src.put("w", 3, ref)
+			opts := Options{ChunkSize: testChunk, Readahead: -1}
+			if !sync {
+				opts.syncCheck = testChunk
+			}
+			c := openTest(t, opts)
+			p := make([]byte, len(ref))
+			if _, err := c.ReadAt(context.Background(), src, obj, p, 0); err != nil {
+				t.Fatal(err)
+			}
+			waitIdle(t, c)
+			src.reset()
+			w, ok := c.OpenWhole(obj)
+			if ok != sync {
+				t.Fatalf("checked before answering: %v; OpenWhole granted the view at once: %v", sync, ok)
+			}
+			if !ok {
+				w = waitWhole(t, c, obj)
+			}
 			w.Close()
-			t.Fatal("OpenWhole granted chunks written around the page cache before they were checked")
+			if st := c.Stats(); st.Damaged != 0 || len(src.reqs()) != 0 {
+				t.Fatalf("Damaged = %d, %d requests; want 0 and 0", st.Damaged, len(src.reqs()))
+			}
 		}
-		waitWhole(t, c, obj).Close()
-		if st := c.Stats(); st.Damaged != 0 || len(src.reqs()) != 0 {
-			t.Fatalf("Damaged = %d, %d requests; want 0 and 0", st.Damaged, len(src.reqs()))
-		}
+		src := newFakeSource()
+		c := openTest(t, Options{ChunkSize: testChunk, Readahead: -1})
 		// A small object is written through the page cache (less than a page cannot go
 		// around it): bytes still there are the bytes written, granted at once.
 		small := pattern(5, 1000)

@@ -437,7 +437,7 @@ func (c *Cache) writeChunk(m *memChunk) {
 	if c.opts.beforeWrite != nil {
 		c.opts.beforeWrite()
 	}
-	_, err := c.storeBytes(m.obj, m.k, m.buf, m.crc, func() bool {
+	_, err := c.storeBytes(m.obj, m.k, m.buf, m.crc, func(uint32) bool {
 		// Cache.mu is held: the generation has not failed a check since the fetch began.
 		return c.genEpoch[m.k.object()] == m.epoch
 	})

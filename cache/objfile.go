@@ -505,9 +505,10 @@ func (w *Whole) Close() error {
 // (chunk by chunk, or block by block within a chunk), or obj is pinned already, and false
 // otherwise: the caller then reads through the cache, which checks each unit it reads back
 // from the disk. The kernel checks nothing behind a passthrough handle, so when every byte is
-// cached but some units are not checked yet, OpenWhole refuses and starts checking them in the
-// background (units still in the page cache since this process wrote them pass at once, see
-// settleWritten): a later open gets the view. Opening it counts as a use of every unit for
+// cached but some units are not checked yet, OpenWhole checks them first (units still in the
+// page cache since this process wrote them pass at once, see settleWritten); an object over
+// syncCheckBytes is checked in the background instead, and OpenWhole refuses until that is
+// done: a later open gets the view. Opening it counts as a use of every unit for
 // eviction.
 func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 	if obj.Generation <= 0 || obj.Size <= 0 || c.isClosed.Load() {
@@ -519,6 +520,9 @@ func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 		if keys, entries, whole := c.coverLocked(o); whole && !allVerified(entries) {
 			c.mu.Unlock()
 			c.settleWritten(o, keys, entries)
+			if obj.Size <= c.opts.syncCheck {
+				c.checkUnits(o, keys, entries) // a few milliseconds: the open gets its view now
+			}
 			c.mu.Lock()
 		}
 	}
@@ -534,7 +538,13 @@ func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 			if whole && !o.checking {
 				o.checking = true
 				c.wg.Add(1)
-				go c.checkUnits(o, keys, entries)
+				go func() {
+					defer c.wg.Done()
+					c.checkUnits(o, keys, entries)
+					c.mu.Lock()
+					o.checking = false
+					c.mu.Unlock()
+				}()
 			}
 			c.mu.Unlock()
 			return nil, false
@@ -558,15 +568,13 @@ func (c *Cache) OpenWhole(obj Object) (*Whole, bool) {
 	return &Whole{c: c, o: o, f: f}, true
 }
 
+// syncCheckBytes is the size up to which OpenWhole checks an object's unchecked units before it
+// answers (tens of milliseconds at most); larger objects are checked in the background.
+const syncCheckBytes = 64 << 20
+
 // checkUnits checks the units keys of o (indexed as entries) that are not checked yet, one at
-// a time, in the background (see OpenWhole); a unit that fails is dropped (verify).
+// a time (see OpenWhole); a unit that fails is dropped (verify).
 func (c *Cache) checkUnits(o *objState, keys []key, entries []*entry) {
-	defer c.wg.Done()
-	defer func() {
-		c.mu.Lock()
-		o.checking = false
-		c.mu.Unlock()
-	}()
 	for i, k := range keys {
 		c.mu.Lock()
 		done := entries[i].verified

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // ReadAt reads len(p) bytes of obj at off through the cache, with io.ReaderAt semantics: it
@@ -339,12 +342,14 @@ func (c *Cache) chunkKey(obj Object, index int64) key {
 }
 
 // readRandom serves a non-sequential read within chunk ck, following opts.randomPolicy: from
-// the chunk when it (or the chunk before it) is cached or being fetched, otherwise from small
-// blocks.
+// the chunk when it (or the chunk before it) is cached or being fetched, or is the whole
+// object, otherwise from small blocks.
 func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, buf []byte, pos int64) error {
 	bs := c.opts.blockSize
-	if c.opts.randomPolicy == policyChunk || c.opts.VerifyReads || ck.length(obj.Size) <= 2*bs {
-		// (Under VerifyReads blocks are never used: only whole chunks can be checked.)
+	if c.opts.randomPolicy == policyChunk || c.opts.VerifyReads || ck.length(obj.Size) <= 2*bs ||
+		obj.HasCRC32C && obj.Size <= c.opts.ChunkSize {
+		// (Under VerifyReads blocks are never used: only whole chunks can be checked. An object
+		// of one chunk is always fetched whole, so that it is checked before a byte is served.)
 		return c.readChunkCopy(ctx, src, obj, buf, pos)
 	}
 	b0, b1 := pos/bs, (pos+int64(len(buf))-1)/bs
@@ -565,42 +570,60 @@ func (c *Cache) fill(ctx context.Context, src Source, obj Object, k key) (*entry
 	defer stop()
 
 	n := k.length(obj.Size)
+	c.mu.Lock()
+	want, checked := c.expectedLocked(k)
+	c.mu.Unlock()
+	if k.off() == 0 && n == obj.Size && obj.HasCRC32C {
+		want, checked = obj.CRC32C, true // the whole object
+	}
+	for attempt := 1; ; attempt++ {
+		var bad bool
+		var got uint32
+		e, err := c.fillOnce(fctx, src, obj, k, n, func(crc uint32) bool {
+			bad, got = checked && crc != want, crc
+			return !bad
+		})
+		if !bad {
+			return e, err
+		}
+		// Written but never indexed: no byte of it was served.
+		c.countMismatch(obj, fmt.Sprintf("unit at %d of %d bytes, attempt %d of %d", k.off(), n, attempt, crcAttempts), got)
+		if attempt == crcAttempts {
+			return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, ErrChecksum)
+		}
+	}
+}
+
+// fillOnce fetches unit k (n bytes) of obj and stores it, if valid accepts its CRC32C.
+func (c *Cache) fillOnce(ctx context.Context, src Source, obj Object, k key, n int64, valid func(crc uint32) bool) (*entry, error) {
 	c.fetches.Add(1)
 	c.inFlight.Add(1)
 	defer c.inFlight.Add(-1)
-	rc, err := src.NewRangeReader(fctx, obj.Name, obj.Generation, k.off(), n)
+	rc, err := src.NewRangeReader(ctx, obj.Name, obj.Generation, k.off(), n)
 	if err != nil {
 		return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, err)
 	}
 	defer rc.Close()
-	e, err := c.store(obj, k, &countingReader{r: rc, n: &c.fetched}, n)
+	e, err := c.store(obj, k, &countingReader{r: rc, n: &c.fetched}, n, valid)
 	if err != nil {
 		return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, err)
-	}
-	c.mu.Lock()
-	want, ok := c.expectedLocked(k)
-	c.mu.Unlock()
-	if ok && e.crc != want {
-		c.countMismatch(obj, fmt.Sprintf("chunk %d of a verified generation", k.Index), e.crc)
-		c.drop(k, e, fmt.Errorf("%w: chunk %d", ErrChecksum, k.Index))
-		return nil, fmt.Errorf("fetch bytes %d-%d: %w", k.off(), k.off()+n-1, ErrChecksum)
 	}
 	return e, nil
 }
 
 // store writes unit k of obj (n bytes read from body, which must hold exactly n) into the
-// object's data file and indexes it. Callers run it inside the singleflight call for k, so a
-// unit has one writer at a time.
-func (c *Cache) store(obj Object, k key, body io.Reader, n int64) (*entry, error) {
+// object's data file and indexes it, if valid (when set) accepts its CRC32C. Callers run it
+// inside the singleflight call for k, so a unit has one writer at a time.
+func (c *Cache) store(obj Object, k key, body io.Reader, n int64, valid func(crc uint32) bool) (*entry, error) {
 	return c.storeWith(obj, k, n, func(o *objState, seq uint64) (uint32, int, error) {
 		return c.writeUnit(o, k, body, n, seq)
-	}, nil)
+	}, valid)
 }
 
 // storeBytes is store for a chunk already in memory with its CRC32C (the write-behind): it
 // joins a fill of the same unit in progress rather than write it twice, and indexes the unit
-// only if valid() (called under Cache.mu) still holds once it is written.
-func (c *Cache) storeBytes(obj Object, k key, data []byte, crc uint32, valid func() bool) (*entry, error) {
+// only if valid (called under Cache.mu) still holds once it is written.
+func (c *Cache) storeBytes(obj Object, k key, data []byte, crc uint32, valid func(crc uint32) bool) (*entry, error) {
 	v, err, _ := c.flights.Do(k.flightKey(), func() (any, error) {
 		c.mu.Lock()
 		e, ok := c.lru.Peek(k)
@@ -622,9 +645,9 @@ func (c *Cache) storeBytes(obj Object, k key, data []byte, crc uint32, valid fun
 // storeWith is what store and storeBytes share: the unit's disk space is reserved (evicting
 // as needed) before write puts its n bytes and record into o's files, so units being written
 // count against MaxBytes too; then the unit is indexed, unless the data file was found
-// damaged meanwhile or valid (when set, called under Cache.mu) says no. A failed write
+// damaged meanwhile or valid (when set, called under Cache.mu with the unit's CRC32C) says no. A failed write
 // releases what it wrote.
-func (c *Cache) storeWith(obj Object, k key, n int64, write func(o *objState, seq uint64) (crc uint32, epoch int, err error), valid func() bool) (*entry, error) {
+func (c *Cache) storeWith(obj Object, k key, n int64, write func(o *objState, seq uint64) (crc uint32, epoch int, err error), valid func(crc uint32) bool) (*entry, error) {
 	disk := diskSize(n)
 	c.mu.Lock()
 	c.reserved += disk
@@ -645,7 +668,7 @@ func (c *Cache) storeWith(obj Object, k key, n int64, write func(o *objState, se
 	if err == nil && o.epoch != epoch {
 		err = fmt.Errorf("%w: data file found damaged during the write", errDamaged)
 	}
-	if err == nil && valid != nil && !valid() {
+	if err == nil && valid != nil && !valid(crc) {
 		err = errGone
 	}
 	if err != nil {
@@ -674,8 +697,38 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readDirect reads buf at off straight from src, uncached, on the caller's context.
+// readDirect reads buf at off straight from src, uncached, on the caller's context. Bytes of
+// an object of at most one chunk are read as the whole object and checked against its CRC32C
+// first, as every path checks them (see readWholeDirect).
 func (c *Cache) readDirect(ctx context.Context, src Source, obj Object, off int64, buf []byte) error {
+	if obj.HasCRC32C && obj.Size <= c.opts.ChunkSize {
+		return c.readWholeDirect(ctx, src, obj, off, buf)
+	}
+	return c.readRangeDirect(ctx, src, obj, off, buf)
+}
+
+// readWholeDirect reads the whole of obj into memory, checks it against its CRC32C (fetching
+// again up to crcAttempts times) and copies bytes [off, off+len(buf)) into buf.
+func (c *Cache) readWholeDirect(ctx context.Context, src Source, obj Object, off int64, buf []byte) error {
+	whole := make([]byte, obj.Size)
+	for attempt := 1; ; attempt++ {
+		if err := c.readRangeDirect(ctx, src, obj, 0, whole); err != nil {
+			return err
+		}
+		got := crc32.Checksum(whole, crc32c.Table)
+		if got == obj.CRC32C {
+			copy(buf, whole[off:])
+			return nil
+		}
+		c.countMismatch(obj, fmt.Sprintf("whole-object read (uncached), attempt %d of %d", attempt, crcAttempts), got)
+		if attempt == crcAttempts {
+			return fmt.Errorf("direct read: %w: gs://%s/%s generation %d, %d attempts", ErrChecksum, obj.Bucket, obj.Name, obj.Generation, crcAttempts)
+		}
+	}
+}
+
+// readRangeDirect reads buf at off with one request, uncached and unchecked.
+func (c *Cache) readRangeDirect(ctx context.Context, src Source, obj Object, off int64, buf []byte) error {
 	n := int64(len(buf))
 	c.fetches.Add(1)
 	c.inFlight.Add(1)
@@ -736,7 +789,7 @@ func (c *Cache) Fill(obj Object, r io.ReaderAt) error {
 			if ok {
 				return e, nil
 			}
-			return c.store(obj, k, io.NewSectionReader(r, k.off(), n), n)
+			return c.store(obj, k, io.NewSectionReader(r, k.off(), n), n, nil)
 		})
 		c.wg.Done()
 		if err != nil {

@@ -115,6 +115,40 @@ func TestCorruptChunkIsNotKept(t *testing.T) {
 	}
 }
 
+// TestCorruptRefetchOfVerifiedGenerationIsNotKept: once a generation passed its check, a chunk
+// fetched again (its cached copy was pushed out) with a flipped byte is known to be wrong: it is
+// counted and not kept, and the next read gets the object's bytes from a new fetch.
+func TestCorruptRefetchOfVerifiedGenerationIsNotKept(t *testing.T) {
+	src := newFakeSource()
+	ref := pattern(17, 4*testChunk)
+	obj := withCRC(src.put("again", 17, ref), ref)
+	c := openTest(t, Options{ChunkSize: testChunk, Readahead: -1})
+	mustEqual(t, "first read", readAll(t, c, src, obj, 10000), ref)
+	waitIdle(t, c)
+	if st := c.Stats(); st.ChecksumMismatches != 0 {
+		t.Fatalf("stats %+v, want no mismatch", st)
+	}
+	dropMemory(t, c)
+	c.Invalidate(obj.Bucket, obj.Name) // the cached copies go; the generation's CRCs stay known
+	var flips atomic.Int64
+	src.body = func(r request, b []byte) io.Reader {
+		if r.Off == 2*testChunk && flips.Add(1) == 1 {
+			return bytes.NewReader(flipped(b, 7))
+		}
+		return bytes.NewReader(b)
+	}
+	readAll(t, c, src, obj, 10000) // chunk 2 is served as it arrives, damaged
+	waitIdle(t, c)
+	if flips.Load() == 0 {
+		t.Fatal("chunk 2 was not fetched again: the test injects nothing")
+	}
+	if st := c.Stats(); st.ChecksumMismatches != 1 {
+		t.Fatalf("stats %+v, want 1 mismatch", st)
+	}
+	dropMemory(t, c)
+	mustEqual(t, "read after the damaged fetch", readAll(t, c, src, obj, 10000), ref)
+}
+
 // TestResumeAfterBrokenBody: a response that breaks off mid-chunk is continued from the byte
 // where it stopped, with a new request; readers see the right bytes.
 func TestResumeAfterBrokenBody(t *testing.T) {

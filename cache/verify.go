@@ -23,7 +23,8 @@ import (
 //     from the records of cached chunks), they are combined and compared with the object's:
 //     on a mismatch every chunk of the generation is dropped, in memory and on disk, so the
 //     next read fetches again; the event is logged and counted (Stats.ChecksumMismatches).
-//     A generation that passed is remembered, and not checked again.
+//     A generation that passed is remembered with its chunk CRCs: a later fetch of one of its
+//     chunks is compared with its CRC, and on a mismatch is dropped the same way.
 //   - Cached units carry their CRC in their record; units re-indexed at Open are checked
 //     against it on their first read (bit rot while the daemon was down).
 
@@ -47,8 +48,15 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 	id := objectID{obj.Bucket, obj.Name, obj.Generation}
 	chunks := ceilDiv(obj.Size, c.opts.ChunkSize)
 	c.mu.Lock()
-	if c.verifiedGens.Contains(id) {
+	if known, ok := c.verifiedGens.Get(id); ok {
+		// The generation passed its check: its chunk CRCs are known, and a fetch that
+		// disagrees brought damaged bytes. They were served as they arrived (a range carries
+		// no checksum), but they are not kept: the generation's epoch moves on.
+		bad := idx >= 0 && idx < int64(len(known)) && known[idx] != crc
 		c.mu.Unlock()
+		if bad {
+			c.mismatch(obj, fmt.Sprintf("chunk %d differs from its CRC32C learnt when the generation passed its check", idx), crc)
+		}
 		return
 	}
 	g, ok := c.sums.Get(id)

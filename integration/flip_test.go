@@ -40,7 +40,7 @@ func TestFaultFlippedBytes(t *testing.T) {
 		}
 	}
 	d := startRelMount(t, mountOpts{endpoint: srv.URL(), config: relConns(t),
-		flags: []string{"--chunk-size", "1MiB", "--cache-size", "4MiB", "--ttl", "1s"}}) // a small cache: reads keep fetching
+		flags: []string{"--chunk-size", "1MiB", "--cache-size", "4MiB", "--prefetch-memory", "2MiB", "--ttl", "1s"}}) // a small cache and memory: reads keep fetching
 
 	// Requests that name an object (its bytes; the listings that supply names and attributes
 	// name a prefix only), byte 1,000 of the response flipped.
