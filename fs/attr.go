@@ -171,6 +171,13 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 	d.timesPending = false // the patch carried the times
 	d.mu.Unlock()
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	// The parent's cached listing carries the placeholder's attributes too (listDir): a
+	// node made again from it (after the kernel forgot this one) must show the change.
+	if name, parent := d.Parent(); parent != nil {
+		if pd, ok := parent.Operations().(*dirNode); ok {
+			pd.noteChange(name, &info)
+		}
+	}
 	return d.Getattr(ctx, fh, out)
 }
 
@@ -260,9 +267,10 @@ func (f *FS) flushDirTimes(ctx context.Context) {
 	}
 }
 
-// ensureInfo fetches the placeholder of a directory known only from a listing (whose common
-// prefixes carry no metadata), at most once per TTL, so that its recorded mode and owner are
-// shown.
+// ensureInfo fetches the placeholder of a directory whose attributes are not known within the
+// TTL (a node made from a bare common prefix, or whose info has expired), at most once per TTL,
+// so that its recorded mode and owner are shown. Listings and lookups bring the placeholder's
+// attributes along (placeholderKnown), so a directory just listed or looked up costs none.
 func (d *dirNode) ensureInfo(ctx context.Context) {
 	d.mu.Lock()
 	p, fresh := d.path, d.fsys.fresh(d.infoAt)

@@ -250,7 +250,7 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 			}
 		case *dirNode:
 			if info.kind == kindDir {
-				if info.gen != 0 { // a placeholder's attributes; a listing's prefix tells none
+				if info.placeholderKnown { // a bare common prefix tells nothing of the attributes
 					n.applyInfo(info, at)
 				}
 				return ch
@@ -273,8 +273,8 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 	switch info.kind {
 	case kindDir:
 		nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
-		if info.gen != 0 {
-			nd.infoAt = at
+		if info.placeholderKnown {
+			nd.infoAt = at // no stat of the placeholder (ensureInfo) before the TTL passes
 		}
 		emb, mode = nd, syscall.S_IFDIR
 	case kindSpecial:
@@ -355,8 +355,8 @@ func (d *dirNode) listNow(ctx context.Context) (listed, error) {
 		}
 	}
 
-	if placeholder != nil {
-		d.applyInfo(dirInfo(placeholder), start)
+	if d.conn.dirPrefix(path) != "" { // the root of a whole bucket has no placeholder to read
+		d.applyInfo(dirInfo(placeholder), start) // nil: a complete listing would have returned it
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -42,7 +42,9 @@
 // After lookupListThreshold bucket lookups in one directory within a TTL, the next one lists the
 // whole directory instead, so a reader opening a directory's files by name costs one paginated
 // listing. READDIRPLUS is answered from the dirHandle's listing (FileLookuper), so `ls -l`
-// costs the listing's pages and no request per entry. Extended attributes are disabled at
+// costs the listing's pages and no request per entry: listings ask for the subdirectories'
+// placeholder objects too (store.ListOptions.IncludeTrailingDelimiter), so a subdirectory's
+// attributes come with its parent's listing, not from a stat of its placeholder. Extended attributes are disabled at
 // mount (ENOSYS), so the kernel does not ask for them per entry either.
 //
 // # Reads

@@ -41,12 +41,18 @@ type hiddenName struct {
 //   - the placeholder object "p/" of the directory itself is not an entry;
 //   - names that fail connspec.SegmentOK (empty, ".", "..", NUL, over 255 bytes) are hidden,
 //     as is the reserved temporary directory .plxfs-tmp.
+//
+// The listing asks for the subdirectories' placeholder objects "p/x/" too
+// (IncludeTrailingDelimiter): they are never entries of their own (each is the directory x),
+// but their attributes become x's, so that `ls -l` needs no request per subdirectory. A
+// subdirectory without one is known to have none (placeholderKnown).
 func listDir(ctx context.Context, b store.Bucket, dirPrefix string) (entries []dirEntry, hidden []hiddenName, placeholder *store.Attrs, err error) {
 	files := map[string]objInfo{}
 	dirs := map[string]bool{}
+	placeholders := map[string]store.Attrs{} // of subdirectories, by name
 	token := ""
 	for {
-		page, err := b.List(ctx, store.ListOptions{Prefix: dirPrefix, Delimiter: "/", PageToken: token, PageSize: listPageSize})
+		page, err := b.List(ctx, store.ListOptions{Prefix: dirPrefix, Delimiter: "/", PageToken: token, PageSize: listPageSize, IncludeTrailingDelimiter: true})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("list %q: %w", dirPrefix, err)
 		}
@@ -55,6 +61,15 @@ func listDir(ctx context.Context, b store.Bucket, dirPrefix string) (entries []d
 			if rel == "" {
 				p := a
 				placeholder = &p
+				continue
+			}
+			if sub, ok := strings.CutSuffix(rel, "/"); ok && sub != "" && !strings.Contains(sub, "/") {
+				// The placeholder of the subdirectory sub; its common prefix is in the
+				// listing too, and hidden names are reported there.
+				if hideReason(sub) == "" {
+					placeholders[sub] = a
+					dirs[sub] = true
+				}
 				continue
 			}
 			if why := hideReason(rel); why != "" {
@@ -78,7 +93,13 @@ func listDir(ctx context.Context, b store.Bucket, dirPrefix string) (entries []d
 	}
 	entries = make([]dirEntry, 0, len(files)+len(dirs))
 	for name := range dirs {
-		entries = append(entries, dirEntry{name: name, info: objInfo{kind: kindDir}})
+		var info objInfo
+		if a, ok := placeholders[name]; ok {
+			info = dirInfo(&a)
+		} else {
+			info = dirInfo(nil)
+		}
+		entries = append(entries, dirEntry{name: name, info: info})
 	}
 	for name, info := range files {
 		if dirs[name] {

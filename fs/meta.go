@@ -36,6 +36,10 @@ type objInfo struct {
 	// crc is GCS's CRC32C of the generation, when hasCRC: reads are checked against it.
 	crc    uint32
 	hasCRC bool
+	// placeholderKnown, for a directory, says that the fields above are what its placeholder
+	// object said when this was learnt (gen 0: it had none); false when only a common prefix
+	// was seen, which tells nothing of the directory's attributes.
+	placeholderKnown bool
 }
 
 // infoFromAttrs converts an object's attributes. An object with the symlink key is a symlink;
@@ -60,14 +64,16 @@ func infoFromAttrs(a store.Attrs) objInfo {
 	return info
 }
 
-// dirInfo is what a directory's placeholder object (nil: none seen) says about it.
+// dirInfo is what a directory's placeholder object says about it; nil: the directory has no
+// placeholder (known from a stat, or from a listing that would have returned it).
 func dirInfo(placeholder *store.Attrs) objInfo {
 	if placeholder == nil {
-		return objInfo{kind: kindDir}
+		return objInfo{kind: kindDir, placeholderKnown: true}
 	}
 	info := infoFromAttrs(*placeholder)
 	info.kind, info.size, info.target = kindDir, 0, ""
 	info.posix.Mode &^= syscall.S_IFMT
+	info.placeholderKnown = true
 	return info
 }
 

@@ -3,6 +3,7 @@ package fs
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -219,6 +220,99 @@ func TestSemantics_LargeDirectory(t *testing.T) {
 	}
 	if c.Lists > n/listPageSize+1 {
 		t.Fatalf("%d list requests for %d entries", c.Lists, n)
+	}
+}
+
+// TestSemantics_SubdirectoryAttributesFromListing: `ls -l` of a cold directory whose
+// subdirectories have placeholders carrying their mode and owner (set through the mount) costs
+// the listing's pages and no request per entry, subdirectories included, and shows what the
+// placeholders record. The memory backend keeps "dir/" placeholder objects (the filesystem
+// backend does not).
+func TestSemantics_SubdirectoryAttributesFromListing(t *testing.T) {
+	const dirs, files = 50, 50
+	e := newEnv(t, envOptions{})
+	top := e.path("c", "top")
+	if err := os.Mkdir(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dirMode := func(i int) fs.FileMode { return fs.FileMode(0o700 | (i%2)*0o050) } // 0700, 0750
+	const owner = 4242                                                             // of every fifth subdirectory
+	for i := range dirs {
+		d := filepath.Join(top, fmt.Sprintf("d%02d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, dirMode(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%5 == 0 {
+			if err := os.Chown(d, owner, owner); err != nil {
+				t.Fatal(err)
+			}
+			mustWrite(t, filepath.Join(d, "inside"), []byte("x")) // a subdirectory with content too
+		}
+	}
+	for i := range files {
+		f := filepath.Join(top, fmt.Sprintf("f%02d", i))
+		mustWrite(t, f, bytes.Repeat([]byte{'x'}, i))
+		if err := os.Chmod(f, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.remount()
+
+	if _, err := os.Stat(top); err != nil { // the directory's own lookup is not the listing's
+		t.Fatal(err)
+	}
+	e.emu.ResetCounts()
+	ents, err := os.ReadDir(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos := make([]fs.FileInfo, len(ents))
+	for i, ent := range ents {
+		if infos[i], err = ent.Info(); err != nil { // lstat, as ls -l does
+			t.Fatal(err)
+		}
+	}
+	c := e.emu.Requests()
+	t.Logf("readdir + lstat of %d subdirectories and %d files: %d requests (%d lists, %d stats)", dirs, files, c.Total, c.Lists, c.Stats)
+	if len(ents) != dirs+files {
+		t.Fatalf("listed %d entries, want %d", len(ents), dirs+files)
+	}
+	for i, fi := range infos {
+		st := fi.Sys().(*syscall.Stat_t)
+		if i < dirs {
+			wantOwner := uint32(0)
+			if i%5 == 0 {
+				wantOwner = owner
+			}
+			if want := fmt.Sprintf("d%02d", i); fi.Name() != want || fi.Mode() != fs.ModeDir|dirMode(i) || st.Uid != wantOwner || st.Gid != wantOwner {
+				t.Errorf("entry %d: %s %v uid %d gid %d; want %s %v owned by %d", i, fi.Name(), fi.Mode(), st.Uid, st.Gid, want, fs.ModeDir|dirMode(i), wantOwner)
+			}
+			continue
+		}
+		j := i - dirs
+		if want := fmt.Sprintf("f%02d", j); fi.Name() != want || fi.Mode() != 0o640 || fi.Size() != int64(j) {
+			t.Errorf("entry %d: %s %v size %d; want %s -rw-r----- size %d", i, fi.Name(), fi.Mode(), fi.Size(), want, j)
+		}
+	}
+	if c.Lists != 1 || c.Total != c.Lists {
+		t.Errorf("ls -l of %d subdirectories and %d files: %d requests (%d lists, %d stats); want 1 list and nothing else", dirs, files, c.Total, c.Lists, c.Stats)
+	}
+
+	// A chmod through the mount reaches the parent's cached listing, which a node made again
+	// (once the kernel forgets d00's) would take its attributes from.
+	if err := os.Chmod(filepath.Join(top, "d00"), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	topNode := e.fsys.root.GetChild("c").GetChild("top").Operations().(*dirNode)
+	listing, _, err := topNode.list(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ent, ok := findEntry(listing, "d00"); !ok || ent.info.kind != kindDir || ent.info.posix.Mode&0o7777 != 0o711 || !ent.info.placeholderKnown {
+		t.Errorf("d00 in the parent's cached listing after chmod 0711: %+v (found %v)", ent.info, ok)
 	}
 }
 

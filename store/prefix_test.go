@@ -35,7 +35,7 @@ func startGCS(t *testing.T) (*emulator.Server, *gcs.Client) {
 func TestWithPrefixConformance(t *testing.T) {
 	em, c := startGCS(t)
 	var n atomic.Int64
-	storetest.Run(t, func(t *testing.T) store.Bucket {
+	newBucket := func(t *testing.T) store.Bucket {
 		name := fmt.Sprintf("pre-%03d", n.Add(1))
 		if err := em.CreateBucket(name); err != nil {
 			t.Fatal(err)
@@ -46,7 +46,9 @@ func TestWithPrefixConformance(t *testing.T) {
 			}
 		}
 		return store.WithPrefix(c.Bucket(name), "pre/fix/")
-	})
+	}
+	storetest.Run(t, newBucket)
+	storetest.RunPlaceholders(t, newBucket) // startGCS: the memory backend
 }
 
 func TestWithPrefixView(t *testing.T) {

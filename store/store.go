@@ -54,7 +54,7 @@ type Attrs struct {
 
 // Page is one page of a listing.
 type Page struct {
-	Objects       []Attrs  // objects whose names start with the prefix, sorted by name
+	Objects       []Attrs  // objects whose names start with the prefix (see ListOptions.IncludeTrailingDelimiter), sorted by name
 	Prefixes      []string // with a delimiter: the common prefixes, each ending in the delimiter, sorted
 	NextPageToken string   // "" on the last page
 }
@@ -65,6 +65,14 @@ type ListOptions struct {
 	Delimiter string // "/" for one directory level; "" for everything below Prefix
 	PageToken string
 	PageSize  int // 0: the server's default (1,000 on GCS)
+	// IncludeTrailingDelimiter (GCS's includeTrailingDelimiter; only with a Delimiter) also
+	// returns, in Objects and with all their attributes, the objects whose name is one of the
+	// page's common prefixes: those ending in exactly one Delimiter after Prefix, such as a
+	// directory placeholder "p/d/" under Prefix "p/". The prefix itself is still returned in
+	// Prefixes. So a directory listing carries its subdirectories' placeholder metadata, and a
+	// prefix without such an object is known to have none. Such an object may come again on a
+	// later page (fake-gcs-server v1.56.1 repeats it on every page): callers dedupe by name.
+	IncludeTrailingDelimiter bool
 }
 
 // WriteOptions describe a new object generation.

@@ -163,7 +163,7 @@ func (b *bucket) Stat(ctx context.Context, name string) (store.Attrs, error) {
 }
 
 func (b *bucket) List(ctx context.Context, opts store.ListOptions) (store.Page, error) {
-	q := &storage.Query{Prefix: opts.Prefix, Delimiter: opts.Delimiter}
+	q := &storage.Query{Prefix: opts.Prefix, Delimiter: opts.Delimiter, IncludeTrailingDelimiter: opts.IncludeTrailingDelimiter && opts.Delimiter != ""}
 	size := opts.PageSize
 	if size <= 0 {
 		size = defaultPageSize

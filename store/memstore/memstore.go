@@ -245,7 +245,9 @@ func (b *Bucket) Stat(ctx context.Context, name string) (store.Attrs, error) {
 
 // List returns one page of the objects (and, with a delimiter, the common prefixes) under
 // opts.Prefix, in name order. A page holds at most opts.PageSize entries (1,000 by default),
-// objects and prefixes together. Page tokens are opaque: they name the last entry returned.
+// objects and prefixes together; with opts.IncludeTrailingDelimiter, an object named like its
+// common prefix comes in the same page as the prefix and counts as one entry with it. Page
+// tokens are opaque: they name the last entry returned.
 func (b *Bucket) List(ctx context.Context, opts store.ListOptions) (store.Page, error) {
 	if err := b.begin(ctx, OpList, opts.Prefix); err != nil {
 		return store.Page{}, err
@@ -285,6 +287,11 @@ func (b *Bucket) List(ctx context.Context, opts store.ListOptions) (store.Page, 
 		after = entry
 		if isPrefix {
 			p.Prefixes = append(p.Prefixes, entry)
+			// Names come in order and "p/d/" is the first name under the prefix "p/d/", so
+			// the object named like the prefix, if any, is the one that opened it.
+			if opts.IncludeTrailingDelimiter && n == entry {
+				p.Objects = append(p.Objects, cloneAttrs(b.objects[n].attrs))
+			}
 		} else {
 			p.Objects = append(p.Objects, cloneAttrs(b.objects[n].attrs))
 		}
