@@ -102,7 +102,7 @@ func (f *FS) metadataFor(pa posixmd.Attrs) map[string]string {
 // special file) and returns its new attributes.
 func (f *FS) patchObject(ctx context.Context, c *conn, p string, gen int64, md map[string]string) (store.Attrs, error) {
 	full := c.objectName(p)
-	attrs, err := c.bucket.UpdateMetadata(ctx, full, gen, md)
+	attrs, err := c.bucket.UpdateMetadata(context.WithoutCancel(ctx), full, gen, md)
 	if err != nil {
 		return store.Attrs{}, fmt.Errorf("update metadata of gs://%s/%s gen %d: %w", c.bucket.Name(), full, gen, err)
 	}
@@ -152,12 +152,12 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 	}
 	info := objInfo{kind: kindDir, posix: pa, mtime: pa.Mtime, ctime: d.fsys.now()}
 	if placeholder := d.conn.dirPrefix(p); placeholder != "" {
-		attrs, err := d.conn.bucket.UpdateMetadata(ctx, placeholder, 0, pa.Patch())
+		attrs, err := d.conn.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
 		if errors.Is(err, store.ErrNotExist) {
 			var created store.Attrs
 			created, err = d.putObject(ctx, p+"/", nil, pa.Metadata())
 			if errors.Is(err, syscall.EEXIST) { // made meanwhile: patch it
-				created, err = d.conn.bucket.UpdateMetadata(ctx, placeholder, 0, pa.Patch())
+				created, err = d.conn.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
 			}
 			attrs = created
 		}
@@ -248,7 +248,7 @@ func (d *dirNode) storeTimes(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, dirTimesTimeout)
 	defer cancel()
 	md := map[string]string{posixmd.MtimeKey: fmt.Sprint(pa.Mtime.Unix()), posixmd.PlxfsMtimeKey: pa.Mtime.UTC().Format(time.RFC3339Nano)}
-	_, err := d.conn.bucket.UpdateMetadata(ctx, d.conn.dirPrefix(p), 0, md)
+	_, err := d.conn.bucket.UpdateMetadata(context.WithoutCancel(ctx), d.conn.dirPrefix(p), 0, md)
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		d.fsys.log.Warn("directory times not stored", "connection", d.conn.name, "path", p, "err", err)
 	}

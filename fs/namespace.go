@@ -20,7 +20,10 @@ import (
 
 // Namespace operations of directories: create, mkdir, symlink, unlink, rmdir, rename. Each
 // is one or a few conditional GCS calls; none is atomic beyond what GCS gives for one object
-// (SEMANTICS.md "Namespace operations").
+// (SEMANTICS.md "Namespace operations"). Calls that change the bucket (here and in attr.go)
+// run on a context the caller's interrupts do not cancel: go-fuse cancels a request's context
+// on any interrupt (a Go caller's SIGURG included), and a change cut off mid-request may still
+// land, leaving the caller an EINTR for something that happened. --op-timeout bounds them.
 
 var (
 	_ = (fusefs.NodeCreater)((*dirNode)(nil))
@@ -146,7 +149,7 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 // exist yet.
 func (d *dirNode) putObject(ctx context.Context, objName string, data []byte, md map[string]string) (store.Attrs, error) {
 	full := d.conn.objectName(objName)
-	w, err := d.conn.bucket.NewWriter(ctx, full, store.WriteOptions{IfGen: 0, Metadata: md, ContentType: contentType(objName)})
+	w, err := d.conn.bucket.NewWriter(context.WithoutCancel(ctx), full, store.WriteOptions{IfGen: 0, Metadata: md, ContentType: contentType(objName)})
 	if err != nil {
 		return store.Attrs{}, err
 	}
@@ -296,7 +299,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 // than removing what this mount never saw.
 func (d *dirNode) deleteObject(ctx context.Context, p string, gen int64) error {
 	full := d.conn.objectName(p)
-	err := d.conn.bucket.Delete(ctx, full, gen)
+	err := d.conn.bucket.Delete(context.WithoutCancel(ctx), full, gen)
 	if err == nil {
 		return nil
 	}
@@ -359,7 +362,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
 	placeholder := d.conn.dirPrefix(p)
-	if err := d.conn.bucket.Delete(ctx, placeholder, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
+	if err := d.conn.bucket.Delete(context.WithoutCancel(ctx), placeholder, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
 	d.removed(p)
@@ -513,7 +516,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		return fmt.Errorf("target %s is not uploaded yet: %w", dst, syscall.EBUSY)
 	}
 	srcFull, dstFull := d.conn.objectName(src), d.conn.objectName(dst)
-	attrs, err := d.conn.bucket.Copy(ctx, srcFull, gen, dstFull, store.WriteOptions{IfGen: ifGen})
+	attrs, err := d.conn.bucket.Copy(context.WithoutCancel(ctx), srcFull, gen, dstFull, store.WriteOptions{IfGen: ifGen})
 	if err != nil {
 		return fmt.Errorf("copy gs://%s/%s gen %d to %s: %w", d.conn.bucket.Name(), srcFull, gen, dstFull, err)
 	}
@@ -600,7 +603,7 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 	}
 	if dstExists {
 		// The target is an empty directory: its placeholder makes way for the source's.
-		if err := d.conn.bucket.Delete(ctx, dstPrefix, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
+		if err := d.conn.bucket.Delete(context.WithoutCancel(ctx), dstPrefix, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
 			return err
 		}
 	}
@@ -611,7 +614,7 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 		}
 	}
 	copied := make([]store.Attrs, len(objs))
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.SetLimit(renameWorkers)
 	for i, o := range objs {
 		g.Go(func() error {
@@ -627,7 +630,7 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("rename directory %s to %s (not atomic: some objects may exist under both names): %w", src, dst, err)
 	}
-	g, gctx = errgroup.WithContext(ctx)
+	g, gctx = errgroup.WithContext(context.WithoutCancel(ctx))
 	g.SetLimit(renameWorkers)
 	for _, o := range objs {
 		g.Go(func() error {
