@@ -176,12 +176,18 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 	listInstead := d.misses > lookupListThreshold && d.fsys.opts.TTL > 0 && !d.fsys.fresh(d.bigListedAt)
 	d.mu.Unlock()
 	if listInstead {
-		if entries, at, err := d.list(ctx); err == nil {
+		entries, at, err := d.list(ctx)
+		if err == nil {
 			if e, ok := findEntry(entries, name); ok {
 				return e.info, at, nil
 			}
 			d.fsys.meta.putMissing(key)
 			return objInfo{}, at, store.ErrNotExist
+		}
+		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			// The backend did not answer in time (hedged, then given up): a stat would only
+			// wait as long again. Other listing errors fall back to the stat.
+			return objInfo{}, time.Time{}, err
 		}
 	}
 	info, err := statPath(ctx, d.conn, p)
