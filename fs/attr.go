@@ -115,8 +115,8 @@ func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo,
 	if !changed {
 		return info, nil
 	}
-	if f.readOnly() {
-		return info, syscall.EROFS
+	if err := f.changesRefused(); err != nil {
+		return info, err
 	}
 	attrs, err := f.patchObject(ctx, c, p, info.gen, f.patchFor(pa))
 	if err != nil {
@@ -137,8 +137,8 @@ func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo,
 // for a directory that has none (an implicit directory). The root of a connection on a whole
 // bucket has no placeholder: its attributes change for this mount's lifetime only.
 func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("setattr", d.conn, d.getPath(), err)
 	}
 	if !d.fsys.posixOn() {
 		return d.Getattr(ctx, fh, out) // accepted and ignored, as before POSIX metadata
@@ -156,7 +156,7 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 		if errors.Is(err, store.ErrNotExist) {
 			var created store.Attrs
 			created, err = d.putObject(ctx, p+"/", nil, pa.Metadata())
-			if errors.Is(err, syscall.EEXIST) { // made meanwhile: patch it
+			if errors.Is(err, errExists) { // made meanwhile: patch it
 				created, err = d.conn.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
 			}
 			attrs = created

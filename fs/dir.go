@@ -114,11 +114,11 @@ func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 // cache, this directory's cached listing, and finally the bucket. The kernel may keep the
 // answer (or the absence) only for what is left of the TTL since it was learnt.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if hideReason(name) != "" || connspec.ObjectNameOK(name) != nil {
-		return nil, syscall.ENOENT
-	}
 	dirPath := d.getPath()
 	p := childPath(dirPath, name)
+	if hideReason(name) != "" || connspec.ObjectNameOK(name) != nil {
+		return nil, d.fsys.fail("lookup", d.conn, p, errHiddenName)
+	}
 	info, at, err := d.lookupInfo(ctx, dirPath, name)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) && !at.IsZero() {
@@ -510,7 +510,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	} else if found, ok := findEntry(h.entries, name); ok {
 		e = found
 	} else {
-		return nil, syscall.ENOENT
+		return nil, h.d.fsys.fail("lookup", h.d.conn, childPath(h.path, name), errNotInListing)
 	}
 	p := childPath(h.path, name)
 	ch := h.d.childInode(ctx, name, p, e.info, h.listedAt)

@@ -179,7 +179,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	trunc := flags&syscall.O_TRUNC != 0 && write
 	if write && n.fsys.opts.ReadOnly {
-		return nil, 0, syscall.EROFS
+		return nil, 0, n.fsys.fail("open", n.conn, n.getPath(), errReadOnly)
 	}
 	h := &fileHandle{n: n, write: write}
 	var keep bool
@@ -416,7 +416,7 @@ func (r spanResult) Seekable() (fd uintptr, off int64, sz int) {
 func (r spanResult) Bytes(buf []byte) ([]byte, fuse.Status) {
 	n, err := syscall.Pread(int(r.sp.Fd()), buf[:min(len(buf), r.sp.Len())], r.sp.Off())
 	if err != nil {
-		return nil, fuse.ToStatus(err)
+		return nil, fuse.Status(toErrno(err))
 	}
 	return buf[:n], fuse.OK
 }
@@ -693,7 +693,7 @@ func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	n := h.n
 	if !h.write {
-		return 0, syscall.EBADF
+		return 0, n.fsys.fail("write", n.conn, n.getPath(), errNotWritable)
 	}
 	st, err := n.stageForWrite(ctx)
 	if err != nil {
@@ -711,10 +711,10 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	size, hasSize := in.GetSize()
 	_, changed := n.fsys.applySetattr(n.currentInfo().posix, in, time.Time{})
-	if n.fsys.opts.ReadOnly && (hasSize || changed) {
-		return syscall.EROFS
-	}
 	p := n.getPath()
+	if n.fsys.opts.ReadOnly && (hasSize || changed) {
+		return n.fsys.fail("setattr", n.conn, p, errReadOnly)
+	}
 	if hasSize {
 		if err := n.setSize(ctx, int64(size), fh == nil); err != nil {
 			return n.fsys.fail("truncate", n.conn, p, err)

@@ -41,25 +41,25 @@ const renameWorkers = 8
 
 // checkNewName refuses names plxfs cannot store or would hide.
 func (d *dirNode) checkNewName(name string) error {
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return err
 	}
 	if name == tempDirName {
-		return fmt.Errorf("%s is reserved for temporary upload parts: %w", tempDirName, syscall.EPERM)
+		return errReservedName
 	}
 	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
+		return errNameTooLong
 	}
-	if hideReason(name) != "" {
-		return syscall.EINVAL
+	if reason := hideReason(name); reason != "" {
+		return fmt.Errorf("%s: %w", reason, errBadObjectName)
 	}
 	if err := connspec.ObjectNameOK(name); err != nil {
 		// Such a file could never be uploaded.
-		return fmt.Errorf("%w: %w", err, syscall.EINVAL)
+		return fmt.Errorf("%w: %w", err, errBadObjectName)
 	}
 	// +1: a directory's placeholder object is its name and a slash.
 	if len(d.conn.objectName(childPath(d.getPath(), name)))+1 > connspec.MaxObjectName {
-		return syscall.ENAMETOOLONG
+		return errObjectNameTooLong
 	}
 	return nil
 }
@@ -114,10 +114,10 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 		typ = syscall.S_IFREG
 	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
 		if !d.fsys.posixOn() {
-			return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("special files need POSIX metadata (mounted with --no-posix-metadata): %w", syscall.EPERM))
+			return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("file type %o: %w", typ, errSpecialNoPOSIX))
 		}
 	default:
-		return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("file type %o: %w", typ, syscall.EINVAL))
+		return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("file type %o: %w", typ, errFileType))
 	}
 	if err := d.checkNewName(name); err != nil {
 		return nil, d.fsys.fail("mknod", d.conn, p, err)
@@ -159,7 +159,7 @@ func (d *dirNode) putObject(ctx context.Context, objName string, data []byte, md
 	}
 	attrs, err := w.Commit()
 	if errors.Is(err, store.ErrPrecondition) {
-		return store.Attrs{}, fmt.Errorf("gs://%s/%s exists: %w", d.conn.bucket.Name(), full, syscall.EEXIST)
+		return store.Attrs{}, fmt.Errorf("gs://%s/%s: %w", d.conn.bucket.Name(), full, errExists)
 	}
 	return attrs, err
 }
@@ -216,10 +216,11 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 
 // Link is not supported: objects have one name.
 func (d *dirNode) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if d.fsys.readOnly() {
-		return nil, syscall.EROFS
+	err := d.fsys.changesRefused()
+	if err == nil {
+		err = errHardLink
 	}
-	return nil, syscall.EPERM
+	return nil, d.fsys.fail("link", d.conn, childPath(d.getPath(), name), err)
 }
 
 // childState is what a rename or removal needs to know about a child.
@@ -260,15 +261,15 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 // mount is not deleted and the unlink fails with ESTALE). Staged data of the file is dropped.
 func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("unlink", d.conn, p, err)
 	}
 	cs, err := d.stateOf(ctx, name)
 	if err != nil {
 		return d.fsys.fail("unlink", d.conn, p, err)
 	}
 	if cs.info.kind == kindDir {
-		return syscall.EISDIR
+		return d.fsys.fail("unlink", d.conn, p, errIsDir)
 	}
 	gen := cs.info.gen
 	var fn *fileNode
@@ -348,15 +349,15 @@ func (d *dirNode) removed(p string) {
 // hidden from listings) or any file being written is below it.
 func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
 	cs, err := d.stateOf(ctx, name)
 	if err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
 	if cs.info.kind != kindDir {
-		return syscall.ENOTDIR
+		return d.fsys.fail("rmdir", d.conn, p, errNotDir)
 	}
 	if err := d.checkEmpty(ctx, p, cs.node); err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
@@ -372,7 +373,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 // checkEmpty fails with ENOTEMPTY if the directory at p has anything below it.
 func (d *dirNode) checkEmpty(ctx context.Context, p string, node *fusefs.Inode) error {
 	if node != nil && hasLocalFiles(node) {
-		return fmt.Errorf("files are being written below it: %w", syscall.ENOTEMPTY)
+		return fmt.Errorf("files are being written below it: %w", errNotEmpty)
 	}
 	prefix := d.conn.dirPrefix(p)
 	page, err := d.conn.bucket.List(ctx, store.ListOptions{Prefix: prefix, Delimiter: "/", PageSize: 2})
@@ -380,11 +381,11 @@ func (d *dirNode) checkEmpty(ctx context.Context, p string, node *fusefs.Inode) 
 		return err
 	}
 	if len(page.Prefixes) > 0 {
-		return syscall.ENOTEMPTY
+		return fmt.Errorf("%s has subdirectories: %w", p, errNotEmpty)
 	}
 	for _, o := range page.Objects {
 		if o.Name != prefix {
-			return syscall.ENOTEMPTY
+			return fmt.Errorf("%s holds objects: %w", p, errNotEmpty)
 		}
 	}
 	return nil
@@ -412,18 +413,18 @@ func hasLocalFiles(dir *fusefs.Inode) bool {
 // or empty directory, as rename(2) does. RENAME_EXCHANGE is not supported (EINVAL).
 func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	src := childPath(d.getPath(), name)
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("rename", d.conn, src, err)
 	}
 	nd, ok := newParent.(*dirNode)
 	if !ok {
-		return syscall.EPERM // into the mount root
+		return d.fsys.fail("rename", d.conn, src, errTopLevel) // into the mountpoint
 	}
 	if nd.conn != d.conn {
-		return syscall.EXDEV // another connection: mv falls back to copy + delete
+		return d.fsys.fail("rename", d.conn, src, errCrossConnection) // mv falls back to copy + delete
 	}
 	if flags&^uint32(unixRenameNoreplace) != 0 {
-		return syscall.EINVAL
+		return d.fsys.fail("rename", d.conn, src, fmt.Errorf("flags %#x: %w", flags, errRenameFlags))
 	}
 	dst := childPath(nd.getPath(), newName)
 	if err := nd.checkNewName(newName); err != nil {
@@ -449,7 +450,7 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 		return err
 	}
 	if exists && noReplace {
-		return syscall.EEXIST
+		return fmt.Errorf("RENAME_NOREPLACE onto %s: %w", dst, errExists)
 	}
 	if src == dst {
 		return nil
@@ -457,9 +458,9 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	if exists {
 		switch {
 		case from.info.kind == kindDir && to.info.kind != kindDir:
-			return syscall.ENOTDIR
+			return fmt.Errorf("directory onto %s: %w", dst, errNotDir)
 		case from.info.kind != kindDir && to.info.kind == kindDir:
-			return syscall.EISDIR
+			return fmt.Errorf("onto %s: %w", dst, errIsDir)
 		case to.info.kind == kindDir:
 			if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
 				return err
@@ -468,7 +469,7 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	}
 	if from.info.kind == kindDir {
 		if strings.HasPrefix(dst+"/", src+"/") {
-			return syscall.EINVAL // into itself
+			return errIntoItself
 		}
 		return d.renameDir(ctx, src, from, nd, dst, exists)
 	}
@@ -513,7 +514,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		return fmt.Errorf("%s has no object to rename: %w", src, store.ErrNotExist)
 	}
 	if exists && ifGen == 0 {
-		return fmt.Errorf("target %s is not uploaded yet: %w", dst, syscall.EBUSY)
+		return fmt.Errorf("target %s: %w", dst, errNotUploaded)
 	}
 	srcFull, dstFull := d.conn.objectName(src), d.conn.objectName(dst)
 	attrs, err := d.conn.bucket.Copy(context.WithoutCancel(ctx), srcFull, gen, dstFull, store.WriteOptions{IfGen: ifGen})
@@ -609,7 +610,7 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 	}
 	if len(objs) == 0 {
 		// An implicit directory this mount knows only from its own state: nothing to move.
-		if _, err := nd.putObject(ctx, dst+"/", nil, nil); err != nil && !errors.Is(err, syscall.EEXIST) {
+		if _, err := nd.putObject(ctx, dst+"/", nil, nil); err != nil && !errors.Is(err, errExists) {
 			return err
 		}
 	}

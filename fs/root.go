@@ -56,37 +56,43 @@ func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errn
 	return 0
 }
 
-func (r *rootNode) refuse() syscall.Errno {
+// refuse fails the change op of name at the mountpoint: EPERM (EROFS on a read-only mount).
+func (r *rootNode) refuse(op, name string) syscall.Errno {
+	err := errTopLevel
 	if r.fsys.opts.ReadOnly {
-		return syscall.EROFS
+		err = errReadOnly
 	}
-	return syscall.EPERM
+	return r.fsys.fail(op, nil, name, err)
 }
 
 func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	return nil, r.refuse()
+	return nil, r.refuse("mkdir", name)
 }
 
 func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, r.refuse()
+	return nil, nil, 0, r.refuse("create", name)
 }
 
 func (r *rootNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	return nil, r.refuse()
+	return nil, r.refuse("symlink", name)
 }
 
 func (r *rootNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	return nil, r.refuse()
+	return nil, r.refuse("mknod", name)
 }
 
 func (r *rootNode) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	return nil, r.refuse()
+	return nil, r.refuse("link", name)
 }
 
-func (r *rootNode) Unlink(ctx context.Context, name string) syscall.Errno { return r.refuse() }
+func (r *rootNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	return r.refuse("unlink", name)
+}
 
-func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno { return r.refuse() }
+func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return r.refuse("rmdir", name)
+}
 
 func (r *rootNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	return r.refuse()
+	return r.refuse("rename", name)
 }
