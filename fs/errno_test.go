@@ -168,7 +168,7 @@ func TestSemanticsReferencesResolve(t *testing.T) {
 			headings[strings.TrimSpace(h)] = true
 		}
 	}
-	ref := regexp.MustCompile(`SEMANTICS\.md "([^"]+)"`)
+	ref := regexp.MustCompile(`SEMANTICS\.md\s+(?://\s*)?"([^"]+)"`)
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func parsePackageFset(t *testing.T, fset *token.FileSet) map[string]*ast.File {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
 		}
-		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution|parser.ParseComments)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,5 +239,36 @@ func TestFailLevels(t *testing.T) {
 		if _, got := classify(tc.err); got != tc.want {
 			t.Errorf("classify(%v) level = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestFUSEMethodsDocumented fails when an exported method of a node or handle type (a FUSE
+// operation, by go-fuse's naming) has no doc comment: each states its kernel contract.
+func TestFUSEMethodsDocumented(t *testing.T) {
+	types := map[string]bool{"rootNode": true, "dirNode": true, "dirHandle": true, "fileNode": true,
+		"fileHandle": true, "passthroughHandle": true, "symlinkNode": true, "specialNode": true}
+	fset := token.NewFileSet()
+	count := 0
+	for _, f := range parsePackageFset(t, fset) {
+		for _, decl := range f.Decls {
+			fd, ok := decl.(*ast.FuncDecl)
+			if !ok || fd.Recv == nil || !fd.Name.IsExported() {
+				continue
+			}
+			recv := fd.Recv.List[0].Type
+			if star, ok := recv.(*ast.StarExpr); ok {
+				recv = star.X
+			}
+			if id, ok := recv.(*ast.Ident); !ok || !types[id.Name] {
+				continue
+			}
+			count++
+			if fd.Doc == nil {
+				t.Errorf("%s: %s has no doc comment stating its kernel contract", fset.Position(fd.Pos()), fd.Name.Name)
+			}
+		}
+	}
+	if count < 40 {
+		t.Fatalf("found only %d FUSE methods: the scan is broken", count)
 	}
 }

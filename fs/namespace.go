@@ -78,8 +78,13 @@ func (d *dirNode) newChildStable(name, p string, k kind, mode uint32) fusefs.Sta
 	return fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, k), Gen: d.fsys.genOf(key)}
 }
 
-// Create makes a new file that exists locally until its first flush uploads it (with the
-// precondition that no object exists by then).
+// Create answers open(2) with O_CREAT of a name that does not exist (CREATE; the kernel looked
+// the name up first and has checked write permission on the directory). It must make the
+// child and return its inode, attributes and an open handle. The file exists locally (a
+// staging file) until its first flush uploads it, with the precondition that no object of
+// that name exists by then (ESTALE at close otherwise). Errors: EROFS on a read-only or
+// draining mount; EPERM for .plxfs-tmp; ENAMETOOLONG; EINVAL for a name GCS cannot store;
+// errors of the staging directory (ENOSPC...).
 func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	if err := d.checkNewName(name); err != nil {
@@ -103,9 +108,12 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	return ch, &fileHandle{n: fn, write: true}, 0, 0
 }
 
-// Mknod creates an empty object: a regular file, or (with POSIX metadata on) a FIFO, socket or
-// device node whose type, permissions and device number are in its metadata. Without POSIX
-// metadata, special files are EPERM.
+// Mknod answers mknod(2) and mkfifo(3) (MKNOD; the kernel has checked permissions, and
+// CAP_MKNOD for devices). It writes an empty object, with the precondition that none exists:
+// a regular file, or (with POSIX metadata on) a FIFO, socket or device node whose type,
+// permissions and device number are in its metadata. Errors: EPERM for a special file with
+// --no-posix-metadata; EINVAL for an unknown file type; EEXIST when an object of that name
+// exists; the name errors of Create.
 func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	typ := mode & syscall.S_IFMT
@@ -164,7 +172,9 @@ func (d *dirNode) putObject(ctx context.Context, objName string, data []byte, md
 	return attrs, err
 }
 
-// Mkdir creates the placeholder object "dir/".
+// Mkdir answers mkdir(2) (MKDIR). It writes the placeholder object "dir/", with the
+// precondition that none exists. Errors: EEXIST when the placeholder exists (made behind the
+// mount since the kernel's lookup); the name errors of Create; EIO, EACCES.
 func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	if err := d.checkNewName(name); err != nil {
@@ -190,7 +200,9 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	return ch, 0
 }
 
-// Symlink stores the link as a small object: content and metadata both hold the target.
+// Symlink answers symlink(2) (SYMLINK). It stores the link as a small object whose content
+// and metadata both hold the target, with the precondition that none exists. Errors: EEXIST;
+// the name errors of Create; EIO, EACCES.
 func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	if err := d.checkNewName(name); err != nil {
@@ -214,7 +226,8 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	return ch, 0
 }
 
-// Link is not supported: objects have one name.
+// Link answers link(2) (LINK): refused with EPERM, an object has one name (SEMANTICS.md
+// "Not supported"); EROFS on a read-only or draining mount.
 func (d *dirNode) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	err := d.fsys.changesRefused()
 	if err == nil {
@@ -257,8 +270,12 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 	return childState{info: info}, nil
 }
 
-// Unlink deletes the object (the generation this mount knows: an object replaced behind the
-// mount is not deleted and the unlink fails with ESTALE). Staged data of the file is dropped.
+// Unlink answers unlink(2) (UNLINK; the kernel looked the name up and has checked
+// permissions, the sticky bit included); on success go-fuse drops the child from its tree. It
+// deletes the generation this mount knows; staged data of the file is dropped, and a file
+// still open keeps working (nlink 0) and is never uploaded. Errors: ESTALE when the object was
+// replaced behind the mount (it is not deleted); EISDIR for a directory; ENOENT; EROFS on a
+// read-only or draining mount; EIO, EACCES.
 func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
 	if err := d.fsys.changesRefused(); err != nil {
@@ -345,8 +362,9 @@ func (d *dirNode) removed(p string) {
 	d.touched()
 }
 
-// Rmdir deletes the placeholder of an empty directory; ENOTEMPTY if any object (even one
-// hidden from listings) or any file being written is below it.
+// Rmdir answers rmdir(2) (RMDIR). It deletes the placeholder of an empty directory. Errors:
+// ENOTEMPTY if any object (even one hidden from listings) or any file being written is below
+// it; ENOTDIR for a file; ENOENT; EROFS on a read-only or draining mount; EIO, EACCES.
 func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
 	if err := d.fsys.changesRefused(); err != nil {
@@ -408,9 +426,16 @@ func hasLocalFiles(dir *fusefs.Inode) bool {
 	return false
 }
 
-// Rename moves a file (copy + delete, with generation preconditions on both) or a directory
-// (copy + delete of every object below it; not atomic). It replaces an existing target file
-// or empty directory, as rename(2) does. RENAME_EXCHANGE is not supported (EINVAL).
+// Rename answers rename(2) and renameat2(2) (RENAME2; the kernel has checked permissions);
+// on success go-fuse moves the child in its tree. It moves a file (copy + delete, with
+// generation preconditions on both) or a directory (copy + delete of every object below it;
+// not atomic), and replaces an existing target file or empty directory, as rename(2) does.
+// Errors: EXDEV across connections; EPERM into the mountpoint; EINVAL for RENAME_EXCHANGE
+// (RENAME_NOREPLACE is honoured) and for a directory moved into itself; EEXIST with
+// RENAME_NOREPLACE onto an existing name; ENOTEMPTY onto a directory with objects below it;
+// EISDIR and ENOTDIR when the kinds differ; ESTALE when a generation was replaced behind the
+// mount; EBUSY onto a file whose staged data is not uploaded; the name errors of Create;
+// EROFS on a read-only or draining mount; EIO, EACCES.
 func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	src := childPath(d.getPath(), name)
 	if err := d.fsys.changesRefused(); err != nil {
