@@ -115,8 +115,8 @@ func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo,
 	if !changed {
 		return info, nil
 	}
-	if f.readOnly() {
-		return info, syscall.EROFS
+	if err := f.changesRefused(); err != nil {
+		return info, err
 	}
 	attrs, err := f.patchObject(ctx, c, p, info.gen, f.patchFor(pa))
 	if err != nil {
@@ -133,12 +133,16 @@ func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo,
 
 // Directory attributes.
 
-// Setattr records a directory's mode, owner and times in its placeholder object, writing one
-// for a directory that has none (an implicit directory). The root of a connection on a whole
-// bucket has no placeholder: its attributes change for this mount's lifetime only.
+// Setattr answers chmod, chown and utimensat of a directory (SETATTR; the kernel has checked
+// the caller's permission: default_permissions). It must apply the changes and return the new
+// attributes. plxfs records mode, owner and times in the placeholder object, writing one for a
+// directory that has none (an implicit directory). The root of a connection on a whole bucket
+// has no placeholder: its attributes change for this mount's lifetime only. With
+// --no-posix-metadata the changes are accepted and ignored. Errors: EROFS on a read-only or
+// draining mount; EIO or EACCES when the bucket refuses the patch.
 func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("setattr", d.conn, d.getPath(), err)
 	}
 	if !d.fsys.posixOn() {
 		return d.Getattr(ctx, fh, out) // accepted and ignored, as before POSIX metadata
@@ -156,7 +160,7 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 		if errors.Is(err, store.ErrNotExist) {
 			var created store.Attrs
 			created, err = d.putObject(ctx, p+"/", nil, pa.Metadata())
-			if errors.Is(err, syscall.EEXIST) { // made meanwhile: patch it
+			if errors.Is(err, errExists) { // made meanwhile: patch it
 				created, err = d.conn.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
 			}
 			attrs = created
@@ -317,6 +321,8 @@ func (s *specialNode) refresh(info objInfo) {
 	s.mu.Unlock()
 }
 
+// Getattr answers stat(2) of a FIFO, socket or device node (GETATTR): the attributes the node
+// knows, with the type and device number its metadata records. It never fails.
 func (s *specialNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	s.mu.Lock()
 	info := s.info
@@ -325,7 +331,9 @@ func (s *specialNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fu
 	return 0
 }
 
-// Setattr patches the object's metadata (mode, owner, times); a special file has no size.
+// Setattr answers chmod, chown and utimensat of a special file (SETATTR): a metadata patch of
+// the generation the mount knows (a special file has no size). Errors: EROFS on a read-only
+// or draining mount; ESTALE when the object was replaced behind the mount; EIO.
 func (s *specialNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	s.mu.Lock()
 	p, info := s.path, s.info

@@ -89,6 +89,10 @@ func (c *conn) dirPrefix(path string) string {
 // objectName is the full object name of the file at path.
 func (c *conn) objectName(path string) string { return c.prefix + path }
 
+// Getattr answers stat(2) of a directory (GETATTR, sent when the attributes the kernel holds
+// have expired, after the TTL). It returns what the placeholder object records (mode, owner,
+// times), fetching the placeholder when that is older than the TTL (ensureInfo). It never
+// fails: a fetch that fails shows what the node knows, or the defaults (logged at debug).
 func (d *dirNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.fsys.fillAttr(d.StableAttr().Ino, d.currentInfo(ctx), &out.Attr)
 	return 0
@@ -105,20 +109,28 @@ func (d *dirNode) currentInfo(ctx context.Context) objInfo {
 	return info
 }
 
+// Statfs answers statfs(2) inside a connection (STATFS). It never fails; see statfsOut.
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	statfsOut(out)
 	return 0
 }
 
-// Lookup finds name from, in order: a child with local state (a file being written), the stat
-// cache, this directory's cached listing, and finally the bucket. The kernel may keep the
-// answer (or the absence) only for what is left of the TTL since it was learnt.
+// Lookup answers the kernel's LOOKUP of name in the directory: sent for each path component
+// the kernel holds no valid entry for (none, or its entry or negative entry expired). It must
+// return the child's inode with its attributes in out; out's entry and attribute timeouts say
+// how long the kernel may keep the answer, or the absence. plxfs finds name from, in order: a
+// child with local state (a file being written), an orphaned staging file, the stat cache,
+// this directory's cached listing, and finally the bucket (see lookupInfo). The timeouts are
+// what is left of the TTL since the answer was learnt. Errors: ENOENT for a name that does
+// not exist (the kernel keeps the absence for the rest of the TTL) or that no object can have
+// (hidden names); EIO when the bucket did not answer; EACCES when the credentials are
+// refused; EINTR.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if hideReason(name) != "" || connspec.ObjectNameOK(name) != nil {
-		return nil, syscall.ENOENT
-	}
 	dirPath := d.getPath()
 	p := childPath(dirPath, name)
+	if hideReason(name) != "" || connspec.ObjectNameOK(name) != nil {
+		return nil, d.fsys.fail("lookup", d.conn, p, errHiddenName)
+	}
 	info, at, err := d.lookupInfo(ctx, dirPath, name)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) && !at.IsZero() {
@@ -444,8 +456,9 @@ func (d *dirNode) mergedLocked() []dirEntry {
 	return out
 }
 
-// OpendirHandle returns a handle that lists the directory once and answers READDIRPLUS lookups
-// from that listing, so `ls -l` costs no request per entry.
+// OpendirHandle answers opendir(3) (OPENDIR). It returns a dirHandle that lists the
+// directory once, at its first READDIR, and answers READDIRPLUS lookups from that listing, so
+// `ls -l` costs no request per entry. It never fails: a listing that fails fails the readdir.
 func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	return &dirHandle{d: d}, 0, 0
 }
@@ -482,6 +495,11 @@ func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 	return 0
 }
 
+// Readdirent returns the next entry of the directory (READDIR and READDIRPLUS: go-fuse calls
+// it until the kernel's buffer is full; nil ends the directory). The listing is made at the
+// first call, once per handle (the directory's cached listing within the TTL, else a complete
+// paginated one), and is sorted, so the stream is deterministic; offsets are positions in
+// it. Errors (of the listing): EIO, EACCES, EINTR.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	if errno := h.load(ctx); errno != 0 {
 		return nil, errno
@@ -508,7 +526,9 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	}, 0
 }
 
-// Lookup answers READDIRPLUS for the entry just returned by Readdirent, from the listing.
+// Lookup answers READDIRPLUS for the entry Readdirent returned last (go-fuse calls it instead
+// of dirNode.Lookup). It returns the child made from the listing's entry, with the listing's
+// age as timeouts, and sends no request. ENOENT for a name not in the listing.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	var e dirEntry
 	if h.pos > 0 && h.pos <= len(h.entries) && h.entries[h.pos-1].name == name {
@@ -516,7 +536,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	} else if found, ok := findEntry(h.entries, name); ok {
 		e = found
 	} else {
-		return nil, syscall.ENOENT
+		return nil, h.d.fsys.fail("lookup", h.d.conn, childPath(h.path, name), errNotInListing)
 	}
 	p := childPath(h.path, name)
 	ch := h.d.childInode(ctx, name, p, e.info, h.listedAt)
@@ -525,7 +545,9 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	return ch, 0
 }
 
-// Seekdir moves to offset off; offset 0 (rewinddir) lists the directory again.
+// Seekdir answers seekdir(3) and rewinddir(3) (go-fuse calls it when a READDIR asks for an
+// offset other than the stream's). Offset 0 lists the directory again; any other offset is a
+// position in this handle's listing. It never fails.
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	if off == 0 {
 		h.loaded, h.entries = false, nil
@@ -534,8 +556,11 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	return 0
 }
 
+// Releasedir is the kernel's RELEASEDIR after the last close of the directory: nothing to
+// free, the listing goes with the handle.
 func (h *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}
 
-// Fsyncdir succeeds: every namespace change is made in the bucket before its call returns, so
-// there is nothing to flush (programs fsync a directory after a rename for durability).
+// Fsyncdir answers fsync(2) of a directory (FSYNCDIR). It succeeds: every namespace change is
+// made in the bucket before its call returns, so there is nothing to flush (programs fsync a
+// directory after a rename for durability).
 func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }

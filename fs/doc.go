@@ -101,8 +101,13 @@
 // # Errors
 //
 // toErrno (errno.go) is the only place an error becomes an errno; unknown errors are EIO.
-// Node methods report failures through FS.fail, which logs one line (op, connection, path,
-// cause) and returns the errno. Below that boundary errors are wrapped with %w, not logged.
+// Every refusal plxfs makes is a sentinel of errno.go (errNotEmpty, errCrossConnection,
+// errReadOnly...), mapped with its errno and log level in one table, errnoTable; no other file
+// names an errno (TestNoInlineErrno). Every FUSE method that fails returns through FS.fail,
+// which logs one line (op, connection, path, errno, cause) at the table's level (debug for
+// refusals the caller can expect, warn for failures) and returns the errno. Below that
+// boundary errors are wrapped with %w, not logged. Each FUSE method's doc comment states when
+// the kernel calls it, what it must return, what plxfs does and which errnos it returns.
 //
 // # Lock order
 //

@@ -119,6 +119,13 @@ func (n *fileNode) refreshAt(info objInfo, at time.Time) {
 	n.info, n.infoAt = info, at
 }
 
+// Getattr answers stat(2) and fstat(2) of a file (GETATTR, sent when the attributes the kernel
+// holds have expired, and by fstat with the handle). The kernel cuts reads at the size it
+// last heard, so the size must be the one reads serve. plxfs reports, in order: the pinned
+// generation of the handle asked through; the staged content (size, mtime); an unlinked file,
+// with nlink 0; what the node learnt within the TTL; else what a stat of the object says.
+// Errors: ENOENT when the object is gone (the absence is cached); EIO when the bucket did not
+// answer; EINTR.
 func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.mu.Lock()
 	info, local := n.localInfoLocked()
@@ -165,21 +172,26 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	return 0
 }
 
+// Statfs answers statfs(2) of a file (STATFS). It never fails; see statfsOut.
 func (n *fileNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	statfsOut(out)
 	return 0
 }
 
-// Open returns a handle pinned to the generation the node knows now. On a mount with
-// passthrough (read-only mounts, see TuneMount) a wholly cached object is opened in
-// passthrough mode (see openPassthrough); otherwise the handle reads through plxfs, and the
-// kernel keeps its page cache (FOPEN_KEEP_CACHE) only while the generation is the one it
-// cached.
+// Open answers open(2) of an existing file (OPEN; the kernel has checked permissions; O_CREAT
+// of a new name is dirNode.Create). It must return a handle and FOPEN_* flags. The handle is
+// pinned to the generation the node knows now. On a mount with passthrough (read-only mounts,
+// see TuneMount) a wholly cached object is opened in passthrough mode (see openPassthrough);
+// otherwise the handle reads through plxfs, and the kernel keeps its page cache
+// (FOPEN_KEEP_CACHE) only while the generation is the one it cached. An open for writing gets
+// the file's staging file, and O_TRUNC empties it at once. Errors: EROFS for writing on a
+// read-only mount, or on a draining one for a file not being written already; errors of
+// the staging directory (ENOSPC...).
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	trunc := flags&syscall.O_TRUNC != 0 && write
 	if write && n.fsys.opts.ReadOnly {
-		return nil, 0, syscall.EROFS
+		return nil, 0, n.fsys.fail("open", n.conn, n.getPath(), errReadOnly)
 	}
 	h := &fileHandle{n: n, write: write}
 	var keep bool
@@ -312,8 +324,9 @@ func (n *fileNode) awaitReleasesLocked() bool {
 	}
 }
 
-// OnForget keeps staged data that failed to upload when the kernel forgets the file, so that
-// a later lookup of the same path (and SyncAll at unmount) still finds it.
+// OnForget runs when the kernel forgets the inode (FORGET: no entry, handle or reference to it
+// is left). It keeps staged data that failed to upload, so that a later lookup of the same
+// path (and SyncAll at unmount) still finds it.
 func (n *fileNode) OnForget() {
 	n.mu.Lock()
 	st, p, unlinked, pa := n.stage, n.path, n.unlinked, n.info.posix
@@ -416,7 +429,7 @@ func (r spanResult) Seekable() (fd uintptr, off int64, sz int) {
 func (r spanResult) Bytes(buf []byte) ([]byte, fuse.Status) {
 	n, err := syscall.Pread(int(r.sp.Fd()), buf[:min(len(buf), r.sp.Len())], r.sp.Off())
 	if err != nil {
-		return nil, fuse.ToStatus(err)
+		return nil, fuse.Status(toErrno(err))
 	}
 	return buf[:n], fuse.OK
 }
@@ -474,6 +487,8 @@ type passthroughHandle struct{ *fileHandle }
 
 var _ = (fusefs.FilePassthroughFder)((*passthroughHandle)(nil))
 
+// PassthroughFd gives the kernel the cache's data file as this handle's backing file. go-fuse
+// calls it once, at open; the kernel then serves the handle's reads without plxfs.
 func (h *passthroughHandle) PassthroughFd() (int, bool) { return int(h.whole.File().Fd()), true }
 
 var (
@@ -485,10 +500,21 @@ var (
 	_ = (fusefs.FileGetattrer)((*fileHandle)(nil))
 )
 
+// Getattr answers fstat(2) through this handle (GETATTR with a handle): fileNode.Getattr, which
+// reports the handle's generation.
 func (h *fileHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 	return h.n.Getattr(ctx, h, out)
 }
 
+// Read answers read(2) and the kernel's readahead (READ, at most kernelTransfer bytes at a
+// time, several in flight; unless the handle is direct I/O the reply fills the kernel's page
+// cache). It must return at most len(dest) bytes at off; a short reply is the end of the
+// file. plxfs reads the staged content of a file with local state, otherwise the generation
+// pinned at open (or the one this mount's own upload replaced it by) through the cache; the
+// reply is spliced from the cache's data file or written from chunk memory, not copied.
+// Errors: ESTALE when the pinned generation is gone and its bytes are not cached, or for a
+// read past its end once a bigger generation is known; EIO when the backend failed (or a
+// checksum kept mismatching); EINTR.
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n := h.n
 	n.mu.Lock()
@@ -557,6 +583,13 @@ func (n *fileNode) staleSeen(gen int64) {
 	}()
 }
 
+// Flush answers every close(2) of a descriptor of this handle (FLUSH; a descriptor dup'ed
+// closes more than once, so it is idempotent), and its errno is what close returns. A
+// writing handle uploads the staged content if it changed (sync): this is where a failed
+// upload reaches the program. A reading handle only counts the flush (see
+// awaitReleasesLocked). Errors: EIO (the upload failed after retries; the data stays staged,
+// and a later flush retries); ESTALE (the object changed behind the mount); EACCES. An
+// interrupt does not stop an upload: the program cannot retry a close.
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	h.n.mu.Lock()
 	if !h.flushed {
@@ -577,6 +610,8 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	return 0
 }
 
+// Fsync answers fsync(2) and fdatasync(2) (FSYNC): the staged content is uploaded as by
+// Flush, and the call returns once the object is in GCS. Errors as for Flush.
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if err := h.n.sync(ctx); err != nil {
 		return h.n.fsys.fail("fsync", h.n.conn, h.n.getPath(), err)
@@ -584,8 +619,9 @@ func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	return 0
 }
 
-// Release drops a clean stage when the last writer goes. Its result is ignored by the kernel,
-// so everything that can fail happened in Flush.
+// Release is the kernel's RELEASE, sent asynchronously after the last close of the handle;
+// the kernel ignores its result, so everything that can fail happened in Flush. It drops a
+// clean stage when the last writer goes, and stops prefetches when the last handle goes.
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	n := h.n
 	if h.whole != nil {
@@ -660,6 +696,8 @@ func (s *symlinkNode) getPath() string {
 	return s.path
 }
 
+// Getattr answers lstat(2) of a symlink (GETATTR): the attributes the node knows (mode 0777,
+// size the target's length). It never fails.
 func (s *symlinkNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	s.mu.Lock()
 	info := s.info
@@ -668,8 +706,10 @@ func (s *symlinkNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fu
 	return 0
 }
 
-// Setattr keeps the link's owner and times in its object's metadata, as for files (a
-// symlink's mode is always 0777: the kernel does not ask to change it).
+// Setattr answers lchown and utimensat with AT_SYMLINK_NOFOLLOW (SETATTR): the link's owner
+// and times are kept in its object's metadata, as for files (a symlink's mode is always 0777:
+// the kernel does not ask to change it). Errors: EROFS on a read-only or draining mount;
+// ESTALE when the object was replaced behind the mount; EIO.
 func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	s.mu.Lock()
 	p, info := s.path, s.info
@@ -684,16 +724,24 @@ func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fus
 	return s.Getattr(ctx, fh, out)
 }
 
+// Readlink answers readlink(2) (READLINK): the target recorded in the object's metadata when
+// it was looked up. It never fails.
 func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return []byte(s.info.target), 0
 }
 
+// Write answers write(2) (WRITE, at most kernelTransfer bytes per request). It must write all
+// of data at off and return len(data); a short count is an error to the writer. Data goes to
+// the staging file (an existing object is copied in through the cache at the first change)
+// and, for a new file written in order, feeds the streamed upload. Nothing reaches GCS before
+// Flush or Fsync. Errors: EBADF on a handle not open for writing (the kernel checks first);
+// EIO or ESTALE when copying the object in fails; ENOSPC, EDQUOT of the staging directory.
 func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	n := h.n
 	if !h.write {
-		return 0, syscall.EBADF
+		return 0, n.fsys.fail("write", n.conn, n.getPath(), errNotWritable)
 	}
 	st, err := n.stageForWrite(ctx)
 	if err != nil {
@@ -706,15 +754,21 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	return uint32(k), 0
 }
 
-// Setattr truncates through the staging file and keeps mode, owner and times in the object's
-// metadata (SEMANTICS.md "Permissions and metadata").
+// Setattr answers truncate(2), ftruncate(2), chmod, chown and utimensat of a file (SETATTR;
+// the kernel has checked permissions; fh is the handle for ftruncate). It must apply every
+// change asked and return the new attributes. A size change goes through the staging file: on
+// a path it is uploaded at once, through a handle at close. Mode, owner and times are kept
+// in the object's metadata (SEMANTICS.md "Permissions and metadata"): with the pending upload
+// when there is one, else as a metadata patch. Errors: EROFS on a read-only mount, or for a
+// truncate of a file not being written on a draining one; ESTALE when the generation patched was replaced behind the
+// mount; EIO.
 func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	size, hasSize := in.GetSize()
 	_, changed := n.fsys.applySetattr(n.currentInfo().posix, in, time.Time{})
-	if n.fsys.opts.ReadOnly && (hasSize || changed) {
-		return syscall.EROFS
-	}
 	p := n.getPath()
+	if n.fsys.opts.ReadOnly && (hasSize || changed) {
+		return n.fsys.fail("setattr", n.conn, p, errReadOnly)
+	}
 	if hasSize {
 		if err := n.setSize(ctx, int64(size), fh == nil); err != nil {
 			return n.fsys.fail("truncate", n.conn, p, err)

@@ -41,25 +41,25 @@ const renameWorkers = 8
 
 // checkNewName refuses names plxfs cannot store or would hide.
 func (d *dirNode) checkNewName(name string) error {
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return err
 	}
 	if name == tempDirName {
-		return fmt.Errorf("%s is reserved for temporary upload parts: %w", tempDirName, syscall.EPERM)
+		return errReservedName
 	}
 	if len(name) > maxNameLen {
-		return syscall.ENAMETOOLONG
+		return errNameTooLong
 	}
-	if hideReason(name) != "" {
-		return syscall.EINVAL
+	if reason := hideReason(name); reason != "" {
+		return fmt.Errorf("%s: %w", reason, errBadObjectName)
 	}
 	if err := connspec.ObjectNameOK(name); err != nil {
 		// Such a file could never be uploaded.
-		return fmt.Errorf("%w: %w", err, syscall.EINVAL)
+		return fmt.Errorf("%w: %w", err, errBadObjectName)
 	}
 	// +1: a directory's placeholder object is its name and a slash.
 	if len(d.conn.objectName(childPath(d.getPath(), name)))+1 > connspec.MaxObjectName {
-		return syscall.ENAMETOOLONG
+		return errObjectNameTooLong
 	}
 	return nil
 }
@@ -78,8 +78,13 @@ func (d *dirNode) newChildStable(name, p string, k kind, mode uint32) fusefs.Sta
 	return fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, k), Gen: d.fsys.genOf(key)}
 }
 
-// Create makes a new file that exists locally until its first flush uploads it (with the
-// precondition that no object exists by then).
+// Create answers open(2) with O_CREAT of a name that does not exist (CREATE; the kernel looked
+// the name up first and has checked write permission on the directory). It must make the
+// child and return its inode, attributes and an open handle. The file exists locally (a
+// staging file) until its first flush uploads it, with the precondition that no object of
+// that name exists by then (ESTALE at close otherwise). Errors: EROFS on a read-only or
+// draining mount; EPERM for .plxfs-tmp; ENAMETOOLONG; EINVAL for a name GCS cannot store;
+// errors of the staging directory (ENOSPC...).
 func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	if err := d.checkNewName(name); err != nil {
@@ -103,9 +108,12 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	return ch, &fileHandle{n: fn, write: true}, 0, 0
 }
 
-// Mknod creates an empty object: a regular file, or (with POSIX metadata on) a FIFO, socket or
-// device node whose type, permissions and device number are in its metadata. Without POSIX
-// metadata, special files are EPERM.
+// Mknod answers mknod(2) and mkfifo(3) (MKNOD; the kernel has checked permissions, and
+// CAP_MKNOD for devices). It writes an empty object, with the precondition that none exists:
+// a regular file, or (with POSIX metadata on) a FIFO, socket or device node whose type,
+// permissions and device number are in its metadata. Errors: EPERM for a special file with
+// --no-posix-metadata; EINVAL for an unknown file type; EEXIST when an object of that name
+// exists; the name errors of Create.
 func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	typ := mode & syscall.S_IFMT
@@ -114,10 +122,10 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 		typ = syscall.S_IFREG
 	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
 		if !d.fsys.posixOn() {
-			return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("special files need POSIX metadata (mounted with --no-posix-metadata): %w", syscall.EPERM))
+			return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("file type %o: %w", typ, errSpecialNoPOSIX))
 		}
 	default:
-		return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("file type %o: %w", typ, syscall.EINVAL))
+		return nil, d.fsys.fail("mknod", d.conn, p, fmt.Errorf("file type %o: %w", typ, errFileType))
 	}
 	if err := d.checkNewName(name); err != nil {
 		return nil, d.fsys.fail("mknod", d.conn, p, err)
@@ -159,12 +167,14 @@ func (d *dirNode) putObject(ctx context.Context, objName string, data []byte, md
 	}
 	attrs, err := w.Commit()
 	if errors.Is(err, store.ErrPrecondition) {
-		return store.Attrs{}, fmt.Errorf("gs://%s/%s exists: %w", d.conn.bucket.Name(), full, syscall.EEXIST)
+		return store.Attrs{}, fmt.Errorf("gs://%s/%s: %w", d.conn.bucket.Name(), full, errExists)
 	}
 	return attrs, err
 }
 
-// Mkdir creates the placeholder object "dir/".
+// Mkdir answers mkdir(2) (MKDIR). It writes the placeholder object "dir/", with the
+// precondition that none exists. Errors: EEXIST when the placeholder exists (made behind the
+// mount since the kernel's lookup); the name errors of Create; EIO, EACCES.
 func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	if err := d.checkNewName(name); err != nil {
@@ -190,7 +200,9 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	return ch, 0
 }
 
-// Symlink stores the link as a small object: content and metadata both hold the target.
+// Symlink answers symlink(2) (SYMLINK). It stores the link as a small object whose content
+// and metadata both hold the target, with the precondition that none exists. Errors: EEXIST;
+// the name errors of Create; EIO, EACCES.
 func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	p := childPath(d.getPath(), name)
 	if err := d.checkNewName(name); err != nil {
@@ -214,12 +226,14 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	return ch, 0
 }
 
-// Link is not supported: objects have one name.
+// Link answers link(2) (LINK): refused with EPERM, an object has one name (SEMANTICS.md
+// "Not supported"); EROFS on a read-only or draining mount.
 func (d *dirNode) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if d.fsys.readOnly() {
-		return nil, syscall.EROFS
+	err := d.fsys.changesRefused()
+	if err == nil {
+		err = errHardLink
 	}
-	return nil, syscall.EPERM
+	return nil, d.fsys.fail("link", d.conn, childPath(d.getPath(), name), err)
 }
 
 // childState is what a rename or removal needs to know about a child.
@@ -256,19 +270,23 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 	return childState{info: info}, nil
 }
 
-// Unlink deletes the object (the generation this mount knows: an object replaced behind the
-// mount is not deleted and the unlink fails with ESTALE). Staged data of the file is dropped.
+// Unlink answers unlink(2) (UNLINK; the kernel looked the name up and has checked
+// permissions, the sticky bit included); on success go-fuse drops the child from its tree. It
+// deletes the generation this mount knows; staged data of the file is dropped, and a file
+// still open keeps working (nlink 0) and is never uploaded. Errors: ESTALE when the object was
+// replaced behind the mount (it is not deleted); EISDIR for a directory; ENOENT; EROFS on a
+// read-only or draining mount; EIO, EACCES.
 func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("unlink", d.conn, p, err)
 	}
 	cs, err := d.stateOf(ctx, name)
 	if err != nil {
 		return d.fsys.fail("unlink", d.conn, p, err)
 	}
 	if cs.info.kind == kindDir {
-		return syscall.EISDIR
+		return d.fsys.fail("unlink", d.conn, p, errIsDir)
 	}
 	gen := cs.info.gen
 	var fn *fileNode
@@ -344,19 +362,20 @@ func (d *dirNode) removed(p string) {
 	d.touched()
 }
 
-// Rmdir deletes the placeholder of an empty directory; ENOTEMPTY if any object (even one
-// hidden from listings) or any file being written is below it.
+// Rmdir answers rmdir(2) (RMDIR). It deletes the placeholder of an empty directory. Errors:
+// ENOTEMPTY if any object (even one hidden from listings) or any file being written is below
+// it; ENOTDIR for a file; ENOENT; EROFS on a read-only or draining mount; EIO, EACCES.
 func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	p := childPath(d.getPath(), name)
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
 	cs, err := d.stateOf(ctx, name)
 	if err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
 	if cs.info.kind != kindDir {
-		return syscall.ENOTDIR
+		return d.fsys.fail("rmdir", d.conn, p, errNotDir)
 	}
 	if err := d.checkEmpty(ctx, p, cs.node); err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
@@ -372,7 +391,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 // checkEmpty fails with ENOTEMPTY if the directory at p has anything below it.
 func (d *dirNode) checkEmpty(ctx context.Context, p string, node *fusefs.Inode) error {
 	if node != nil && hasLocalFiles(node) {
-		return fmt.Errorf("files are being written below it: %w", syscall.ENOTEMPTY)
+		return fmt.Errorf("files are being written below it: %w", errNotEmpty)
 	}
 	prefix := d.conn.dirPrefix(p)
 	page, err := d.conn.bucket.List(ctx, store.ListOptions{Prefix: prefix, Delimiter: "/", PageSize: 2})
@@ -380,11 +399,11 @@ func (d *dirNode) checkEmpty(ctx context.Context, p string, node *fusefs.Inode) 
 		return err
 	}
 	if len(page.Prefixes) > 0 {
-		return syscall.ENOTEMPTY
+		return fmt.Errorf("%s has subdirectories: %w", p, errNotEmpty)
 	}
 	for _, o := range page.Objects {
 		if o.Name != prefix {
-			return syscall.ENOTEMPTY
+			return fmt.Errorf("%s holds objects: %w", p, errNotEmpty)
 		}
 	}
 	return nil
@@ -407,23 +426,30 @@ func hasLocalFiles(dir *fusefs.Inode) bool {
 	return false
 }
 
-// Rename moves a file (copy + delete, with generation preconditions on both) or a directory
-// (copy + delete of every object below it; not atomic). It replaces an existing target file
-// or empty directory, as rename(2) does. RENAME_EXCHANGE is not supported (EINVAL).
+// Rename answers rename(2) and renameat2(2) (RENAME2; the kernel has checked permissions);
+// on success go-fuse moves the child in its tree. It moves a file (copy + delete, with
+// generation preconditions on both) or a directory (copy + delete of every object below it;
+// not atomic), and replaces an existing target file or empty directory, as rename(2) does.
+// Errors: EXDEV across connections; EPERM into the mountpoint; EINVAL for RENAME_EXCHANGE
+// (RENAME_NOREPLACE is honoured) and for a directory moved into itself; EEXIST with
+// RENAME_NOREPLACE onto an existing name; ENOTEMPTY onto a directory with objects below it;
+// EISDIR and ENOTDIR when the kinds differ; ESTALE when a generation was replaced behind the
+// mount; EBUSY onto a file whose staged data is not uploaded; the name errors of Create;
+// EROFS on a read-only or draining mount; EIO, EACCES.
 func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	src := childPath(d.getPath(), name)
-	if d.fsys.readOnly() {
-		return syscall.EROFS
+	if err := d.fsys.changesRefused(); err != nil {
+		return d.fsys.fail("rename", d.conn, src, err)
 	}
 	nd, ok := newParent.(*dirNode)
 	if !ok {
-		return syscall.EPERM // into the mount root
+		return d.fsys.fail("rename", d.conn, src, errTopLevel) // into the mountpoint
 	}
 	if nd.conn != d.conn {
-		return syscall.EXDEV // another connection: mv falls back to copy + delete
+		return d.fsys.fail("rename", d.conn, src, errCrossConnection) // mv falls back to copy + delete
 	}
 	if flags&^uint32(unixRenameNoreplace) != 0 {
-		return syscall.EINVAL
+		return d.fsys.fail("rename", d.conn, src, fmt.Errorf("flags %#x: %w", flags, errRenameFlags))
 	}
 	dst := childPath(nd.getPath(), newName)
 	if err := nd.checkNewName(newName); err != nil {
@@ -449,7 +475,7 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 		return err
 	}
 	if exists && noReplace {
-		return syscall.EEXIST
+		return fmt.Errorf("RENAME_NOREPLACE onto %s: %w", dst, errExists)
 	}
 	if src == dst {
 		return nil
@@ -457,9 +483,9 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	if exists {
 		switch {
 		case from.info.kind == kindDir && to.info.kind != kindDir:
-			return syscall.ENOTDIR
+			return fmt.Errorf("directory onto %s: %w", dst, errNotDir)
 		case from.info.kind != kindDir && to.info.kind == kindDir:
-			return syscall.EISDIR
+			return fmt.Errorf("onto %s: %w", dst, errIsDir)
 		case to.info.kind == kindDir:
 			if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
 				return err
@@ -468,7 +494,7 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	}
 	if from.info.kind == kindDir {
 		if strings.HasPrefix(dst+"/", src+"/") {
-			return syscall.EINVAL // into itself
+			return errIntoItself
 		}
 		return d.renameDir(ctx, src, from, nd, dst, exists)
 	}
@@ -513,7 +539,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		return fmt.Errorf("%s has no object to rename: %w", src, store.ErrNotExist)
 	}
 	if exists && ifGen == 0 {
-		return fmt.Errorf("target %s is not uploaded yet: %w", dst, syscall.EBUSY)
+		return fmt.Errorf("target %s: %w", dst, errNotUploaded)
 	}
 	srcFull, dstFull := d.conn.objectName(src), d.conn.objectName(dst)
 	attrs, err := d.conn.bucket.Copy(context.WithoutCancel(ctx), srcFull, gen, dstFull, store.WriteOptions{IfGen: ifGen})
@@ -609,7 +635,7 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 	}
 	if len(objs) == 0 {
 		// An implicit directory this mount knows only from its own state: nothing to move.
-		if _, err := nd.putObject(ctx, dst+"/", nil, nil); err != nil && !errors.Is(err, syscall.EEXIST) {
+		if _, err := nd.putObject(ctx, dst+"/", nil, nil); err != nil && !errors.Is(err, errExists) {
 			return err
 		}
 	}

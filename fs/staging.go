@@ -49,8 +49,8 @@ type stageRef struct {
 
 // newStage creates an empty staging file and registers it (see SyncAll).
 func (f *FS) newStage(n *fileNode) (*staging, error) {
-	if f.readOnly() {
-		return nil, fmt.Errorf("stage: %w", errROFS)
+	if err := f.changesRefused(); err != nil {
+		return nil, fmt.Errorf("stage: %w", err)
 	}
 	tf, err := os.CreateTemp(f.opts.StagingDir, "stage-*")
 	if err != nil {
@@ -109,8 +109,6 @@ func (f *FS) orphanInfo(c *conn, p string) (objInfo, bool) {
 	}
 	return objInfo{}, false
 }
-
-var errROFS = errors.New("read-only mount")
 
 // ensureStageLocked gives n a staging file if it has none. A file that was never uploaded
 // starts filled (its content is empty); an existing object is copied in on the first write.
