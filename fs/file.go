@@ -760,7 +760,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 // a path it is uploaded at once, through a handle at close. Mode, owner and times are kept
 // in the object's metadata (SEMANTICS.md "Permissions and metadata"): with the pending upload
 // when there is one, else as a metadata patch. Errors: EROFS on a read-only mount, or for a
-// truncate of a file not being written on a draining one; ESTALE when the generation patched was replaced behind the
+// truncate or an attribute change of a file not being written on a draining one; ESTALE when the generation patched was replaced behind the
 // mount; EIO.
 func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	size, hasSize := in.GetSize()
@@ -831,6 +831,11 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	}
 	p, gen := n.path, n.info.gen
 	n.mu.Unlock()
+	if n.fsys.draining.Load() {
+		// A new change to an object nobody is writing: refused from SIGTERM on, as a new
+		// writer would be (changes to a file being written go with its pending upload).
+		return errDraining
+	}
 	attrs, err := n.fsys.patchObject(ctx, n.conn, p, gen, n.fsys.patchFor(pa))
 	if errors.Is(err, store.ErrPrecondition) || errors.Is(err, store.ErrNotExist) {
 		return fmt.Errorf("%w: %w", errStale, err)

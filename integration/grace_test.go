@@ -82,6 +82,12 @@ func TestFaultDrainRefusesWritesToExistingFiles(t *testing.T) {
 			t.Errorf("truncate(existing, %d) while draining: %v, want EROFS", size, err)
 		}
 	}
+	if err := os.Chmod(existing, 0o600); errnoOf(err) != syscall.EROFS {
+		t.Errorf("chmod(existing) while draining: %v, want EROFS", err)
+	}
+	if err := os.Chtimes(existing, time.Now(), time.Now()); errnoOf(err) != syscall.EROFS {
+		t.Errorf("utimensat(existing) while draining: %v, want EROFS", err)
+	}
 	if got, err := os.ReadFile(existing); err != nil || string(got) != old {
 		t.Errorf("read while draining: %q, %v", got, err)
 	}
