@@ -274,13 +274,7 @@ func writeRecord(o *objState, k key, rec []byte) error {
 func (c *Cache) readUnitBytes(o *objState, k key, e *entry, buf []byte, off int64) error {
 	o.io.RLock()
 	defer o.io.RUnlock()
-	c.mu.Lock()
-	cur, ok := c.lru.Peek(k)
-	c.mu.Unlock()
-	if !ok || cur != e {
-		return errGone
-	}
-	f, err := o.openData(os.O_RDONLY)
+	f, err := c.openUnit(o, k, e)
 	if err != nil {
 		return err
 	}
@@ -291,6 +285,18 @@ func (c *Cache) readUnitBytes(o *objState, k key, e *entry, buf []byte, off int6
 	return nil
 }
 
+// openUnit opens o's data file to read unit k, provided k is still indexed as e (it may have
+// been released since the caller looked it up: errGone). The caller holds o.io shared.
+func (c *Cache) openUnit(o *objState, k key, e *entry) (*os.File, error) {
+	c.mu.Lock()
+	cur, ok := c.lru.Peek(k)
+	c.mu.Unlock()
+	if !ok || cur != e {
+		return nil, errGone
+	}
+	return o.openData(os.O_RDONLY)
+}
+
 // crcBufs holds the buffers unitCRC reads through.
 var crcBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
@@ -299,13 +305,7 @@ var crcBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 func (c *Cache) unitCRC(o *objState, k key, e *entry) (uint32, error) {
 	o.io.RLock()
 	defer o.io.RUnlock()
-	c.mu.Lock()
-	cur, ok := c.lru.Peek(k)
-	c.mu.Unlock()
-	if !ok || cur != e {
-		return 0, errGone
-	}
-	f, err := o.openData(os.O_RDONLY)
+	f, err := c.openUnit(o, k, e)
 	if err != nil {
 		return 0, err
 	}
