@@ -279,6 +279,9 @@ func (u *composedUpload) cleanup(ctx context.Context) {
 	u.mu.Lock()
 	todo := append([]string(nil), u.created...)
 	u.mu.Unlock()
+	if len(todo) == 0 {
+		return // nothing was written or attempted (names are tracked before their upload starts)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(u.opts.Workers)
 	for _, n := range todo {
