@@ -215,6 +215,12 @@ func (c *Cache) writeUnitBytes(o *objState, k key, data []byte, crc uint32, seq 
 				o.io.RLock()
 				_, werr := df.WriteAt(data[done:done+n], k.off()+int64(done))
 				o.io.RUnlock()
+				if errors.Is(werr, unix.EINVAL) {
+					// A file system with stricter O_DIRECT rules: the rest goes through the
+					// page cache.
+					direct = done
+					break
+				}
 				if werr != nil {
 					return 0, fmt.Errorf("write data file: %w", werr)
 				}
