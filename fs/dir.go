@@ -79,15 +79,10 @@ func childPath(dirPath, name string) string {
 }
 
 // dirPrefix is the full object prefix listing the directory at path.
-func (c *conn) dirPrefix(path string) string {
-	if path == "" {
-		return c.prefix
-	}
-	return c.prefix + path + "/"
-}
+func (c *conn) dirPrefix(path string) string { return c.objs.DirPrefix(path) }
 
 // objectName is the full object name of the file at path.
-func (c *conn) objectName(path string) string { return c.prefix + path }
+func (c *conn) objectName(path string) string { return c.objs.Name(path) }
 
 // Getattr answers stat(2) of a directory (GETATTR, sent when the attributes the kernel holds
 // have expired, after the TTL). It returns what the placeholder object records (mode, owner,

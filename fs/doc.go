@@ -73,14 +73,16 @@
 // uploads the tail and composes, with the CRC32C of the whole content computed as it was
 // written; any other write abandons the stream. A failed upload returns EIO (ESTALE for a failed precondition) and keeps the staged
 // data dirty; a later flush retries. After a successful upload the node serves the new
-// generation, handles opened earlier follow it (fileNode.successor), and the written bytes
+// generation, handles opened earlier follow it (fileNode.successors), and the written bytes
 // are stored in the cache (cache.Fill) so they are not fetched again. Release drops a clean
 // staging file; a dirty one outlives its node (FS.staged, orphan) until a flush succeeds or
 // SyncAll runs at unmount.
 //
 // # Namespace operations
 //
-// Each is one or a few conditional GCS calls: mkdir writes "dir/"; rmdir deletes it after a
+// The object side of each lives in the core, package vfs (vfs.Objects, tested on an in-memory
+// bucket without FUSE); fs keeps the nodes, the metadata cache and the listings in step with
+// it. Each is one or a few conditional GCS calls: mkdir writes "dir/"; rmdir deletes it after a
 // two-item listing proves the directory empty; unlink deletes the generation the mount knows;
 // rename of a file is copy (with the target's generation, or "must not exist", as
 // precondition) then delete of the source generation; rename of a directory copies then

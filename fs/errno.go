@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // Errors and errnos.
@@ -40,7 +41,7 @@ var (
 	// errStale marks a read, write or metadata patch whose object generation is gone: the
 	// object was overwritten or deleted behind the mount while this mount still referred to
 	// the old generation.
-	errStale = errors.New("object generation is gone (changed behind the mount)")
+	errStale = vfs.ErrStale
 
 	errTopLevel       = errors.New("the mountpoint holds the connections only; nothing can be created, removed or renamed there")
 	errHardLink       = errors.New("hard links are not supported: an object has one name")
@@ -55,8 +56,8 @@ var (
 	errRenameFlags       = errors.New("unsupported rename flags (RENAME_EXCHANGE, RENAME_WHITEOUT)")
 	errIntoItself        = errors.New("a directory cannot move into itself")
 
-	errExists          = errors.New("exists")
-	errNotEmpty        = errors.New("directory not empty")
+	errExists          = vfs.ErrExists
+	errNotEmpty        = vfs.ErrNotEmpty
 	errIsDir           = errors.New("is a directory")
 	errNotDir          = errors.New("not a directory")
 	errCrossConnection = errors.New("rename across connections (mv copies instead)")

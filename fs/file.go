@@ -15,6 +15,7 @@ import (
 
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // fileNode is a regular file: one object, or a file created through the mount that is not
@@ -48,11 +49,14 @@ type fileNode struct {
 	flushed, ptFlushed int
 	released           chan struct{}
 	unlinked           bool // removed through the mount; staged data is never uploaded then
-	// successor maps a generation this mount replaced by an upload to what replaced it, so that
-	// handles opened before the upload read the new bytes (read-your-writes) instead of a
-	// generation that is gone. Cleared when no handle is open.
-	successor map[int64]objInfo
+	// successors maps a generation this mount replaced (by an upload or a rename) to what
+	// replaced it, so that handles opened before read the new bytes (read-your-writes) instead
+	// of a generation that is gone. Cleared when no handle is open.
+	successors vfs.Successors[objInfo]
 }
+
+// replacedLocked records that the node's generation is replaced by info (see successors).
+func (n *fileNode) replacedLocked(info objInfo) { n.successors.Replaced(n.info.gen, info.gen, info) }
 
 var (
 	_ = (fusefs.NodeGetattrer)((*fileNode)(nil))
@@ -521,11 +525,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	st := n.stage
 	local := st != nil && st.filled
 	info := objInfo{gen: h.gen, size: h.size, crc: h.crc, hasCRC: h.hasCRC}
-	for {
-		next, ok := n.successor[info.gen]
-		if !ok || next.gen == info.gen {
-			break
-		}
+	if _, next, ok := n.successors.Follow(info.gen); ok {
 		info = next
 	}
 	h.pin(info)
@@ -649,7 +649,7 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 		drop, n.stage = n.stage, nil
 	}
 	if n.handles == 0 {
-		n.successor = nil
+		n.successors.Clear()
 	}
 	last, p := n.handles == 0, n.path
 	info := objInfo{gen: h.gen, size: h.size}

@@ -23,6 +23,7 @@ import (
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // Defaults for the zero values of Options.
@@ -155,6 +156,7 @@ type conn struct {
 	bucket store.Bucket // whole bucket
 	prefix string
 	view   store.Bucket // store.WithPrefix(bucket, prefix): the connection's view, for uploads
+	objs   *vfs.Objects // the core's namespace of the connection: object names, moves, deletes
 }
 
 // maxHiddenLogged bounds the set of hidden names remembered so that each is logged once.
@@ -235,7 +237,7 @@ func New(opts Options) (*FS, error) {
 		if c.Bucket == nil {
 			return nil, fmt.Errorf("fs: connection %q has no bucket", c.Name)
 		}
-		f.conns = append(f.conns, &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: store.WithPrefix(c.Bucket, c.Prefix)})
+		f.conns = append(f.conns, &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: store.WithPrefix(c.Bucket, c.Prefix), objs: vfs.NewObjects(c.Bucket, c.Prefix)})
 	}
 	f.root = &rootNode{fsys: f}
 	return f, nil

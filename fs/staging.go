@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"os"
-	"path"
 	"sync"
 	"time"
 
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // staging is the local state of a file being written: an unlinked temporary file under the
@@ -315,12 +314,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 	info := infoFromAttrs(attrs)
 	info.size = size
 	n.mu.Lock()
-	if old := n.info.gen; old != 0 && old != info.gen {
-		if n.successor == nil {
-			n.successor = map[int64]objInfo{}
-		}
-		n.successor[old] = info
-	}
+	n.replacedLocked(info)
 	n.info, n.infoAt = info, n.fsys.now()
 	st.baseGen, st.baseSize, st.mtime = info.gen, size, time.Time{}
 	if st.version == version {
@@ -362,20 +356,12 @@ func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, siz
 // the attributes pa (mode, owner, atime) carried over from the generation it replaces, or given
 // at its creation.
 func (f *FS) writeOptions(p string, ifGen int64, mtime time.Time, pa posixmd.Attrs) store.WriteOptions {
-	wo := store.WriteOptions{IfGen: ifGen, ContentType: contentType(p)}
+	wo := store.WriteOptions{IfGen: ifGen, ContentType: vfs.ContentType(p)}
 	pa.Mtime = mtime
 	if md := f.metadataFor(pa); len(md) > 0 {
 		wo.Metadata = md
 	}
 	return wo
-}
-
-// contentType guesses an object's content type from its extension.
-func contentType(p string) string {
-	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
-		return t
-	}
-	return "application/octet-stream"
 }
 
 // SyncAll uploads every file with changes not yet uploaded (open or not), for a clean
