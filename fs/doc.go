@@ -117,6 +117,7 @@
 //
 //	fileNode.syncMu → staging.ioMu → fileNode.mu → FS.mu
 //	fileNode.mu → transfer.PartWriter.mu (a leaf)
+//	fileNode.mu → vfs.Opens.mu (a leaf; package vfs's locks are all leaves)
 //	dirNode.mu, symlinkNode.mu → FS.mu
 //
 // A dirNode.mu is never held while another node's lock is taken. fileNode.syncMu (one upload
@@ -147,7 +148,8 @@
 //     passthrough open of an inode (a later page-cached or direct-I/O open fails with EIO) and
 //     no passthrough beside page-cached opens; a writer's open could not be passthrough, so
 //     read-write mounts do without. openPassthrough chooses passthrough only when every open
-//     handle of the node is passthrough, and then every open joins them, on their generation.
+//     handle of the node is passthrough, and then every open joins them, on their generation
+//     (the state machine is vfs.Opens: join, settle, flush, release; tested without FUSE).
 //     A handle's release reaches plxfs after the close that caused it; an open waits up to
 //     50 ms for the releases of handles already closed (flushed) before settling for the page
 //     cache. TuneMount probes the kernel once; where it refuses, every read goes through plxfs.

@@ -31,28 +31,21 @@ type fileNode struct {
 	syncMu sync.Mutex
 
 	// mu guards the fields below. It is never held across a GCS call or a read of object bytes.
-	mu      sync.Mutex
-	path    string
-	info    objInfo   // the object as last seen in the bucket (or uploaded)
-	infoAt  time.Time // when info was fetched from the bucket
-	keepGen int64     // generation the kernel's page cache holds: FOPEN_KEEP_CACHE while unchanged
-	stage   *staging  // local state; nil when the file has none
-	writers int       // open handles that may write
-	handles int       // open handles
-	// pt counts the open handles the kernel reads from a cache file (passthrough), all of
-	// generation ptInfo. See openPassthrough.
-	pt     int
-	ptInfo objInfo
-	// flushed and ptFlushed count the open handles, page-cached and passthrough, that have
-	// seen a flush (a close(2)): most likely their release is on its way. released is closed
-	// by the next release.
-	flushed, ptFlushed int
-	released           chan struct{}
-	unlinked           bool // removed through the mount; staged data is never uploaded then
+	mu       sync.Mutex
+	path     string
+	info     objInfo   // the object as last seen in the bucket (or uploaded)
+	infoAt   time.Time // when info was fetched from the bucket
+	keepGen  int64     // generation the kernel's page cache holds: FOPEN_KEEP_CACHE while unchanged
+	stage    *staging  // local state; nil when the file has none
+	unlinked bool      // removed through the mount; staged data is never uploaded then
 	// successors maps a generation this mount replaced (by an upload or a rename) to what
 	// replaced it, so that handles opened before read the new bytes (read-your-writes) instead
 	// of a generation that is gone. Cleared when no handle is open.
 	successors vfs.Successors[objInfo]
+
+	// opens is the open handles and their modes (cached, passthrough), with its own lock, a
+	// leaf taken inside mu (see vfs.Opens).
+	opens vfs.Opens
 }
 
 // replacedLocked records that the node's generation is replaced by info (see successors).
@@ -213,9 +206,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 				n.mu.Unlock()
 				return nil, 0, n.fsys.fail("open", n.conn, p, err)
 			}
-			n.writers++
 		}
-		keep = n.openCachedLocked(h, trunc)
+		h.st = n.opens.OpenCached(write)
+		keep = n.pinCachedLocked(h, trunc)
 		p := n.path
 		n.mu.Unlock()
 		if trunc {
@@ -232,10 +225,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	return h, fuseFlags, 0
 }
 
-// openCachedLocked registers h as a page-cached handle of the node's current generation and
-// reports whether the kernel may keep the pages it holds (they are of this generation).
-func (n *fileNode) openCachedLocked(h *fileHandle, trunc bool) (keep bool) {
-	n.handles++
+// pinCachedLocked pins a page-cached handle h to the node's current generation and reports
+// whether the kernel may keep the pages it holds (they are of this generation).
+func (n *fileNode) pinCachedLocked(h *fileHandle, trunc bool) (keep bool) {
 	h.pin(n.info)
 	_, local := n.localInfoLocked()
 	keep = !local && !trunc && n.info.gen != 0 && n.keepGen == n.info.gen
@@ -246,86 +238,80 @@ func (n *fileNode) openCachedLocked(h *fileHandle, trunc bool) (keep bool) {
 	return keep
 }
 
-// openPassthrough opens the node in passthrough mode: the kernel reads the cache's data file
-// itself, pinned (kept whole) until the handle is released. The kernel refuses any other
-// mode for an open of an inode that has passthrough handles (the open fails with EIO), and
-// refuses passthrough next to page-cached handles. So passthrough is chosen only when every
-// open handle is a passthrough handle, and once it is, every open joins it, reading the
-// generation the others hold even if the node has learnt of a newer one since (the newer one
-// is read once they are all closed). When the open must read through plxfs instead (the
-// object is not wholly cached, or page-cached handles are open), it registers h as a
-// page-cached handle in the same critical section as that decision, so that no passthrough
-// open can slip in between, and returns nil and the FOPEN_KEEP_CACHE choice.
+// releaseWait bounds how long a passthrough open waits for the releases of handles already
+// closed (flushed) before it settles for the page cache or the old generation.
+const releaseWait = 50 * time.Millisecond
+
+// joinWait bounds how long a passthrough open waits for another passthrough open under way
+// to take its pin before it settles for the page cache.
+const joinWait = 100 * time.Millisecond
+
+// openPassthrough opens the node in passthrough mode when n.opens says it may (see vfs.Opens:
+// only when every open handle is a passthrough handle; then every open joins them, on their
+// generation): the kernel reads the cache's data file itself, pinned (kept whole) until the
+// handle is released. It waits, on the channels vfs.Opens gives, up to releaseWait for the
+// releases of handles already flushed, and up to joinWait for a concurrent passthrough open to
+// take its pin. When the open must read through plxfs instead (the object is not wholly
+// cached, or page-cached handles are open), h is registered as a page-cached handle in the
+// same critical section as that decision, so that no passthrough open can slip in between;
+// it then returns nil and the FOPEN_KEEP_CACHE choice.
 func (n *fileNode) openPassthrough(h *fileHandle) (pt *passthroughHandle, keep bool) {
-	for attempt := 0; ; attempt++ {
+	waitUntil, joinUntil := time.Now().Add(releaseWait), time.Now().Add(joinWait)
+	for {
 		n.mu.Lock()
-		joinable := n.awaitReleasesLocked() // may unlock n.mu while it waits
-		info := objInfo{gen: n.info.gen, size: n.info.size, crc: n.info.crc, hasCRC: n.info.hasCRC}
-		if n.pt > 0 {
-			info = n.ptInfo
+		cur := vfs.Pin{Gen: n.info.gen, Size: n.info.size, CRC: n.info.crc, HasCRC: n.info.hasCRC}
+		step := n.opens.Join(cur, time.Now().Before(waitUntil), time.Now().Before(joinUntil))
+		if step.Wait != nil {
+			n.mu.Unlock()
+			waitFor(step.Wait, waitUntil)
+			continue
 		}
-		if !joinable || info.gen == 0 || info.size == 0 || attempt == 100 {
-			keep = n.openCachedLocked(h, false)
+		h.st = step.Handle
+		if step.Handle.Mode() == vfs.Cached {
+			keep = n.pinCachedLocked(h, false)
 			n.mu.Unlock()
 			return nil, keep
 		}
-		n.pt++ // reserved now, so that concurrent opens see it
-		n.handles++
-		n.ptInfo = info
 		p := n.path
 		n.mu.Unlock()
+		info := objInfo{gen: step.Pin.Gen, size: step.Pin.Size, crc: step.Pin.CRC, hasCRC: step.Pin.HasCRC}
 		if w, ok := n.fsys.opts.Cache.OpenWhole(n.conn.objectOf(p, info)); ok {
 			h.pin(info)
 			h.whole = w
+			n.opens.Settle(step.Handle, true)
 			return &passthroughHandle{h}, false
 		}
 		n.mu.Lock()
-		n.pt--
-		n.handles--
-		if n.pt == 0 {
-			keep = n.openCachedLocked(h, false)
+		cached, retry := n.opens.Settle(step.Handle, false)
+		if cached {
+			keep = n.pinCachedLocked(h, false)
 			n.mu.Unlock()
 			return nil, keep
 		}
 		n.mu.Unlock()
 		// Another passthrough open is under way: once it holds its pin, OpenWhole of its
 		// generation succeeds for this one too.
-		time.Sleep(time.Millisecond)
+		waitFor(retry, joinUntil)
 	}
 }
 
-// releaseWait bounds how long a passthrough open waits for the releases of closed handles.
-const releaseWait = 50 * time.Millisecond
-
-// awaitReleasesLocked reports whether every open handle of n is a passthrough handle. The
-// kernel sends a handle's release asynchronously after its last close, so handles that stand
-// in the way (page-cached ones, which rule passthrough out, or passthrough handles of an older
-// generation, which a new open would have to join) may be closed already: when all of them
-// have been flushed, it waits up to releaseWait for their releases rather than settle for the
-// page cache or the old generation. It unlocks n.mu while waiting.
-func (n *fileNode) awaitReleasesLocked() bool {
-	deadline := time.Now().Add(releaseWait)
-	for {
-		others := n.handles - n.pt
-		oldPT := n.pt > 0 && n.ptInfo.gen != n.info.gen
-		if others == 0 && !oldPT {
-			return true
-		}
-		left := time.Until(deadline)
-		if others != n.flushed || (oldPT && n.ptFlushed != n.pt) || left <= 0 {
-			return others == 0
-		}
-		if n.released == nil {
-			n.released = make(chan struct{})
-		}
-		ch := n.released
-		n.mu.Unlock()
-		select {
-		case <-ch:
-		case <-time.After(left):
-		}
-		n.mu.Lock()
+// waitFor waits until ch is closed or the deadline passes.
+func waitFor(ch <-chan struct{}, deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
 	}
+}
+
+// takeCleanStageLocked takes the staging file from the node when no writer is left (writers)
+// and it has nothing to upload; the caller drops it (FS.dropStage) after unlocking n.mu.
+func (n *fileNode) takeCleanStageLocked(writers int) (drop *staging) {
+	if writers == 0 && n.stage != nil && !n.stage.dirty {
+		drop, n.stage = n.stage, nil
+	}
+	return drop
 }
 
 // OnForget runs when the kernel forgets the inode (FORGET: no entry, handle or reference to it
@@ -465,8 +451,8 @@ type fileHandle struct {
 	hasCRC    bool
 	// whole is the cache's pinned data file of a passthrough handle (nil otherwise).
 	whole *cache.Whole
-	// flushed: a flush came for this handle (guarded by n.mu).
-	flushed bool
+	// st is the handle's state in n.opens (mode, flushed, released).
+	st *vfs.Handle
 }
 
 // handleOf returns the fileHandle behind fh, or nil.
@@ -587,20 +573,11 @@ func (n *fileNode) staleSeen(gen int64) {
 // closes more than once, so it is idempotent), and its errno is what close returns. A
 // writing handle uploads the staged content if it changed (sync): this is where a failed
 // upload reaches the program. A reading handle only counts the flush (see
-// awaitReleasesLocked). Errors: EIO (the upload failed after retries; the data stays staged,
+// vfs.Opens). Errors: EIO (the upload failed after retries; the data stays staged,
 // and a later flush retries); ESTALE (the object changed behind the mount); EACCES. An
 // interrupt does not stop an upload: the program cannot retry a close.
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
-	h.n.mu.Lock()
-	if !h.flushed {
-		h.flushed = true
-		if h.whole != nil {
-			h.n.ptFlushed++
-		} else {
-			h.n.flushed++
-		}
-	}
-	h.n.mu.Unlock()
+	h.n.opens.Flush(h.st)
 	if !h.write {
 		return 0
 	}
@@ -628,30 +605,12 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 		h.whole.Close()
 	}
 	n.mu.Lock()
-	n.handles--
-	if h.write {
-		n.writers--
-	}
-	if h.whole != nil {
-		n.pt--
-	}
-	if h.flushed && h.whole != nil {
-		n.ptFlushed--
-	} else if h.flushed {
-		n.flushed--
-	}
-	if n.released != nil {
-		close(n.released)
-		n.released = nil
-	}
-	var drop *staging
-	if n.writers == 0 && n.stage != nil && !n.stage.dirty {
-		drop, n.stage = n.stage, nil
-	}
-	if n.handles == 0 {
+	handles, writers := n.opens.Release(h.st)
+	drop := n.takeCleanStageLocked(writers)
+	if handles == 0 {
 		n.successors.Clear()
 	}
-	last, p := n.handles == 0, n.path
+	last, p := handles == 0, n.path
 	info := objInfo{gen: h.gen, size: h.size}
 	n.mu.Unlock()
 	if drop != nil {
@@ -786,24 +745,13 @@ func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.S
 // setSize truncates the file. A truncate(2) on a path (no handle) with no writer open is
 // uploaded at once, since no close will follow it.
 func (n *fileNode) setSize(ctx context.Context, size int64, pathOnly bool) error {
-	n.mu.Lock()
-	n.writers++ // keep the stage while we use it
-	n.mu.Unlock()
+	n.opens.Hold() // keep the stage while we use it
 	err := n.truncate(ctx, size)
-	if err == nil && pathOnly {
-		n.mu.Lock()
-		idle := n.writers == 1
-		n.mu.Unlock()
-		if idle {
-			err = n.sync(ctx)
-		}
+	if err == nil && pathOnly && n.opens.Writers() == 1 {
+		err = n.sync(ctx)
 	}
 	n.mu.Lock()
-	n.writers--
-	var drop *staging
-	if n.writers == 0 && n.stage != nil && !n.stage.dirty {
-		drop, n.stage = n.stage, nil
-	}
+	drop := n.takeCleanStageLocked(n.opens.Unhold())
 	n.mu.Unlock()
 	if drop != nil {
 		n.fsys.dropStage(drop)

@@ -95,14 +95,15 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
 	}
 	st.filled, st.dirty, st.modified = true, true, now
-	fn.stage, fn.writers, fn.handles = st, 1, 1
+	fn.stage = st
+	hs := fn.opens.OpenCached(true)
 	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
 	info := fn.currentInfo()
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
-	return ch, &fileHandle{n: fn, write: true}, 0, 0
+	return ch, &fileHandle{n: fn, write: true, st: hs}, 0, 0
 }
 
 // Mknod answers mknod(2) and mkfifo(3) (MKNOD; the kernel has checked permissions, and
@@ -305,7 +306,7 @@ func (n *fileNode) markUnlinked() {
 		n.stage.stream = nil
 	}
 	var drop *staging
-	if n.stage != nil && n.writers == 0 {
+	if n.stage != nil && n.opens.Writers() == 0 {
 		drop, n.stage = n.stage, nil
 	}
 	n.mu.Unlock()
