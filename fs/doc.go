@@ -115,13 +115,13 @@
 //
 // Acquire left before right, never the reverse:
 //
-//	fileNode.syncMu → staging.ioMu → fileNode.mu → FS.mu
-//	fileNode.mu → transfer.PartWriter.mu (a leaf)
-//	fileNode.mu → vfs.Opens.mu (a leaf; package vfs's locks are all leaves)
+//	fileNode.syncMu → vfs.Stage IO lock → fileNode.mu → FS.mu
+//	fileNode.mu → transfer.PartWriter.mu, vfs.Opens.mu, vfs.Stage.mu (leaves)
+//	FS.mu → vfs.Stage.mu (a leaf: package vfs's state locks are all leaves)
 //	dirNode.mu, symlinkNode.mu → FS.mu
 //
 // A dirNode.mu is never held while another node's lock is taken. fileNode.syncMu (one upload
-// of a file at a time) and staging.ioMu (writers shared, upload/fill/truncate exclusive) are the
+// of a file at a time) and the Stage IO lock (writers shared, upload/fill/truncate exclusive) are the
 // only locks held across network I/O, and each concerns one file; at most one syncMu is held
 // at a time. No node's mu is held while calling into go-fuse's tree (GetChild, Children,
 // NewInode, Parent, Notify*), so go-fuse's inode locks are never taken inside ours, and the

@@ -36,8 +36,8 @@ import (
 // Refusals. Each is mapped in errnoTable; TestErrnoTableCoversEverySentinel fails for a
 // package-level err... variable the table does not map.
 var (
-	errReadOnly = errors.New("read-only mount (--read-only)")
-	errDraining = errors.New("the mount is shutting down (after SIGTERM) and takes no new changes")
+	errReadOnly = vfs.ErrReadOnly
+	errDraining = vfs.ErrDraining
 	// errStale marks a read, write or metadata patch whose object generation is gone: the
 	// object was overwritten or deleted behind the mount while this mount still referred to
 	// the old generation.
@@ -180,12 +180,4 @@ func (f *FS) fail(op string, c *conn, path string, err error) syscall.Errno {
 }
 
 // changesRefused is why the mount refuses changes now (errReadOnly, errDraining), or nil.
-func (f *FS) changesRefused() error {
-	switch {
-	case f.opts.ReadOnly:
-		return errReadOnly
-	case f.draining.Load():
-		return errDraining
-	}
-	return nil
-}
+func (f *FS) changesRefused() error { return f.gate.Refused() }

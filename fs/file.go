@@ -27,7 +27,7 @@ type fileNode struct {
 	conn *conn
 
 	// syncMu serialises uploads of this file; it is held across the upload (a GCS call), and
-	// taken before staging.ioMu and mu.
+	// taken before the staging file's IO lock (vfs.Stage) and mu.
 	syncMu sync.Mutex
 
 	// mu guards the fields below. It is never held across a GCS call or a read of object bytes.
@@ -73,16 +73,20 @@ func (n *fileNode) localInfo() (objInfo, bool) {
 }
 
 func (n *fileNode) localInfoLocked() (objInfo, bool) {
-	if n.stage == nil || !n.stage.filled {
+	if n.stage == nil {
+		return objInfo{}, false
+	}
+	ss := n.stage.State()
+	if !ss.Filled {
 		return objInfo{}, false
 	}
 	info := n.info
 	info.kind = kindFile
-	info.size = n.stage.size
-	if !n.stage.mtime.IsZero() {
-		info.mtime = n.stage.mtime
-	} else if n.stage.dirty {
-		info.mtime = n.stage.modified
+	info.size = ss.Size
+	if !ss.Mtime.IsZero() {
+		info.mtime = ss.Mtime
+	} else if ss.Dirty {
+		info.mtime = ss.Modified
 	}
 	return info, true
 }
@@ -107,7 +111,7 @@ func (n *fileNode) refreshAt(info objInfo, at time.Time) {
 	if n.unlinked {
 		return
 	}
-	if n.stage != nil && (n.stage.filled || n.stage.dirty) {
+	if ss := n.stageState(); ss.Filled || ss.Dirty {
 		return
 	}
 	if at.Before(n.infoAt) {
@@ -305,10 +309,19 @@ func waitFor(ch <-chan struct{}, deadline time.Time) {
 	}
 }
 
+// stageState is the state of the node's staging file (the zero state when it has none).
+// n.mu is held.
+func (n *fileNode) stageState() vfs.StageState {
+	if n.stage == nil {
+		return vfs.StageState{}
+	}
+	return n.stage.State()
+}
+
 // takeCleanStageLocked takes the staging file from the node when no writer is left (writers)
 // and it has nothing to upload; the caller drops it (FS.dropStage) after unlocking n.mu.
 func (n *fileNode) takeCleanStageLocked(writers int) (drop *staging) {
-	if writers == 0 && n.stage != nil && !n.stage.dirty {
+	if writers == 0 && n.stage != nil && !n.stage.State().Dirty {
 		drop, n.stage = n.stage, nil
 	}
 	return drop
@@ -320,14 +333,15 @@ func (n *fileNode) takeCleanStageLocked(writers int) (drop *staging) {
 func (n *fileNode) OnForget() {
 	n.mu.Lock()
 	st, p, unlinked, pa := n.stage, n.path, n.unlinked, n.info.posix
-	if st != nil && !st.dirty {
+	dirty := n.stageState().Dirty
+	if st != nil && !dirty {
 		n.stage = nil
 	}
 	n.mu.Unlock()
 	if st == nil {
 		return
 	}
-	if !st.dirty || unlinked {
+	if !dirty || unlinked {
 		n.fsys.dropStage(st)
 		return
 	}
@@ -509,7 +523,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	n := h.n
 	n.mu.Lock()
 	st := n.stage
-	local := st != nil && st.filled
+	local := n.stageState().Filled
 	info := objInfo{gen: h.gen, size: h.size, crc: h.crc, hasCRC: h.hasCRC}
 	if _, next, ok := n.successors.Follow(info.gen); ok {
 		info = next
@@ -527,7 +541,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	}
 
 	if local {
-		k, err := st.readAt(n, dest, off)
+		k, err := st.ReadAt(dest, off)
 		if err != nil {
 			return nil, n.fsys.fail("read", n.conn, p, err)
 		}
@@ -765,21 +779,21 @@ func (n *fileNode) setSize(ctx context.Context, size int64, pathOnly bool) error
 func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	n.mu.Lock()
 	cur, _ := n.localInfoLocked()
-	if n.stage == nil || !n.stage.filled {
+	if !n.stageState().Filled {
 		cur = n.info
 	}
 	pa, _ := n.fsys.applySetattr(n.info.posix, in, cur.mtime)
-	if st := n.stage; (st != nil && st.dirty) || n.info.gen == 0 {
+	if st := n.stage; n.stageState().Dirty || n.info.gen == 0 {
 		n.info.posix, n.info.ctime = pa, n.fsys.now()
 		if t, ok := in.GetMTime(); ok && st != nil {
-			st.mtime = t
+			st.SetMtime(t)
 		}
 		n.mu.Unlock()
 		return nil
 	}
 	p, gen := n.path, n.info.gen
 	n.mu.Unlock()
-	if n.fsys.draining.Load() {
+	if n.fsys.gate.Draining() {
 		// A new change to an object nobody is writing: refused from SIGTERM on, as a new
 		// writer would be (changes to a file being written go with its pending upload).
 		return errDraining

@@ -138,17 +138,17 @@ type FS struct {
 
 	partSlots *semaphore.Weighted // bounds the parts of streamed uploads in flight (Upload.Workers)
 
-	// draining is set by StopWrites: the daemon is shutting down and takes no new changes.
-	draining atomic.Bool
+	// gate refuses new changes on a read-only mount, and once StopWrites started the drain.
+	gate *vfs.Gate
 }
 
 // StopWrites makes the mount refuse new changes (creating, opening for write, namespace
 // operations) with EROFS, as at shutdown: files already open keep their staged data, which
 // SyncAll uploads.
-func (f *FS) StopWrites() { f.draining.Store(true) }
+func (f *FS) StopWrites() { f.gate.StopWrites() }
 
 // readOnly reports whether changes are refused: a --read-only mount, or one shutting down.
-func (f *FS) readOnly() bool { return f.opts.ReadOnly || f.draining.Load() }
+func (f *FS) readOnly() bool { return f.gate.Refused() != nil }
 
 // conn is a mounted connection.
 type conn struct {
@@ -216,6 +216,7 @@ func New(opts Options) (*FS, error) {
 	f := &FS{
 		opts:         opts,
 		log:          opts.Logger,
+		gate:         vfs.NewGate(opts.ReadOnly),
 		meta:         newMetaCache(opts.TTL, opts.StatCacheEntries, opts.NegCacheEntries, opts.Now),
 		started:      opts.Now(),
 		hiddenLogged: map[string]struct{}{},

@@ -90,11 +90,11 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	now := d.fsys.now()
 	pa := d.fsys.newAttrs(ctx, syscall.S_IFREG|mode, now)
 	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{kind: kindFile, mtime: now, ctime: now, posix: pa}, infoAt: now}
-	st, err := d.fsys.newStage(fn)
+	st, err := d.fsys.newStage(fn, 0, 0)
 	if err != nil {
 		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
 	}
-	st.filled, st.dirty, st.modified = true, true, now
+	st.Created(now)
 	fn.stage = st
 	hs := fn.opens.OpenCached(true)
 	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
@@ -588,7 +588,7 @@ func moveNode(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Tim
 			n.replacedLocked(info)
 			n.info, n.infoAt = info, now
 			if n.stage != nil {
-				n.stage.baseGen, n.stage.baseSize = info.gen, info.size
+				n.stage.Rebase(info.gen, info.size)
 			}
 		}
 		n.mu.Unlock()

@@ -16,6 +16,10 @@
 //   - Opens: the open handles of one file and the mode they read in (page-cached or
 //     passthrough), with its transitions (open, join, flush, release) and the waits for
 //     releases as conditions on a channel, never polling.
+//   - Stage: the staging file of a file being written and its state (filled, dirty, size,
+//     the generation its upload replaces, times, version), changed by transitions (Created,
+//     Wrote, Filled, Truncated, Uploaded, Rebase, Clean) and read as one snapshot (State).
+//   - Gate: whether the mount takes new changes (read-only, draining after SIGTERM).
 //
 // # Errors
 //
@@ -24,8 +28,13 @@
 //
 // # Lock order
 //
-// Every lock of the core is a leaf: it is never held while calling out (to the bucket, to a
-// caller's function, or to another lock), so a caller may hold its own locks while calling the
-// core's non-blocking methods. The one blocking method, Opens.Wait, must be called with none
-// of the caller's locks held. fs/doc.go gives the whole order: fileNode.mu → Opens.mu.
+// Every state lock of the core (Opens.mu, Stage.mu) is a leaf: it is never held while calling
+// out (to the bucket, to a caller's function, or to another lock), so a caller may hold its
+// own locks while calling those methods; none of them blocks. The exception is a Stage's IO
+// lock (LockIO, RLockIO), held across the staging file's I/O and the upload: it is taken before
+// the caller's own lock. Waits (Step.Wait, Settle's retry) are channels the caller selects on
+// with none of its locks held. fs/doc.go gives the whole order:
+//
+//	fileNode.syncMu → Stage IO lock → fileNode.mu → FS.mu
+//	fileNode.mu, FS.mu → Opens.mu, Stage.mu (leaves)
 package vfs

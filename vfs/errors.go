@@ -17,4 +17,4 @@ var (
 )
 
 // Errors are the core's sentinels.
-var Errors = []error{ErrStale, ErrExists, ErrNotEmpty}
+var Errors = []error{ErrStale, ErrExists, ErrNotEmpty, ErrReadOnly, ErrDraining}
