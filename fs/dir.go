@@ -14,6 +14,7 @@ import (
 
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // maxCachedListing bounds the size of a listing a directory keeps for the TTL. A bigger
@@ -71,12 +72,7 @@ func (d *dirNode) getPath() string {
 }
 
 // childPath is the path of the entry name in a directory at dirPath.
-func childPath(dirPath, name string) string {
-	if dirPath == "" {
-		return name
-	}
-	return dirPath + "/" + name
-}
+func childPath(dirPath, name string) string { return vfs.ChildPath(dirPath, name) }
 
 // dirPrefix is the full object prefix listing the directory at path.
 func (c *conn) dirPrefix(path string) string { return c.objs.DirPrefix(path) }

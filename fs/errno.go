@@ -45,21 +45,21 @@ var (
 
 	errTopLevel       = errors.New("the mountpoint holds the connections only; nothing can be created, removed or renamed there")
 	errHardLink       = errors.New("hard links are not supported: an object has one name")
-	errReservedName   = errors.New(tempDirName + " is reserved for temporary upload parts")
+	errReservedName   = vfs.ErrReservedName
 	errSpecialNoPOSIX = errors.New("special files need POSIX metadata (mounted with --no-posix-metadata)")
 
-	errNameTooLong       = errors.New("name longer than 255 bytes")
-	errObjectNameTooLong = errors.New("object name would exceed GCS's 1,024 bytes")
+	errNameTooLong       = vfs.ErrNameTooLong
+	errObjectNameTooLong = vfs.ErrObjectNameTooLong
 	errHiddenName        = errors.New("no object can have this name (plxfs hides such names)")
-	errBadObjectName     = errors.New("a name GCS cannot store")
+	errBadObjectName     = vfs.ErrBadObjectName
 	errFileType          = errors.New("unsupported file type")
 	errRenameFlags       = errors.New("unsupported rename flags (RENAME_EXCHANGE, RENAME_WHITEOUT)")
-	errIntoItself        = errors.New("a directory cannot move into itself")
+	errIntoItself        = vfs.ErrIntoItself
 
 	errExists          = vfs.ErrExists
 	errNotEmpty        = vfs.ErrNotEmpty
-	errIsDir           = errors.New("is a directory")
-	errNotDir          = errors.New("not a directory")
+	errIsDir           = vfs.ErrIsDir
+	errNotDir          = vfs.ErrNotDir
 	errCrossConnection = errors.New("rename across connections (mv copies instead)")
 	errNotInListing    = errors.New("not in the directory's listing")
 	errNotUploaded     = errors.New("not uploaded yet")

@@ -6,14 +6,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/store"
-	"github.com/plxfs/plxfs/transfer"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // tempDirName is the directory transfer puts the parts of composed uploads in (relative to a
 // connection root). It is hidden from listings and lookups everywhere.
-const tempDirName = transfer.TempDir
+const tempDirName = vfs.TempDirName
 
 // listPageSize is the page size of directory listings: GCS's maximum, so that a directory of
 // 200,000 entries costs 200 requests.
@@ -113,15 +112,7 @@ func listDir(ctx context.Context, b store.Bucket, dirPrefix string) (entries []d
 }
 
 // hideReason says why a name relative to its directory cannot be shown, or "" if it can.
-func hideReason(rel string) string {
-	if rel == tempDirName {
-		return "reserved for plxfs's temporary upload parts"
-	}
-	if err := connspec.SegmentOK(rel); err != nil {
-		return "not a valid file name: " + err.Error()
-	}
-	return ""
-}
+func hideReason(rel string) string { return vfs.HideReason(rel) }
 
 // findEntry returns the entry named name in a sorted listing.
 func findEntry(entries []dirEntry, name string) (dirEntry, bool) {

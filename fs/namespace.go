@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"strings"
 	"syscall"
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/vfs"
@@ -41,28 +39,11 @@ func (d *dirNode) checkNewName(name string) error {
 	if err := d.fsys.changesRefused(); err != nil {
 		return err
 	}
-	if name == tempDirName {
-		return errReservedName
-	}
-	if len(name) > maxNameLen {
-		return errNameTooLong
-	}
-	if reason := hideReason(name); reason != "" {
-		return fmt.Errorf("%s: %w", reason, errBadObjectName)
-	}
-	if err := connspec.ObjectNameOK(name); err != nil {
-		// Such a file could never be uploaded.
-		return fmt.Errorf("%w: %w", err, errBadObjectName)
-	}
-	// +1: a directory's placeholder object is its name and a slash.
-	if len(d.conn.objectName(childPath(d.getPath(), name)))+1 > connspec.MaxObjectName {
-		return errObjectNameTooLong
-	}
-	return nil
+	return d.conn.objs.CheckNewName(d.getPath(), name)
 }
 
 // maxNameLen is the longest file name (NAME_MAX), in bytes; statfs reports it.
-const maxNameLen = 255
+const maxNameLen = vfs.MaxNameLen
 
 // newChildStable is the stable attribute of a new child at path p: if a node with the same
 // identity is still known (e.g. deleted behind the mount, or unlinked and still open), the
@@ -423,26 +404,17 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
-	if exists && noReplace {
-		return fmt.Errorf("RENAME_NOREPLACE onto %s: %w", dst, errExists)
+	move, err := vfs.CheckRename(src, dst, from.info.kind, to.info.kind, exists, noReplace)
+	if !move {
+		return err
 	}
-	if src == dst {
-		return nil
-	}
-	if exists {
-		switch {
-		case from.info.kind == kindDir && to.info.kind != kindDir:
-			return fmt.Errorf("directory onto %s: %w", dst, errNotDir)
-		case from.info.kind != kindDir && to.info.kind == kindDir:
-			return fmt.Errorf("onto %s: %w", dst, errIsDir)
-		case to.info.kind == kindDir:
-			if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
-				return err
-			}
+	if exists && to.info.kind == kindDir {
+		if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
+			return err
 		}
 	}
 	if from.info.kind == kindDir {
-		if strings.HasPrefix(dst+"/", src+"/") {
+		if vfs.IntoItself(src, dst) {
 			return errIntoItself
 		}
 		return d.renameDir(ctx, src, from, nd, dst, exists)

@@ -17,4 +17,5 @@ var (
 )
 
 // Errors are the core's sentinels.
-var Errors = []error{ErrStale, ErrExists, ErrNotEmpty, ErrReadOnly, ErrDraining}
+var Errors = []error{ErrStale, ErrExists, ErrNotEmpty, ErrReadOnly, ErrDraining,
+	ErrReservedName, ErrNameTooLong, ErrObjectNameTooLong, ErrBadObjectName, ErrIsDir, ErrNotDir, ErrIntoItself}
