@@ -61,13 +61,13 @@
 //
 // # Writes
 //
-// A file open for writing gets a staging file (staging): an unlinked temporary file under
-// Options.StagingDir, so a crash leaves nothing behind and memory stays bounded. A new or
-// truncated file starts empty; an existing object is copied in through the read cache on the
-// first write (unchanged ranges come from the cache). Flush (every close) and Fsync upload the
-// staged content with transfer.Upload under a generation precondition (the generation the
-// staging file replaces, 0 for a new file), on a context the caller's interrupts do not
-// cancel. A new or truncated file written in order from offset 0 streams (stream.go, a
+// A file open for writing gets a staging file (staging, around the core's vfs.Stage): an
+// unlinked temporary file under Options.StagingDir, so a crash leaves nothing behind and
+// memory stays bounded. A new or truncated file starts empty; an existing object is copied in
+// through the read cache on the first write (unchanged ranges come from the cache). Flush
+// (every close) and Fsync upload the staged content (vfs.Uploader.Send, the core's hand-off)
+// under a generation precondition (the generation the staging file replaces, 0 for a new
+// file), on a context the caller's interrupts do not cancel. A new or truncated file written in order from offset 0 streams (stream.go, a
 // transfer.PartWriter fed by every write): past the compose threshold its completed parts
 // upload in the background while it is written (bounded by FS.partSlots), and sync only
 // uploads the tail and composes, with the CRC32C of the whole content computed as it was

@@ -155,8 +155,9 @@ type conn struct {
 	name   string
 	bucket store.Bucket // whole bucket
 	prefix string
-	view   store.Bucket // store.WithPrefix(bucket, prefix): the connection's view, for uploads
-	objs   *vfs.Objects // the core's namespace of the connection: object names, moves, deletes
+	view   store.Bucket  // store.WithPrefix(bucket, prefix): the connection's view, for uploads
+	objs   *vfs.Objects  // the core's namespace of the connection: object names, moves, deletes
+	up     *vfs.Uploader // the core's upload hand-off for the connection's staged files
 }
 
 // maxHiddenLogged bounds the set of hidden names remembered so that each is logged once.
@@ -238,10 +239,19 @@ func New(opts Options) (*FS, error) {
 		if c.Bucket == nil {
 			return nil, fmt.Errorf("fs: connection %q has no bucket", c.Name)
 		}
-		f.conns = append(f.conns, &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: store.WithPrefix(c.Bucket, c.Prefix), objs: vfs.NewObjects(c.Bucket, c.Prefix)})
+		f.conns = append(f.conns, f.newConn(c))
 	}
 	f.root = &rootNode{fsys: f}
 	return f, nil
+}
+
+// newConn makes the mounted connection of c, with the core's namespace and uploader.
+func (f *FS) newConn(c Connection) *conn {
+	objs := vfs.NewObjects(c.Bucket, c.Prefix)
+	view := store.WithPrefix(c.Bucket, c.Prefix)
+	up := &vfs.Uploader{Objects: objs, View: view, Options: f.opts.Upload, Slots: f.partSlots,
+		Observer: f.opts.Observer, Log: f.log.With("connection", c.Name), Now: f.now}
+	return &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: view, objs: objs, up: up}
 }
 
 // uploadWorkers is the bound on parts in flight: Upload.Workers, or transfer's default.

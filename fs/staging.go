@@ -166,7 +166,7 @@ func (st *staging) write(n *fileNode, data []byte, off int64) (int, error) {
 	prev := st.Wrote(off, k, n.fsys.now())
 	if k > 0 {
 		if st.stream == nil && off == 0 && prev == 0 && !n.unlinked && n.fsys.streaming() {
-			st.stream = n.fsys.newPartStream(n.conn, st.File())
+			st.stream = n.conn.up.NewStream(st.File())
 		}
 		if st.stream != nil && !st.stream.Wrote(data[:k], off) {
 			st.stream.Abort()
@@ -238,22 +238,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 	st.stream = nil
 	n.mu.Unlock()
 
-	var attrs store.Attrs
-	var err error
-	streamed := ps != nil && ps.Started()
-	if streamed {
-		n.fsys.opts.Observer.UploadStarted()
-		attrs, err = ps.Commit(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime, pa))
-		n.fsys.opts.Observer.UploadFinished(size, err)
-		if err != nil {
-			n.fsys.log.Warn("upload of parts written so far failed; uploading the whole file again", "connection", n.conn.name, "path", p, "err", err)
-		}
-	} else if ps != nil {
-		ps.Abort()
-	}
-	if !streamed || err != nil {
-		attrs, err = n.fsys.upload(ctx, n.conn, p, st.File(), size, baseGen, mtime, pa)
-	}
+	attrs, err := n.conn.up.Send(ctx, p, st.File(), size, n.fsys.writeOptions(p, baseGen, mtime, pa), ps)
 	if err != nil {
 		return err
 	}
@@ -276,23 +261,6 @@ func (n *fileNode) sync(ctx context.Context) error {
 		n.fsys.log.Warn("cache fill after upload failed; reads will fetch", "connection", n.conn.name, "path", p, "err", err)
 	}
 	return nil
-}
-
-// upload sends size bytes of src as the object at path p of c, replacing generation ifGen (0:
-// the object must not exist). It is not cancelled by the caller's interrupts: a close cannot
-// be retried by the application, so an upload once started runs to its end.
-func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, size, ifGen int64, mtime time.Time, pa posixmd.Attrs) (store.Attrs, error) {
-	wo := f.writeOptions(p, ifGen, mtime, pa)
-	ctx = context.WithoutCancel(ctx)
-	start := f.now()
-	f.opts.Observer.UploadStarted()
-	attrs, err := transfer.Upload(ctx, c.view, p, src, size, wo, f.opts.Upload)
-	f.opts.Observer.UploadFinished(size, err)
-	if err != nil {
-		return store.Attrs{}, fmt.Errorf("upload gs://%s/%s (%d bytes, if generation %d): %w", c.bucket.Name(), c.objectName(p), size, ifGen, err)
-	}
-	f.log.Debug("uploaded", "connection", c.name, "path", p, "bytes", size, "generation", attrs.Generation, "elapsed", f.now().Sub(start))
-	return attrs, nil
 }
 
 // writeOptions are the options of a new generation of the file at p: its modification time and
@@ -333,7 +301,8 @@ func (f *FS) SyncAll(ctx context.Context) error {
 		st.LockIO()
 		ss := st.State()
 		if ss.Dirty {
-			if _, err := f.upload(ctx, ref.conn, ref.path, st.File(), ss.Size, ss.BaseGen, ss.ModTime(), ref.posix); err != nil {
+			wo := f.writeOptions(ref.path, ss.BaseGen, ss.ModTime(), ref.posix)
+			if _, err := ref.conn.up.Upload(ctx, ref.path, st.File(), ss.Size, wo); err != nil {
 				f.log.Error("unmount: upload failed; this file's changes are lost", "connection", ref.conn.name, "path", ref.path, "err", err)
 				errs = append(errs, err)
 			} else {

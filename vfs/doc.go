@@ -20,6 +20,11 @@
 //     the generation its upload replaces, times, version), changed by transitions (Created,
 //     Wrote, Filled, Truncated, Uploaded, Rebase, Clean) and read as one snapshot (State).
 //   - Gate: whether the mount takes new changes (read-only, draining after SIGTERM).
+//   - Uploader: the upload hand-off of a connection's staged files: the stream a new file
+//     written in order feeds, and Send, which commits it or uploads the whole content, under
+//     the generation precondition of the content it replaces.
+//   - Names: Kind, CheckNewName (which names a new entry may have; connspec decides what is
+//     a valid name), HideReason, and CheckRename, rename(2)'s decision before anything moves.
 //
 // # Errors
 //
