@@ -13,6 +13,7 @@ import (
 
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // POSIX attributes kept with the objects (SEMANTICS.md "Permissions and metadata"): mode,
@@ -48,65 +49,46 @@ func (f *FS) newAttrs(ctx context.Context, mode uint32, now time.Time) posixmd.A
 	return pa
 }
 
-// applySetattr returns pa with the changes of a SETATTR applied, and whether there are any. A
-// file's modification time is always recorded (mtime, the time shown before the change), so
-// that the object's update time, which a metadata patch moves, never becomes its mtime. With
-// POSIX metadata off, only the modification time is kept.
+// applySetattr returns pa with the changes of a SETATTR applied, and whether there are any
+// (vfs.Attrs.Apply: the modification time shown before the change, mtime, is always recorded).
 func (f *FS) applySetattr(pa posixmd.Attrs, in *fuse.SetAttrIn, mtime time.Time) (posixmd.Attrs, bool) {
-	changed := false
+	return f.attrPolicy().Apply(pa, attrChange(in), mtime, f.now())
+}
+
+// attrChange decodes what a SETATTR asks to change (the size aside).
+func attrChange(in *fuse.SetAttrIn) vfs.AttrChange {
+	var c vfs.AttrChange
 	if t, ok := in.GetMTime(); ok {
-		mtime, changed = t, true
+		c.Mtime = &t
 	}
-	if f.posixOn() {
-		if m, ok := in.GetMode(); ok {
-			pa.Mode, pa.HasMode, changed = pa.Type()|m&0o7777, true, true
-		}
-		if u, ok := in.GetUID(); ok {
-			pa.UID, pa.HasUID, changed = u, true, true
-		}
-		if g, ok := in.GetGID(); ok {
-			pa.GID, pa.HasGID, changed = g, true, true
-		}
-		if t, ok := in.GetATime(); ok {
-			pa.Atime, changed = t, true
-		}
+	if m, ok := in.GetMode(); ok {
+		c.Mode = &m
 	}
-	pa.Mtime = mtime
-	if changed {
-		pa.Ctime = f.now()
+	if u, ok := in.GetUID(); ok {
+		c.UID = &u
 	}
-	return pa, changed
+	if g, ok := in.GetGID(); ok {
+		c.GID = &g
+	}
+	if t, ok := in.GetATime(); ok {
+		c.Atime = &t
+	}
+	return c
 }
 
-// patchFor is the metadata patch recording pa: every POSIX key with metadata on, only
-// plxfs-mtime with it off (as before POSIX metadata).
-func (f *FS) patchFor(pa posixmd.Attrs) map[string]string {
-	if f.posixOn() {
-		return pa.Patch()
-	}
-	if pa.Mtime.IsZero() {
-		return nil
-	}
-	return map[string]string{mdMtime: pa.Mtime.UTC().Format(time.RFC3339Nano)}
-}
+// attrPolicy is the mount's policy for attributes kept in metadata.
+func (f *FS) attrPolicy() vfs.Attrs { return vfs.Attrs{POSIX: f.posixOn()} }
 
-// metadataFor is the metadata of a new object recording pa.
-func (f *FS) metadataFor(pa posixmd.Attrs) map[string]string {
-	if f.posixOn() {
-		return pa.Metadata()
-	}
-	return f.patchFor(pa)
-}
+// patchFor is the metadata patch recording pa (vfs.Attrs.Patch).
+func (f *FS) patchFor(pa posixmd.Attrs) map[string]string { return f.attrPolicy().Patch(pa) }
+
+// metadataFor is the metadata of a new object recording pa (vfs.Attrs.Metadata).
+func (f *FS) metadataFor(pa posixmd.Attrs) map[string]string { return f.attrPolicy().Metadata(pa) }
 
 // patchObject merges md into generation gen of the object at path p (a file, symlink or
-// special file) and returns its new attributes.
+// special file) and returns its new attributes (vfs.Objects.Patch).
 func (f *FS) patchObject(ctx context.Context, c *conn, p string, gen int64, md map[string]string) (store.Attrs, error) {
-	full := c.objectName(p)
-	attrs, err := c.bucket.UpdateMetadata(context.WithoutCancel(ctx), full, gen, md)
-	if err != nil {
-		return store.Attrs{}, fmt.Errorf("update metadata of gs://%s/%s gen %d: %w", c.bucket.Name(), full, gen, err)
-	}
-	return attrs, nil
+	return c.objs.Patch(ctx, p, gen, md)
 }
 
 // setattrObject is Setattr of a symlink or special file: a metadata patch of its object.

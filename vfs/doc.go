@@ -23,6 +23,9 @@
 //   - Uploader: the upload hand-off of a connection's staged files: the stream a new file
 //     written in order feeds, and Send, which commits it or uploads the whole content, under
 //     the generation precondition of the content it replaces.
+//   - Attributes (setattr): AttrChange, what chmod, chown and utimensat ask; Attrs, the mount's
+//     policy for POSIX attributes in metadata (Apply, Patch, Metadata); Objects.Patch, the
+//     metadata patch of the generation the mount knows.
 //   - Names: Kind, CheckNewName (which names a new entry may have; connspec decides what is
 //     a valid name), HideReason, and CheckRename, rename(2)'s decision before anything moves.
 //
