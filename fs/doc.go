@@ -3,6 +3,17 @@
 // the chunk cache (package cache) and writes files as uploads (package transfer). SEMANTICS.md
 // at the repository root is the user-facing contract; this comment is the design.
 //
+// # Core
+//
+// What needs no kernel is moving to package vfs, the filesystem core (no go-fuse import,
+// tested on store/memstore): the object side of namespace changes (vfs.Objects: create,
+// delete, rename of files and directories, emptiness, metadata patches), names (CheckNewName,
+// CheckRename), the setattr policy (vfs.Attrs), the open handles and their modes (vfs.Opens),
+// the staging file and its state (vfs.Stage), the drain (vfs.Gate) and the upload hand-off
+// (vfs.Uploader). fs decodes each request, calls the core, keeps its nodes, caches and
+// listings in step, and maps errors (errno.go; the core's sentinels are rows of its table).
+// Lookups, listings, the metadata cache and a file's sync orchestration are still here.
+//
 // # Structure
 //
 // The tree has four node types, each embedding fusefs.Inode:
