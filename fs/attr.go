@@ -93,21 +93,21 @@ func (f *FS) patchObject(ctx context.Context, c *conn, p string, gen int64, md m
 
 // setattrObject is Setattr of a symlink or special file: a metadata patch of its object.
 func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo, in *fuse.SetAttrIn) (objInfo, error) {
-	pa, changed := f.applySetattr(info.posix, in, info.mtime)
+	pa, changed := f.applySetattr(info.Posix, in, info.Mtime)
 	if !changed {
 		return info, nil
 	}
 	if err := f.changesRefused(); err != nil {
 		return info, err
 	}
-	attrs, err := f.patchObject(ctx, c, p, info.gen, f.patchFor(pa))
+	attrs, err := f.patchObject(ctx, c, p, info.Gen, f.patchFor(pa))
 	if err != nil {
 		return info, err
 	}
 	next := infoFromAttrs(attrs)
-	next.kind, next.target = info.kind, info.target
-	if next.kind == kindSymlink {
-		next.size = int64(len(info.target))
+	next.Kind, next.Target = info.Kind, info.Target
+	if next.Kind == kindSymlink {
+		next.Size = int64(len(info.Target))
 	}
 	f.meta.putFound(metaKey(c.name, p), next)
 	return next, nil
@@ -130,13 +130,13 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 		return d.Getattr(ctx, fh, out) // accepted and ignored, as before POSIX metadata
 	}
 	d.mu.Lock()
-	pa, changed := d.fsys.applySetattr(d.info.posix, in, d.info.mtime)
+	pa, changed := d.fsys.applySetattr(d.info.Posix, in, d.info.Mtime)
 	p := d.path
 	d.mu.Unlock()
 	if !changed {
 		return d.Getattr(ctx, fh, out)
 	}
-	info := objInfo{kind: kindDir, posix: pa, mtime: pa.Mtime, ctime: d.fsys.now()}
+	info := objInfo{Kind: kindDir, Posix: pa, Mtime: pa.Mtime, Ctime: d.fsys.now()}
 	if placeholder := d.conn.dirPrefix(p); placeholder != "" {
 		attrs, err := d.conn.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
 		if errors.Is(err, store.ErrNotExist) {
@@ -177,11 +177,11 @@ func (d *dirNode) applyInfo(info objInfo, at time.Time) {
 		return
 	}
 	if d.timesPending {
-		info.mtime, info.ctime = d.info.mtime, d.info.ctime
-		info.posix.Mtime = d.info.posix.Mtime
+		info.Mtime, info.Ctime = d.info.Mtime, d.info.Ctime
+		info.Posix.Mtime = d.info.Posix.Mtime
 	}
-	if info.gen == 0 && info.mtime.IsZero() {
-		info.mtime, info.ctime = d.info.mtime, d.info.ctime // an implicit directory: keep what this mount saw
+	if info.Gen == 0 && info.Mtime.IsZero() {
+		info.Mtime, info.Ctime = d.info.Mtime, d.info.Ctime // an implicit directory: keep what this mount saw
 	}
 	d.info, d.infoAt = info, at
 }
@@ -197,7 +197,7 @@ func (d *dirNode) dirTimesOn(p string) bool {
 func (d *dirNode) touched() {
 	now := d.fsys.now()
 	d.mu.Lock()
-	d.info.mtime, d.info.ctime, d.info.posix.Mtime = now, now, now
+	d.info.Mtime, d.info.Ctime, d.info.Posix.Mtime = now, now, now
 	p, pending := d.path, d.timesPending
 	if !d.dirTimesOn(p) || pending {
 		d.mu.Unlock()
@@ -225,7 +225,7 @@ func (d *dirNode) storeTimes(ctx context.Context) {
 	}
 	d.timesPending = false
 	d.timesStored = d.fsys.now()
-	p, pa := d.path, d.info.posix
+	p, pa := d.path, d.info.Posix
 	d.mu.Unlock()
 	d.fsys.mu.Lock()
 	delete(d.fsys.dirTimes, d)

@@ -96,7 +96,7 @@ func (d *dirNode) currentInfo(ctx context.Context) objInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	info := d.info
-	info.kind = kindDir
+	info.Kind = kindDir
 	return info
 }
 
@@ -253,24 +253,24 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 	if ch := d.GetChild(name); ch != nil {
 		switch n := ch.Operations().(type) {
 		case *fileNode:
-			if info.kind == kindFile {
+			if info.Kind == kindFile {
 				n.refreshAt(info, at)
 				return ch
 			}
 		case *dirNode:
-			if info.kind == kindDir {
-				if info.placeholderKnown { // a bare common prefix tells nothing of the attributes
+			if info.Kind == kindDir {
+				if info.PlaceholderKnown { // a bare common prefix tells nothing of the attributes
 					n.applyInfo(info, at)
 				}
 				return ch
 			}
 		case *symlinkNode:
-			if info.kind == kindSymlink {
+			if info.Kind == kindSymlink {
 				n.refresh(info)
 				return ch
 			}
 		case *specialNode:
-			if info.kind == kindSpecial && info.posix.Type() == n.StableAttr().Mode&syscall.S_IFMT {
+			if info.Kind == kindSpecial && info.Posix.Type() == n.StableAttr().Mode&syscall.S_IFMT {
 				n.refresh(info)
 				return ch
 			}
@@ -279,15 +279,15 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 	key := metaKey(d.conn.name, p)
 	var emb fusefs.InodeEmbedder
 	var mode uint32
-	switch info.kind {
+	switch info.Kind {
 	case kindDir:
 		nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
-		if info.placeholderKnown {
+		if info.PlaceholderKnown {
 			nd.infoAt = at // no stat of the placeholder (ensureInfo) before the TTL passes
 		}
 		emb, mode = nd, syscall.S_IFDIR
 	case kindSpecial:
-		emb, mode = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}, info.posix.Type()
+		emb, mode = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}, info.Posix.Type()
 	case kindSymlink:
 		emb, mode = &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}, syscall.S_IFLNK
 	default:
@@ -295,7 +295,7 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 		fn.stage = d.fsys.takeOrphan(d.conn, p, fn)
 		emb, mode = fn, syscall.S_IFREG
 	}
-	return d.NewInode(ctx, emb, fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, info.kind), Gen: d.fsys.genOf(key)})
+	return d.NewInode(ctx, emb, fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, info.Kind), Gen: d.fsys.genOf(key)})
 }
 
 // nodeInfo is the info to report for ch: a file's local view wins (size of staged data); a
@@ -392,7 +392,7 @@ func (d *dirNode) mergeLocal(entries []dirEntry) []dirEntry {
 			continue
 		}
 		if i, found := findIndex(entries, name); found {
-			if entries[i].info.kind == kindFile {
+			if entries[i].info.Kind == kindFile {
 				entries[i].info = info
 			}
 			continue
@@ -501,18 +501,18 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	e := h.entries[h.pos]
 	h.pos++
 	mode := uint32(syscall.S_IFREG)
-	switch e.info.kind {
+	switch e.info.Kind {
 	case kindDir:
 		mode = syscall.S_IFDIR
 	case kindSymlink:
 		mode = syscall.S_IFLNK
 	case kindSpecial:
-		mode = e.info.posix.Type()
+		mode = e.info.Posix.Type()
 	}
 	return &fuse.DirEntry{
 		Name: e.name,
 		Mode: mode,
-		Ino:  inoFor(h.d.conn.name, childPath(h.path, e.name), e.info.kind),
+		Ino:  inoFor(h.d.conn.name, childPath(h.path, e.name), e.info.Kind),
 		Off:  uint64(h.pos),
 	}, 0
 }

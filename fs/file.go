@@ -49,7 +49,7 @@ type fileNode struct {
 }
 
 // replacedLocked records that the node's generation is replaced by info (see successors).
-func (n *fileNode) replacedLocked(info objInfo) { n.successors.Replaced(n.info.gen, info.gen, info) }
+func (n *fileNode) replacedLocked(info objInfo) { n.successors.Replaced(n.info.Gen, info.Gen, info) }
 
 var (
 	_ = (fusefs.NodeGetattrer)((*fileNode)(nil))
@@ -81,12 +81,12 @@ func (n *fileNode) localInfoLocked() (objInfo, bool) {
 		return objInfo{}, false
 	}
 	info := n.info
-	info.kind = kindFile
-	info.size = ss.Size
+	info.Kind = kindFile
+	info.Size = ss.Size
 	if !ss.Mtime.IsZero() {
-		info.mtime = ss.Mtime
+		info.Mtime = ss.Mtime
 	} else if ss.Dirty {
-		info.mtime = ss.Modified
+		info.Mtime = ss.Modified
 	}
 	return info, true
 }
@@ -133,12 +133,12 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	if !local {
 		info = n.info
 	}
-	if h := handleOf(fh); h != nil && !local && h.gen != 0 && h.gen != info.gen {
+	if h := handleOf(fh); h != nil && !local && h.Gen != 0 && h.Gen != info.Gen {
 		// Asked through an open file (fstat, or the kernel revalidating the size while that
 		// file is read): its generation's size, not the one the node has learnt since. The
 		// kernel cuts reads at the size it last heard, so a smaller newer size would end the
 		// reader's generation early.
-		info.gen, info.size = h.gen, h.size
+		info.Gen, info.Size = h.Gen, h.Size
 		n.mu.Unlock()
 		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
 		return 0
@@ -149,7 +149,7 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 		out.Nlink = 0 // still open, no longer has a name
 		return 0
 	}
-	if local || n.fsys.fresh(n.infoAt) || info.gen == 0 {
+	if local || n.fsys.fresh(n.infoAt) || info.Gen == 0 {
 		n.mu.Unlock()
 		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
 		return 0
@@ -234,8 +234,8 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 func (n *fileNode) pinCachedLocked(h *fileHandle, trunc bool) (keep bool) {
 	h.pin(n.info)
 	_, local := n.localInfoLocked()
-	keep = !local && !trunc && n.info.gen != 0 && n.keepGen == n.info.gen
-	n.keepGen = n.info.gen
+	keep = !local && !trunc && n.info.Gen != 0 && n.keepGen == n.info.Gen
+	n.keepGen = n.info.Gen
 	if local || trunc {
 		n.keepGen = 0
 	}
@@ -263,7 +263,7 @@ func (n *fileNode) openPassthrough(h *fileHandle) (pt *passthroughHandle, keep b
 	waitUntil, joinUntil := time.Now().Add(releaseWait), time.Now().Add(joinWait)
 	for {
 		n.mu.Lock()
-		cur := vfs.Pin{Gen: n.info.gen, Size: n.info.size, CRC: n.info.crc, HasCRC: n.info.hasCRC}
+		cur := vfs.Pin{Gen: n.info.Gen, Size: n.info.Size, CRC: n.info.CRC, HasCRC: n.info.HasCRC}
 		step := n.opens.Join(cur, time.Now().Before(waitUntil), time.Now().Before(joinUntil))
 		if step.Wait != nil {
 			n.mu.Unlock()
@@ -278,7 +278,7 @@ func (n *fileNode) openPassthrough(h *fileHandle) (pt *passthroughHandle, keep b
 		}
 		p := n.path
 		n.mu.Unlock()
-		info := objInfo{gen: step.Pin.Gen, size: step.Pin.Size, crc: step.Pin.CRC, hasCRC: step.Pin.HasCRC}
+		info := objInfo{Gen: step.Pin.Gen, Size: step.Pin.Size, CRC: step.Pin.CRC, HasCRC: step.Pin.HasCRC}
 		if w, ok := n.fsys.opts.Cache.OpenWhole(n.conn.objectOf(p, info)); ok {
 			h.pin(info)
 			h.whole = w
@@ -332,7 +332,7 @@ func (n *fileNode) takeCleanStageLocked(writers int) (drop *staging) {
 // path (and SyncAll at unmount) still finds it.
 func (n *fileNode) OnForget() {
 	n.mu.Lock()
-	st, p, unlinked, pa := n.stage, n.path, n.unlinked, n.info.posix
+	st, p, unlinked, pa := n.stage, n.path, n.unlinked, n.info.Posix
 	dirty := n.stageState().Dirty
 	if st != nil && !dirty {
 		n.stage = nil
@@ -350,8 +350,8 @@ func (n *fileNode) OnForget() {
 
 // objectOf is the cache identity of generation info of the file at path p.
 func (c *conn) objectOf(p string, info objInfo) cache.Object {
-	return cache.Object{Bucket: c.bucket.Name(), Name: c.objectName(p), Generation: info.gen, Size: info.size,
-		CRC32C: info.crc, HasCRC32C: info.hasCRC}
+	return cache.Object{Bucket: c.bucket.Name(), Name: c.objectName(p), Generation: info.Gen, Size: info.Size,
+		CRC32C: info.CRC, HasCRC32C: info.HasCRC}
 }
 
 // readObject reads generation gen (size bytes) of the file at path p through the cache.
@@ -364,11 +364,11 @@ func (f *FS) readObject(ctx context.Context, c *conn, p string, info objInfo, de
 // readObjectSpan is readObject that, when spanOK, may return the bytes' place in the cache
 // (a Span, for a zero-copy reply) instead of copying them into dest.
 func (f *FS) readObjectSpan(ctx context.Context, c *conn, p string, info objInfo, dest []byte, off int64, spanOK bool) (*cache.Span, int, error) {
-	if off >= info.size || info.gen == 0 {
+	if off >= info.Size || info.Gen == 0 {
 		return nil, 0, nil
 	}
-	if int64(len(dest)) > info.size-off {
-		dest = dest[:info.size-off]
+	if int64(len(dest)) > info.Size-off {
+		dest = dest[:info.Size-off]
 	}
 	var sp *cache.Span
 	var k int
@@ -460,9 +460,9 @@ type fileHandle struct {
 	n     *fileNode
 	write bool
 	// Pinned at open; guarded by n.mu after that (successor updates them).
-	gen, size int64
-	crc       uint32
-	hasCRC    bool
+	Gen, Size int64
+	CRC       uint32
+	HasCRC    bool
 	// whole is the cache's pinned data file of a passthrough handle (nil otherwise).
 	whole *cache.Whole
 	// st is the handle's state in n.opens (mode, flushed, released).
@@ -482,7 +482,7 @@ func handleOf(fh fusefs.FileHandle) *fileHandle {
 
 // pin makes h read generation info (its size and CRC32C with it).
 func (h *fileHandle) pin(info objInfo) {
-	h.gen, h.size, h.crc, h.hasCRC = info.gen, info.size, info.crc, info.hasCRC
+	h.Gen, h.Size, h.CRC, h.HasCRC = info.Gen, info.Size, info.CRC, info.HasCRC
 }
 
 // passthroughHandle is a fileHandle whose reads the kernel serves from the cache's data file.
@@ -524,8 +524,8 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	n.mu.Lock()
 	st := n.stage
 	local := n.stageState().Filled
-	info := objInfo{gen: h.gen, size: h.size, crc: h.crc, hasCRC: h.hasCRC}
-	if _, next, ok := n.successors.Follow(info.gen); ok {
+	info := objInfo{Gen: h.Gen, Size: h.Size, CRC: h.CRC, HasCRC: h.HasCRC}
+	if _, next, ok := n.successors.Follow(info.Gen); ok {
 		info = next
 	}
 	h.pin(info)
@@ -533,11 +533,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	// The kernel keeps one size per inode: once the node has learnt a bigger generation, a
 	// read of an older pinned one past that one's end would be cut short there, and the kernel
 	// would fill the rest of the request with zeros. Such a read fails cleanly instead.
-	outgrown := !local && info.gen != 0 && n.info.gen != info.gen && n.info.size > info.size &&
-		off+int64(len(dest)) > info.size
+	outgrown := !local && info.Gen != 0 && n.info.Gen != info.Gen && n.info.Size > info.Size &&
+		off+int64(len(dest)) > info.Size
 	n.mu.Unlock()
 	if outgrown {
-		return nil, n.fsys.fail("read", n.conn, p, errors.Join(errStale, fmt.Errorf("generation %d (%d bytes) was replaced by a bigger one", info.gen, info.size)))
+		return nil, n.fsys.fail("read", n.conn, p, errors.Join(errStale, fmt.Errorf("generation %d (%d bytes) was replaced by a bigger one", info.Gen, info.Size)))
 	}
 
 	if local {
@@ -550,7 +550,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	sp, k, err := n.fsys.readObjectSpan(ctx, n.conn, p, info, dest, off, n.fsys.canSplice)
 	if err != nil {
 		if errors.Is(err, errStale) {
-			n.staleSeen(info.gen)
+			n.staleSeen(info.Gen)
 		}
 		return nil, n.fsys.fail("read", n.conn, p, err)
 	}
@@ -569,7 +569,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // inode) to drop its cached attributes and pages, so that the next open sees the new object.
 func (n *fileNode) staleSeen(gen int64) {
 	n.mu.Lock()
-	if n.info.gen == gen {
+	if n.info.Gen == gen {
 		n.infoAt = time.Time{}
 	}
 	p := n.path
@@ -625,12 +625,12 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 		n.successors.Clear()
 	}
 	last, p := handles == 0, n.path
-	info := objInfo{gen: h.gen, size: h.size}
+	info := objInfo{Gen: h.Gen, Size: h.Size}
 	n.mu.Unlock()
 	if drop != nil {
 		n.fsys.dropStage(drop)
 	}
-	if last && info.gen != 0 {
+	if last && info.Gen != 0 {
 		// Nobody reads the file any more (a reader that was killed included): fetches started
 		// ahead of its readers stop.
 		n.fsys.opts.Cache.StopPrefetch(n.conn.objectOf(p, info))
@@ -702,7 +702,7 @@ func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fus
 func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return []byte(s.info.target), 0
+	return []byte(s.info.Target), 0
 }
 
 // Write answers write(2) (WRITE, at most kernelTransfer bytes per request). It must write all
@@ -737,7 +737,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 // mount; EIO.
 func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	size, hasSize := in.GetSize()
-	_, changed := n.fsys.applySetattr(n.currentInfo().posix, in, time.Time{})
+	_, changed := n.fsys.applySetattr(n.currentInfo().Posix, in, time.Time{})
 	p := n.getPath()
 	if n.fsys.opts.ReadOnly && (hasSize || changed) {
 		return n.fsys.fail("setattr", n.conn, p, errReadOnly)
@@ -782,16 +782,16 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	if !n.stageState().Filled {
 		cur = n.info
 	}
-	pa, _ := n.fsys.applySetattr(n.info.posix, in, cur.mtime)
-	if st := n.stage; n.stageState().Dirty || n.info.gen == 0 {
-		n.info.posix, n.info.ctime = pa, n.fsys.now()
+	pa, _ := n.fsys.applySetattr(n.info.Posix, in, cur.Mtime)
+	if st := n.stage; n.stageState().Dirty || n.info.Gen == 0 {
+		n.info.Posix, n.info.Ctime = pa, n.fsys.now()
 		if t, ok := in.GetMTime(); ok && st != nil {
 			st.SetMtime(t)
 		}
 		n.mu.Unlock()
 		return nil
 	}
-	p, gen := n.path, n.info.gen
+	p, gen := n.path, n.info.Gen
 	n.mu.Unlock()
 	if n.fsys.gate.Draining() {
 		// A new change to an object nobody is writing: refused from SIGTERM on, as a new
@@ -807,7 +807,7 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	}
 	info := infoFromAttrs(attrs)
 	n.mu.Lock()
-	if n.info.gen == gen && attrs.Generation == gen {
+	if n.info.Gen == gen && attrs.Generation == gen {
 		n.info, n.infoAt = info, n.fsys.now()
 	}
 	info = n.info

@@ -489,12 +489,12 @@ func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 	out.Ino = ino
 	out.Uid, out.Gid = f.opts.UID, f.opts.GID
 	out.Blksize = kernelTransfer
-	mtime := info.mtime
+	mtime := info.Mtime
 	if mtime.IsZero() {
 		mtime = f.started
 	}
 	atime, ctime := mtime, mtime
-	pa := info.posix
+	pa := info.Posix
 	if f.posixOn() {
 		if pa.HasUID {
 			out.Uid = pa.UID
@@ -505,8 +505,8 @@ func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 		if !pa.Atime.IsZero() {
 			atime = pa.Atime
 		}
-		if info.ctime.After(ctime) {
-			ctime = info.ctime
+		if info.Ctime.After(ctime) {
+			ctime = info.Ctime
 		}
 	} else {
 		pa = posixmd.Attrs{}
@@ -519,19 +519,19 @@ func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 	}
 	out.SetTimes(&atime, &mtime, &ctime)
 	out.Nlink = 1
-	switch info.kind {
+	switch info.Kind {
 	case kindDir:
 		out.Mode = syscall.S_IFDIR | perm(f.opts.DirMode)
 		out.Size = 4096 // unknown subdirectory count: nlink 1 tells find(1) not to rely on it
 	case kindSymlink:
 		out.Mode = syscall.S_IFLNK | 0o777
-		out.Size = uint64(len(info.target))
+		out.Size = uint64(len(info.Target))
 	case kindSpecial:
-		out.Mode = info.posix.Type() | perm(f.opts.FileMode)
-		out.Rdev = info.posix.Rdev
+		out.Mode = info.Posix.Type() | perm(f.opts.FileMode)
+		out.Rdev = info.Posix.Rdev
 	default:
 		out.Mode = syscall.S_IFREG | perm(f.opts.FileMode)
-		out.Size = uint64(max(info.size, 0))
+		out.Size = uint64(max(info.Size, 0))
 		out.Blocks = (out.Size + 511) / 512
 	}
 }

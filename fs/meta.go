@@ -2,13 +2,13 @@ package fs
 
 import (
 	"strings"
-	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // Metadata keys plxfs writes into objects' user metadata.
@@ -19,63 +19,18 @@ const (
 	mdMtime = posixmd.PlxfsMtimeKey
 	// mdSymlink marks an object as a symbolic link; its value is the link target (the object's
 	// content holds the target too, for other tools).
-	mdSymlink = "plxfs-symlink-target"
+	mdSymlink = vfs.SymlinkKey
 )
 
-// objInfo is what the filesystem knows about one name in a connection.
-type objInfo struct {
-	kind   kind
-	size   int64
-	gen    int64 // object generation; 0 for a directory without placeholder or a file never uploaded
-	mtime  time.Time
-	target string // symlink target
-	// posix are the attributes recorded in the object's metadata (mode, owner, times, special
-	// file type); ctime is the object's last change (data or metadata), GCS's update time.
-	posix posixmd.Attrs
-	ctime time.Time
-	// crc is GCS's CRC32C of the generation, when hasCRC: reads are checked against it.
-	crc    uint32
-	hasCRC bool
-	// placeholderKnown, for a directory, says that the fields above are what its placeholder
-	// object said when this was learnt (gen 0: it had none); false when only a common prefix
-	// was seen, which tells nothing of the directory's attributes.
-	placeholderKnown bool
-}
+// objInfo is what the filesystem knows about one name in a connection (vfs.Info).
+type objInfo = vfs.Info
 
-// infoFromAttrs converts an object's attributes. An object with the symlink key is a symlink;
-// one whose recorded mode has a special file type (FIFO, socket, device) is a special file.
-func infoFromAttrs(a store.Attrs) objInfo {
-	info := objInfo{kind: kindFile, size: a.Size, gen: a.Generation, mtime: a.Updated, crc: a.CRC32C, hasCRC: a.HasCRC32C, ctime: a.Updated}
-	info.posix = posixmd.Parse(a.Metadata)
-	if !info.posix.Mtime.IsZero() {
-		info.mtime = info.posix.Mtime
-	}
-	if info.posix.Ctime.After(info.ctime) {
-		info.ctime = info.posix.Ctime
-	}
-	if info.posix.Type() != 0 {
-		info.kind, info.size = kindSpecial, 0
-	}
-	if target, ok := a.Metadata[mdSymlink]; ok {
-		info.kind = kindSymlink
-		info.target = target
-		info.size = int64(len(target))
-	}
-	return info
-}
+// infoFromAttrs converts an object's attributes (vfs.InfoFromAttrs).
+func infoFromAttrs(a store.Attrs) objInfo { return vfs.InfoFromAttrs(a) }
 
-// dirInfo is what a directory's placeholder object says about it; nil: the directory has no
-// placeholder (known from a stat, or from a listing that would have returned it).
-func dirInfo(placeholder *store.Attrs) objInfo {
-	if placeholder == nil {
-		return objInfo{kind: kindDir, placeholderKnown: true}
-	}
-	info := infoFromAttrs(*placeholder)
-	info.kind, info.size, info.target = kindDir, 0, ""
-	info.posix.Mode &^= syscall.S_IFMT
-	info.placeholderKnown = true
-	return info
-}
+// dirInfo is what a directory's placeholder object says about it (vfs.DirInfo); nil: the
+// directory has no placeholder.
+func dirInfo(placeholder *store.Attrs) objInfo { return vfs.DirInfo(placeholder) }
 
 // metaCache remembers, for a bounded time (the TTL) and a bounded number of names, what a
 // lookup found: a positive entry (the name's objInfo) or a negative one (nothing there). It is

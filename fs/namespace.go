@@ -70,7 +70,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	}
 	now := d.fsys.now()
 	pa := d.fsys.newAttrs(ctx, syscall.S_IFREG|mode, now)
-	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{kind: kindFile, mtime: now, ctime: now, posix: pa}, infoAt: now}
+	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{Kind: kindFile, Mtime: now, Ctime: now, Posix: pa}, infoAt: now}
 	st, err := d.fsys.newStage(fn, 0, 0)
 	if err != nil {
 		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
@@ -119,12 +119,12 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 	}
 	info := infoFromAttrs(attrs)
 	var emb fusefs.InodeEmbedder
-	if info.kind == kindSpecial {
+	if info.Kind == kindSpecial {
 		emb = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
 	} else {
 		emb = &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	}
-	ch := d.NewInode(ctx, emb, d.newChildStable(name, p, info.kind, typ))
+	ch := d.NewInode(ctx, emb, d.newChildStable(name, p, info.Kind, typ))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
@@ -182,7 +182,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 		return nil, d.fsys.fail("symlink", d.conn, p, err)
 	}
 	info := infoFromAttrs(attrs)
-	info.kind, info.target = kindSymlink, target
+	info.Kind, info.Target = kindSymlink, target
 	sn := &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	ch := d.NewInode(ctx, sn, d.newChildStable(name, p, kindSymlink, syscall.S_IFLNK))
 	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
@@ -226,7 +226,7 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 			n.mu.Unlock()
 			return childState{info: info, node: ch}, nil
 		case *dirNode:
-			return childState{info: objInfo{kind: kindDir}, node: ch}, nil
+			return childState{info: objInfo{Kind: kindDir}, node: ch}, nil
 		}
 	}
 	info, _, err := d.lookupInfo(ctx, d.getPath(), name)
@@ -251,10 +251,10 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return d.fsys.fail("unlink", d.conn, p, err)
 	}
-	if cs.info.kind == kindDir {
+	if cs.info.Kind == kindDir {
 		return d.fsys.fail("unlink", d.conn, p, errIsDir)
 	}
-	gen := cs.info.gen
+	gen := cs.info.Gen
 	var fn *fileNode
 	if cs.node != nil {
 		fn, _ = cs.node.Operations().(*fileNode)
@@ -263,7 +263,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		fn.syncMu.Lock() // no upload of this file is in flight while it goes
 		defer fn.syncMu.Unlock()
 		fn.mu.Lock()
-		gen = fn.info.gen
+		gen = fn.info.Gen
 		fn.mu.Unlock()
 	}
 	if gen != 0 {
@@ -318,7 +318,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
-	if cs.info.kind != kindDir {
+	if cs.info.Kind != kindDir {
 		return d.fsys.fail("rmdir", d.conn, p, errNotDir)
 	}
 	if err := d.checkEmpty(ctx, p, cs.node); err != nil {
@@ -404,16 +404,16 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
-	move, err := vfs.CheckRename(src, dst, from.info.kind, to.info.kind, exists, noReplace)
+	move, err := vfs.CheckRename(src, dst, from.info.Kind, to.info.Kind, exists, noReplace)
 	if !move {
 		return err
 	}
-	if exists && to.info.kind == kindDir {
+	if exists && to.info.Kind == kindDir {
 		if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
 			return err
 		}
 	}
-	if from.info.kind == kindDir {
+	if from.info.Kind == kindDir {
 		if vfs.IntoItself(src, dst) {
 			return errIntoItself
 		}
@@ -431,7 +431,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 	// the precondition), before the source's upload lock is taken: one syncMu at a time.
 	ifGen := int64(0)
 	if exists {
-		ifGen = to.info.gen
+		ifGen = to.info.Gen
 		if tn, ok := nodeFile(to.node); ok {
 			if err := tn.sync(ctx); err != nil {
 				return err
@@ -439,7 +439,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 			ifGen = tn.generation()
 		}
 	}
-	gen := from.info.gen
+	gen := from.info.Gen
 	if fn != nil {
 		// A file with changes is uploaded first, then renamed as an object; its uploads are
 		// held off until the rename is done so none lands at the old name.
@@ -461,11 +461,11 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		return err // nothing moved
 	}
 	info := infoFromAttrs(attrs)
-	if from.info.kind == kindSymlink && info.kind != kindSymlink {
-		info.kind, info.target = kindSymlink, from.info.target
+	if from.info.Kind == kindSymlink && info.Kind != kindSymlink {
+		info.Kind, info.Target = kindSymlink, from.info.Target
 	}
-	if from.info.kind == kindSpecial && info.kind != kindSpecial {
-		info.kind, info.posix = kindSpecial, from.info.posix // the copy's metadata was not returned
+	if from.info.Kind == kindSpecial && info.Kind != kindSpecial {
+		info.Kind, info.Posix = kindSpecial, from.info.Posix // the copy's metadata was not returned
 	}
 	if from.node != nil {
 		moveNode(from.node, dst, map[string]objInfo{dst: info}, d.fsys.now(), true)
@@ -495,7 +495,7 @@ func nodeFile(ch *fusefs.Inode) (*fileNode, bool) {
 func (n *fileNode) generation() int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.info.gen
+	return n.info.Gen
 }
 
 // renameDir moves every object below src to dst (objs.MoveDir; not atomic), after uploading
@@ -519,11 +519,11 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 	}
 	d.fsys.meta.forgetTree(metaKey(d.conn.name, dst))
 	d.removed(src)
-	d.fsys.meta.putFound(metaKey(d.conn.name, dst), objInfo{kind: kindDir})
+	d.fsys.meta.putFound(metaKey(d.conn.name, dst), objInfo{Kind: kindDir})
 	if dstExists {
 		d.fsys.bumpGen(metaKey(d.conn.name, dst))
 	}
-	nd.noteChange(path.Base(dst), &objInfo{kind: kindDir})
+	nd.noteChange(path.Base(dst), &objInfo{Kind: kindDir})
 	nd.touched()
 	return err
 }
@@ -560,7 +560,7 @@ func moveNode(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Tim
 			n.replacedLocked(info)
 			n.info, n.infoAt = info, now
 			if n.stage != nil {
-				n.stage.Rebase(info.gen, info.size)
+				n.stage.Rebase(info.Gen, info.Size)
 			}
 		}
 		n.mu.Unlock()
@@ -570,7 +570,7 @@ func moveNode(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Tim
 		if ok && whole {
 			n.info, n.infoAt = info, now
 		} else if ok {
-			n.info.gen = info.gen
+			n.info.Gen = info.Gen
 		}
 		n.mu.Unlock()
 	case *specialNode:
@@ -579,7 +579,7 @@ func moveNode(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Tim
 		if ok && whole {
 			n.info = info
 		} else if ok {
-			n.info.gen = info.gen
+			n.info.Gen = info.Gen
 		}
 		n.mu.Unlock()
 	case *dirNode:

@@ -28,7 +28,7 @@ type stageRef struct {
 	node  *fileNode // nil while orphaned
 	conn  *conn
 	path  string
-	posix posixmd.Attrs // an orphan's attributes, for its upload
+	Posix posixmd.Attrs // an orphan's attributes, for its upload
 }
 
 // newStage creates an empty staging file replacing generation baseGen (baseSize bytes; 0: a
@@ -56,7 +56,7 @@ func (f *FS) dropStage(st *staging) {
 // adoptOrphan keeps the dirty staging file of a node the kernel forgot.
 func (f *FS) adoptOrphan(c *conn, p string, st *staging, pa posixmd.Attrs) {
 	f.mu.Lock()
-	f.staged[st] = stageRef{conn: c, path: p, posix: pa}
+	f.staged[st] = stageRef{conn: c, path: p, Posix: pa}
 	f.mu.Unlock()
 	f.log.Warn("file with changes that failed to upload is no longer open; its data is kept until the next successful flush or unmount",
 		"connection", c.name, "path", p)
@@ -82,7 +82,7 @@ func (f *FS) orphanInfo(c *conn, p string) (objInfo, bool) {
 	for st, ref := range f.staged {
 		if ref.node == nil && ref.conn == c && ref.path == p {
 			ss := st.State()
-			return objInfo{kind: kindFile, size: ss.Size, gen: ss.BaseGen, mtime: ss.Modified}, true
+			return objInfo{Kind: kindFile, Size: ss.Size, Gen: ss.BaseGen, Mtime: ss.Modified}, true
 		}
 	}
 	return objInfo{}, false
@@ -98,7 +98,7 @@ func (n *fileNode) ensureStageLocked() error {
 	st := n.fsys.takeOrphan(n.conn, n.path, n)
 	if st == nil {
 		var err error
-		if st, err = n.fsys.newStage(n, n.info.gen, n.info.size); err != nil {
+		if st, err = n.fsys.newStage(n, n.info.Gen, n.info.Size); err != nil {
 			return err
 		}
 	}
@@ -127,12 +127,12 @@ func (n *fileNode) stageForWrite(ctx context.Context) (*staging, error) {
 	if ss.Filled {
 		return st, nil
 	}
-	base := objInfo{gen: ss.BaseGen, size: ss.BaseSize}
+	base := objInfo{Gen: ss.BaseGen, Size: ss.BaseSize}
 	if err := n.fsys.copyObject(ctx, n.conn, p, base, st.File()); err != nil {
 		return nil, fmt.Errorf("copy the current content before a change: %w", err)
 	}
 	n.mu.Lock()
-	st.Filled(base.size)
+	st.Filled(base.Size)
 	n.mu.Unlock()
 	return st, nil
 }
@@ -140,13 +140,13 @@ func (n *fileNode) stageForWrite(ctx context.Context) (*staging, error) {
 // copyObject copies generation info of the file at p into w through the read cache.
 func (f *FS) copyObject(ctx context.Context, c *conn, p string, info objInfo, w io.WriterAt) error {
 	buf := make([]byte, kernelTransfer)
-	for off := int64(0); off < info.size; {
+	for off := int64(0); off < info.Size; {
 		k, err := f.readObject(ctx, c, p, info, buf, off)
 		if err != nil {
 			return err
 		}
 		if k == 0 {
-			return fmt.Errorf("read %q gen %d at %d: %w", p, info.gen, off, io.ErrUnexpectedEOF)
+			return fmt.Errorf("read %q gen %d at %d: %w", p, info.Gen, off, io.ErrUnexpectedEOF)
 		}
 		if _, err := w.WriteAt(buf[:k], off); err != nil {
 			return fmt.Errorf("write staging file: %w", err)
@@ -232,7 +232,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 		n.mu.Unlock()
 		return nil
 	}
-	p, size, baseGen, version, pa := n.path, ss.Size, ss.BaseGen, ss.Version, n.info.posix
+	p, size, baseGen, version, pa := n.path, ss.Size, ss.BaseGen, ss.Version, n.info.Posix
 	mtime := ss.ModTime() // the last local change, not the upload's time (see StageState)
 	ps := st.stream
 	st.stream = nil
@@ -243,11 +243,11 @@ func (n *fileNode) sync(ctx context.Context) error {
 		return err
 	}
 	info := infoFromAttrs(attrs)
-	info.size = size
+	info.Size = size
 	n.mu.Lock()
 	n.replacedLocked(info)
 	n.info, n.infoAt = info, n.fsys.now()
-	st.Uploaded(version, info.gen, size)
+	st.Uploaded(version, info.Gen, size)
 	n.keepGen = 0 // the kernel's pages came from writes; let the next open start clean
 	n.mu.Unlock()
 
@@ -301,7 +301,7 @@ func (f *FS) SyncAll(ctx context.Context) error {
 		st.LockIO()
 		ss := st.State()
 		if ss.Dirty {
-			wo := f.writeOptions(ref.path, ss.BaseGen, ss.ModTime(), ref.posix)
+			wo := f.writeOptions(ref.path, ss.BaseGen, ss.ModTime(), ref.Posix)
 			if _, err := ref.conn.up.Upload(ctx, ref.path, st.File(), ss.Size, wo); err != nil {
 				f.log.Error("unmount: upload failed; this file's changes are lost", "connection", ref.conn.name, "path", ref.path, "err", err)
 				errs = append(errs, err)
