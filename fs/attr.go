@@ -109,7 +109,7 @@ func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo,
 	if next.Kind == kindSymlink {
 		next.Size = int64(len(info.Target))
 	}
-	f.meta.putFound(metaKey(c.name, p), next)
+	f.meta.PutFound(metaKey(c.name, p), next)
 	return next, nil
 }
 
@@ -156,7 +156,7 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 	d.info, d.infoAt = info, d.fsys.now()
 	d.timesPending = false // the patch carried the times
 	d.mu.Unlock()
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	// The parent's cached listing carries the placeholder's attributes too (listDir): a
 	// node made again from it (after the kernel forgot this one) must show the change.
 	if name, parent := d.Parent(); parent != nil {

@@ -151,7 +151,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		return info, now, nil
 	}
 	key := metaKey(d.conn.name, p)
-	if info, at, found, missing := d.fsys.meta.get(key); found {
+	if info, at, found, missing := d.fsys.meta.Get(key); found {
 		return info, at, nil
 	} else if missing {
 		return objInfo{}, at, store.ErrNotExist
@@ -184,7 +184,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 			if e, ok := findEntry(entries, name); ok {
 				return e.info, at, nil
 			}
-			d.fsys.meta.putMissing(key)
+			d.fsys.meta.PutMissing(key)
 			return objInfo{}, at, store.ErrNotExist
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
@@ -195,13 +195,13 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 	}
 	info, err := statPath(ctx, d.conn, p)
 	if errors.Is(err, store.ErrNotExist) {
-		d.fsys.meta.putMissing(key)
+		d.fsys.meta.PutMissing(key)
 		return objInfo{}, now, err
 	}
 	if err != nil {
 		return objInfo{}, time.Time{}, err
 	}
-	d.fsys.meta.putFoundAt(key, info, now)
+	d.fsys.meta.PutFoundAt(key, info, now)
 	return info, now, nil
 }
 
@@ -360,7 +360,7 @@ func (d *dirNode) listNow(ctx context.Context) (listed, error) {
 	cacheable := len(entries) <= maxCachedListing
 	if !cacheable {
 		for _, e := range entries {
-			d.fsys.meta.putFoundAt(metaKey(d.conn.name, childPath(path, e.name)), e.info, start)
+			d.fsys.meta.PutFoundAt(metaKey(d.conn.name, childPath(path, e.name)), e.info, start)
 		}
 	}
 

@@ -10,9 +10,10 @@
 // delete, rename of files and directories, emptiness, metadata patches), names (CheckNewName,
 // CheckRename), the setattr policy (vfs.Attrs), the open handles and their modes (vfs.Opens),
 // the staging file and its state (vfs.Stage), the drain (vfs.Gate) and the upload hand-off
-// (vfs.Uploader). fs decodes each request, calls the core, keeps its nodes, caches and
+// (vfs.Uploader), what is known about a name (vfs.Info) and the lookup cache
+// (vfs.MetaCache). fs decodes each request, calls the core, keeps its nodes, caches and
 // listings in step, and maps errors (errno.go; the core's sentinels are rows of its table).
-// Lookups, listings, the metadata cache and a file's sync orchestration are still here.
+// Lookups, listings and their overlays, and a file's sync orchestration are still here.
 //
 // # Structure
 //
@@ -41,7 +42,8 @@
 // One TTL (Options.TTL, --ttl, default 60 s) bounds every piece of reused metadata:
 //
 //   - the kernel's entry, attribute and negative-entry timeouts are the TTL;
-//   - metaCache: positive and negative lookup results, bounded LRUs, expiring after the TTL;
+//   - metaCache (vfs.MetaCache): positive and negative lookup results, bounded LRUs, expiring
+//     after the TTL;
 //   - a dirNode's cached listing (directories of at most maxCachedListing entries), reused by
 //     opendir and by lookups for the TTL; changes made through the mount are applied over it
 //     (dirNode.changes) rather than discarding it;

@@ -162,13 +162,13 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	key := metaKey(n.conn.name, p)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
-			n.fsys.meta.putMissing(key)
+			n.fsys.meta.PutMissing(key)
 		}
 		return n.fsys.fail("getattr", n.conn, p, err)
 	}
 	info = infoFromAttrs(attrs)
 	n.refreshAt(info, start)
-	n.fsys.meta.putFoundAt(key, info, start)
+	n.fsys.meta.PutFoundAt(key, info, start)
 	n.fsys.fillAttr(n.StableAttr().Ino, n.currentInfo(), &out.Attr)
 	return 0
 }
@@ -574,7 +574,7 @@ func (n *fileNode) staleSeen(gen int64) {
 	}
 	p := n.path
 	n.mu.Unlock()
-	n.fsys.meta.forget(metaKey(n.conn.name, p))
+	n.fsys.meta.Forget(metaKey(n.conn.name, p))
 	go func() {
 		n.NotifyContent(0, 0)
 		if name, parent := n.Parent(); parent != nil {
@@ -812,6 +812,6 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	}
 	info = n.info
 	n.mu.Unlock()
-	n.fsys.meta.putFound(metaKey(n.conn.name, p), info)
+	n.fsys.meta.PutFound(metaKey(n.conn.name, p), info)
 	return nil
 }

@@ -80,7 +80,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	hs := fn.opens.OpenCached(true)
 	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
 	info := fn.currentInfo()
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
@@ -125,7 +125,7 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 		emb = &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	}
 	ch := d.NewInode(ctx, emb, d.newChildStable(name, p, info.Kind, typ))
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
@@ -159,7 +159,7 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	info := dirInfo(&attrs)
 	nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: now, timesStored: now}
 	ch := d.NewInode(ctx, nd, d.newChildStable(name, p, kindDir, syscall.S_IFDIR))
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
@@ -185,7 +185,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	info.Kind, info.Target = kindSymlink, target
 	sn := &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	ch := d.NewInode(ctx, sn, d.newChildStable(name, p, kindSymlink, syscall.S_IFLNK))
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
@@ -299,8 +299,8 @@ func (n *fileNode) markUnlinked() {
 // removed records that the child at p is gone.
 func (d *dirNode) removed(p string) {
 	key := metaKey(d.conn.name, p)
-	d.fsys.meta.forgetTree(key)
-	d.fsys.meta.putMissing(key)
+	d.fsys.meta.ForgetTree(key)
+	d.fsys.meta.PutMissing(key)
 	d.fsys.bumpGen(key)
 	d.noteChange(path.Base(p), nil)
 	d.touched()
@@ -477,7 +477,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		d.fsys.bumpGen(metaKey(d.conn.name, dst))
 	}
 	d.removed(src)
-	d.fsys.meta.putFound(metaKey(d.conn.name, dst), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, dst), info)
 	nd.noteChange(path.Base(dst), &info)
 	nd.touched()
 	return err
@@ -517,9 +517,9 @@ func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd
 		}
 		moveNode(from.node, dst, moved, d.fsys.now(), false)
 	}
-	d.fsys.meta.forgetTree(metaKey(d.conn.name, dst))
+	d.fsys.meta.ForgetTree(metaKey(d.conn.name, dst))
 	d.removed(src)
-	d.fsys.meta.putFound(metaKey(d.conn.name, dst), objInfo{Kind: kindDir})
+	d.fsys.meta.PutFound(metaKey(d.conn.name, dst), objInfo{Kind: kindDir})
 	if dstExists {
 		d.fsys.bumpGen(metaKey(d.conn.name, dst))
 	}

@@ -251,7 +251,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 	n.keepGen = 0 // the kernel's pages came from writes; let the next open start clean
 	n.mu.Unlock()
 
-	n.fsys.meta.putFound(metaKey(n.conn.name, p), info)
+	n.fsys.meta.PutFound(metaKey(n.conn.name, p), info)
 	if name, parent := n.Parent(); parent != nil {
 		if d, ok := parent.Operations().(*dirNode); ok {
 			d.noteChange(name, &info)

@@ -26,6 +26,8 @@
 //   - Attributes (setattr): AttrChange, what chmod, chown and utimensat ask; Attrs, the mount's
 //     policy for POSIX attributes in metadata (Apply, Patch, Metadata); Objects.Patch, the
 //     metadata patch of the generation the mount knows.
+//   - Info, what is known about a name (InfoFromAttrs, DirInfo), and MetaCache, the lookup
+//     cache: positive and negative entries, bounded, expiring after the TTL.
 //   - Names: Kind, CheckNewName (which names a new entry may have; connspec decides what is
 //     a valid name), HideReason, and CheckRename, rename(2)'s decision before anything moves.
 //
