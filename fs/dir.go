@@ -163,7 +163,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		if !ok {
 			var e dirEntry
 			if e, ok = findEntry(d.listing, name); ok {
-				info = &e.info
+				info = &e.Info
 			}
 		}
 		d.mu.Unlock()
@@ -182,7 +182,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		entries, at, err := d.list(ctx)
 		if err == nil {
 			if e, ok := findEntry(entries, name); ok {
-				return e.info, at, nil
+				return e.Info, at, nil
 			}
 			d.fsys.meta.PutMissing(key)
 			return objInfo{}, at, store.ErrNotExist
@@ -360,7 +360,7 @@ func (d *dirNode) listNow(ctx context.Context) (listed, error) {
 	cacheable := len(entries) <= maxCachedListing
 	if !cacheable {
 		for _, e := range entries {
-			d.fsys.meta.PutFoundAt(metaKey(d.conn.name, childPath(path, e.name)), e.info, start)
+			d.fsys.meta.PutFoundAt(metaKey(d.conn.name, childPath(path, e.Name)), e.Info, start)
 		}
 	}
 
@@ -392,12 +392,12 @@ func (d *dirNode) mergeLocal(entries []dirEntry) []dirEntry {
 			continue
 		}
 		if i, found := findIndex(entries, name); found {
-			if entries[i].info.Kind == kindFile {
-				entries[i].info = info
+			if entries[i].Info.Kind == kindFile {
+				entries[i].Info = info
 			}
 			continue
 		}
-		extra = append(extra, dirEntry{name: name, info: info})
+		extra = append(extra, dirEntry{Name: name, Info: info})
 	}
 	if len(extra) == 0 {
 		return entries
@@ -434,13 +434,13 @@ func (d *dirNode) mergedLocked() []dirEntry {
 	}
 	out := make([]dirEntry, 0, len(d.listing)+len(d.changes))
 	for _, e := range d.listing {
-		if _, changed := d.changes[e.name]; !changed {
+		if _, changed := d.changes[e.Name]; !changed {
 			out = append(out, e)
 		}
 	}
 	for name, info := range d.changes {
 		if info != nil {
-			out = append(out, dirEntry{name: name, info: *info})
+			out = append(out, dirEntry{Name: name, Info: *info})
 		}
 	}
 	sortEntries(out)
@@ -501,18 +501,18 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	e := h.entries[h.pos]
 	h.pos++
 	mode := uint32(syscall.S_IFREG)
-	switch e.info.Kind {
+	switch e.Info.Kind {
 	case kindDir:
 		mode = syscall.S_IFDIR
 	case kindSymlink:
 		mode = syscall.S_IFLNK
 	case kindSpecial:
-		mode = e.info.Posix.Type()
+		mode = e.Info.Posix.Type()
 	}
 	return &fuse.DirEntry{
-		Name: e.name,
+		Name: e.Name,
 		Mode: mode,
-		Ino:  inoFor(h.d.conn.name, childPath(h.path, e.name), e.info.Kind),
+		Ino:  inoFor(h.d.conn.name, childPath(h.path, e.Name), e.Info.Kind),
 		Off:  uint64(h.pos),
 	}, 0
 }
@@ -522,7 +522,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // age as timeouts, and sends no request. ENOENT for a name not in the listing.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	var e dirEntry
-	if h.pos > 0 && h.pos <= len(h.entries) && h.entries[h.pos-1].name == name {
+	if h.pos > 0 && h.pos <= len(h.entries) && h.entries[h.pos-1].Name == name {
 		e = h.entries[h.pos-1]
 	} else if found, ok := findEntry(h.entries, name); ok {
 		e = found
@@ -530,8 +530,8 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, h.d.fsys.fail("lookup", h.d.conn, childPath(h.path, name), errNotInListing)
 	}
 	p := childPath(h.path, name)
-	ch := h.d.childInode(ctx, name, p, e.info, h.listedAt)
-	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ctx, ch, e.info), &out.Attr)
+	ch := h.d.childInode(ctx, name, p, e.Info, h.listedAt)
+	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ctx, ch, e.Info), &out.Attr)
 	h.d.fsys.setTimeouts(out, h.listedAt)
 	return ch, 0
 }

@@ -11,9 +11,10 @@
 // CheckRename), the setattr policy (vfs.Attrs), the open handles and their modes (vfs.Opens),
 // the staging file and its state (vfs.Stage), the drain (vfs.Gate) and the upload hand-off
 // (vfs.Uploader), what is known about a name (vfs.Info) and the lookup cache
-// (vfs.MetaCache). fs decodes each request, calls the core, keeps its nodes, caches and
+// (vfs.MetaCache), and a directory's listing (vfs.ListDir). fs decodes each request, calls the core, keeps its nodes, caches and
 // listings in step, and maps errors (errno.go; the core's sentinels are rows of its table).
-// Lookups, listings and their overlays, and a file's sync orchestration are still here.
+// Lookups, the listing cache and its overlay of local changes, and a file's sync
+// orchestration are still here.
 //
 // # Structure
 //

@@ -427,7 +427,7 @@ func (f *FS) logHidden(c *conn, hidden []hiddenName) {
 	f.mu.Lock()
 	var fresh []hiddenName
 	for _, h := range hidden {
-		k := metaKey(c.name, h.name)
+		k := metaKey(c.name, h.Name)
 		if _, ok := f.hiddenLogged[k]; ok {
 			continue
 		}
@@ -438,10 +438,10 @@ func (f *FS) logHidden(c *conn, hidden []hiddenName) {
 	}
 	f.mu.Unlock()
 	for _, h := range fresh {
-		if h.reason == "reserved for plxfs's temporary upload parts" {
+		if h.Reason == "reserved for plxfs's temporary upload parts" {
 			continue // expected, not news
 		}
-		f.log.Info("object not shown in the mount", "connection", c.name, "bucket", c.bucket.Name(), "name", h.name, "reason", h.reason)
+		f.log.Info("object not shown in the mount", "connection", c.name, "bucket", c.bucket.Name(), "name", h.Name, "reason", h.Reason)
 	}
 }
 

@@ -28,6 +28,9 @@
 //     metadata patch of the generation the mount knows.
 //   - Info, what is known about a name (InfoFromAttrs, DirInfo), and MetaCache, the lookup
 //     cache: positive and negative entries, bounded, expiring after the TTL.
+//   - ListDir: one directory's listing, all pages, with the rules of what is shown (a
+//     directory wins over an object of the same name; invalid and reserved names are hidden,
+//     and reported).
 //   - Names: Kind, CheckNewName (which names a new entry may have; connspec decides what is
 //     a valid name), HideReason, and CheckRename, rename(2)'s decision before anything moves.
 //
