@@ -9,7 +9,6 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/plxfs/plxfs/connspec"
@@ -193,7 +192,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 			return objInfo{}, time.Time{}, err
 		}
 	}
-	info, err := statPath(ctx, d.conn, p)
+	info, err := d.conn.objs.Stat(ctx, p)
 	if errors.Is(err, store.ErrNotExist) {
 		d.fsys.meta.PutMissing(key)
 		return objInfo{}, now, err
@@ -203,48 +202,6 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 	}
 	d.fsys.meta.PutFoundAt(key, info, now)
 	return info, now, nil
-}
-
-// statPath asks the bucket what path is: a directory if any object has the prefix "path/"
-// (a directory wins over an object of the same name), else the object "path", else nothing.
-// Both questions are asked at once.
-func statPath(ctx context.Context, c *conn, path string) (objInfo, error) {
-	full := c.objectName(path)
-	var (
-		isDir       bool
-		placeholder *store.Attrs
-		attrs       store.Attrs
-		statErr     error
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		page, err := c.bucket.List(gctx, store.ListOptions{Prefix: full + "/", Delimiter: "/", PageSize: 1})
-		if err != nil {
-			return err
-		}
-		isDir = len(page.Objects) > 0 || len(page.Prefixes) > 0
-		if len(page.Objects) > 0 && page.Objects[0].Name == full+"/" {
-			placeholder = &page.Objects[0]
-		}
-		return nil
-	})
-	g.Go(func() error {
-		attrs, statErr = c.bucket.Stat(gctx, full)
-		if statErr != nil && !errors.Is(statErr, store.ErrNotExist) {
-			return statErr
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
-		return objInfo{}, err
-	}
-	if isDir {
-		return dirInfo(placeholder), nil
-	}
-	if statErr != nil {
-		return objInfo{}, statErr
-	}
-	return infoFromAttrs(attrs), nil
 }
 
 // childInode returns the inode for the child name (at path p) described by info: the existing

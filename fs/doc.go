@@ -6,15 +6,15 @@
 // # Core
 //
 // What needs no kernel is moving to package vfs, the filesystem core (no go-fuse import,
-// tested on store/memstore): the object side of namespace changes (vfs.Objects: create,
-// delete, rename of files and directories, emptiness, metadata patches), names (CheckNewName,
-// CheckRename), the setattr policy (vfs.Attrs), the open handles and their modes (vfs.Opens),
-// the staging file and its state (vfs.Stage), the drain (vfs.Gate) and the upload hand-off
-// (vfs.Uploader), what is known about a name (vfs.Info) and the lookup cache
-// (vfs.MetaCache), and a directory's listing (vfs.ListDir). fs decodes each request, calls the core, keeps its nodes, caches and
-// listings in step, and maps errors (errno.go; the core's sentinels are rows of its table).
-// Lookups, the listing cache and its overlay of local changes, and a file's sync
-// orchestration are still here.
+// tested on store/memstore): the object side of namespace changes and lookups (vfs.Objects:
+// create, delete, rename of files and directories, emptiness, metadata patches, the stat of
+// one name), a directory's listing (vfs.ListDir), names (CheckNewName, CheckRename), the
+// setattr policy (vfs.Attrs), what is known about a name (vfs.Info) and the lookup cache
+// (vfs.MetaCache), the open handles and their modes (vfs.Opens), the staging file and its
+// state (vfs.Stage), the drain (vfs.Gate) and the upload hand-off (vfs.Uploader). fs decodes
+// each request, calls the core, keeps its nodes, the listing cache and its overlay of local
+// changes in step, and maps errors (errno.go; the core's sentinels are rows of its table).
+// The lookup order, the listing cache and a file's sync orchestration are still here.
 //
 // # Structure
 //

@@ -10,7 +10,8 @@
 //     each one or a few conditional GCS calls: create a small object that must not exist,
 //     delete the generation the mount knows (ErrStale when it was replaced behind the mount),
 //     prove a directory empty, move a file (copy with a precondition, then delete the source
-//     generation) and move a directory tree (not atomic).
+//     generation), move a directory tree (not atomic), and Stat, the lookup of one name in
+//     the bucket (a directory wins over an object of the same name).
 //   - Successors: the "a generation was replaced" bookkeeping of one file, so that handles
 //     pinned to a generation this mount replaced (by an upload or a rename) follow it.
 //   - Opens: the open handles of one file and the mode they read in (page-cached or

@@ -240,3 +240,45 @@ func (o *Objects) deleteAll(ctx context.Context, objs []store.Attrs) error {
 	}
 	return g.Wait()
 }
+
+// Stat asks the bucket what the name at path is: a directory if any object has the prefix "path/"
+// (a directory wins over an object of the same name), else the object "path", else nothing.
+// Both questions are asked at once. Nothing there: an error wrapping store.ErrNotExist.
+func (o *Objects) Stat(ctx context.Context, path string) (Info, error) {
+	full := o.Name(path)
+	var (
+		isDir       bool
+		placeholder *store.Attrs
+		attrs       store.Attrs
+		statErr     error
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		page, err := o.bucket.List(gctx, store.ListOptions{Prefix: full + "/", Delimiter: "/", PageSize: 1})
+		if err != nil {
+			return err
+		}
+		isDir = len(page.Objects) > 0 || len(page.Prefixes) > 0
+		if len(page.Objects) > 0 && page.Objects[0].Name == full+"/" {
+			placeholder = &page.Objects[0]
+		}
+		return nil
+	})
+	g.Go(func() error {
+		attrs, statErr = o.bucket.Stat(gctx, full)
+		if statErr != nil && !errors.Is(statErr, store.ErrNotExist) {
+			return statErr
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return Info{}, err
+	}
+	if isDir {
+		return DirInfo(placeholder), nil
+	}
+	if statErr != nil {
+		return Info{}, statErr
+	}
+	return InfoFromAttrs(attrs), nil
+}

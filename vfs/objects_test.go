@@ -255,3 +255,36 @@ func TestSuccessors(t *testing.T) {
 		t.Fatal("Follow after Clear")
 	}
 }
+
+// TestStat: a lookup in the bucket; a directory wins over an object of the same name.
+func TestStat(t *testing.T) {
+	o, b := newObjects(t)
+	ctx := context.Background()
+	put(t, b, "c/f", "data")
+	put(t, b, "c/both", "object")
+	put(t, b, "c/both/x", "x")
+	put(t, b, "c/d/", "")
+	for _, c := range []struct {
+		p           string
+		kind        Kind
+		placeholder bool
+	}{{"f", KindFile, false}, {"both", KindDir, false}, {"d", KindDir, true}} {
+		info, err := o.Stat(ctx, c.p)
+		if err != nil || info.Kind != c.kind || (c.placeholder && info.Gen == 0) {
+			t.Errorf("Stat(%s) = %+v, %v; want %v", c.p, info, err, c.kind)
+		}
+	}
+	if _, err := o.Stat(ctx, "none"); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("Stat of nothing: %v", err)
+	}
+	boom := errors.New("boom")
+	b.SetFault(func(op memstore.Op, name string) error {
+		if op == memstore.OpList {
+			return boom
+		}
+		return nil
+	})
+	if _, err := o.Stat(ctx, "f"); !errors.Is(err, boom) {
+		t.Errorf("Stat with a failing listing: %v", err)
+	}
+}
