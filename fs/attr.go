@@ -13,6 +13,7 @@ import (
 
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // POSIX attributes kept with the objects (SEMANTICS.md "Permissions and metadata"): mode,
@@ -48,86 +49,67 @@ func (f *FS) newAttrs(ctx context.Context, mode uint32, now time.Time) posixmd.A
 	return pa
 }
 
-// applySetattr returns pa with the changes of a SETATTR applied, and whether there are any. A
-// file's modification time is always recorded (mtime, the time shown before the change), so
-// that the object's update time, which a metadata patch moves, never becomes its mtime. With
-// POSIX metadata off, only the modification time is kept.
+// applySetattr returns pa with the changes of a SETATTR applied, and whether there are any
+// (vfs.Attrs.Apply: the modification time shown before the change, mtime, is always recorded).
 func (f *FS) applySetattr(pa posixmd.Attrs, in *fuse.SetAttrIn, mtime time.Time) (posixmd.Attrs, bool) {
-	changed := false
+	return f.attrPolicy().Apply(pa, attrChange(in), mtime, f.now())
+}
+
+// attrChange decodes what a SETATTR asks to change (the size aside).
+func attrChange(in *fuse.SetAttrIn) vfs.AttrChange {
+	var c vfs.AttrChange
 	if t, ok := in.GetMTime(); ok {
-		mtime, changed = t, true
+		c.Mtime = &t
 	}
-	if f.posixOn() {
-		if m, ok := in.GetMode(); ok {
-			pa.Mode, pa.HasMode, changed = pa.Type()|m&0o7777, true, true
-		}
-		if u, ok := in.GetUID(); ok {
-			pa.UID, pa.HasUID, changed = u, true, true
-		}
-		if g, ok := in.GetGID(); ok {
-			pa.GID, pa.HasGID, changed = g, true, true
-		}
-		if t, ok := in.GetATime(); ok {
-			pa.Atime, changed = t, true
-		}
+	if m, ok := in.GetMode(); ok {
+		c.Mode = &m
 	}
-	pa.Mtime = mtime
-	if changed {
-		pa.Ctime = f.now()
+	if u, ok := in.GetUID(); ok {
+		c.UID = &u
 	}
-	return pa, changed
+	if g, ok := in.GetGID(); ok {
+		c.GID = &g
+	}
+	if t, ok := in.GetATime(); ok {
+		c.Atime = &t
+	}
+	return c
 }
 
-// patchFor is the metadata patch recording pa: every POSIX key with metadata on, only
-// plxfs-mtime with it off (as before POSIX metadata).
-func (f *FS) patchFor(pa posixmd.Attrs) map[string]string {
-	if f.posixOn() {
-		return pa.Patch()
-	}
-	if pa.Mtime.IsZero() {
-		return nil
-	}
-	return map[string]string{mdMtime: pa.Mtime.UTC().Format(time.RFC3339Nano)}
-}
+// attrPolicy is the mount's policy for attributes kept in metadata.
+func (f *FS) attrPolicy() vfs.Attrs { return vfs.Attrs{POSIX: f.posixOn()} }
 
-// metadataFor is the metadata of a new object recording pa.
-func (f *FS) metadataFor(pa posixmd.Attrs) map[string]string {
-	if f.posixOn() {
-		return pa.Metadata()
-	}
-	return f.patchFor(pa)
-}
+// patchFor is the metadata patch recording pa (vfs.Attrs.Patch).
+func (f *FS) patchFor(pa posixmd.Attrs) map[string]string { return f.attrPolicy().Patch(pa) }
+
+// metadataFor is the metadata of a new object recording pa (vfs.Attrs.Metadata).
+func (f *FS) metadataFor(pa posixmd.Attrs) map[string]string { return f.attrPolicy().Metadata(pa) }
 
 // patchObject merges md into generation gen of the object at path p (a file, symlink or
-// special file) and returns its new attributes.
+// special file) and returns its new attributes (vfs.Objects.Patch).
 func (f *FS) patchObject(ctx context.Context, c *conn, p string, gen int64, md map[string]string) (store.Attrs, error) {
-	full := c.objectName(p)
-	attrs, err := c.bucket.UpdateMetadata(context.WithoutCancel(ctx), full, gen, md)
-	if err != nil {
-		return store.Attrs{}, fmt.Errorf("update metadata of gs://%s/%s gen %d: %w", c.bucket.Name(), full, gen, err)
-	}
-	return attrs, nil
+	return c.objs.Patch(ctx, p, gen, md)
 }
 
 // setattrObject is Setattr of a symlink or special file: a metadata patch of its object.
 func (f *FS) setattrObject(ctx context.Context, c *conn, p string, info objInfo, in *fuse.SetAttrIn) (objInfo, error) {
-	pa, changed := f.applySetattr(info.posix, in, info.mtime)
+	pa, changed := f.applySetattr(info.Posix, in, info.Mtime)
 	if !changed {
 		return info, nil
 	}
 	if err := f.changesRefused(); err != nil {
 		return info, err
 	}
-	attrs, err := f.patchObject(ctx, c, p, info.gen, f.patchFor(pa))
+	attrs, err := f.patchObject(ctx, c, p, info.Gen, f.patchFor(pa))
 	if err != nil {
 		return info, err
 	}
 	next := infoFromAttrs(attrs)
-	next.kind, next.target = info.kind, info.target
-	if next.kind == kindSymlink {
-		next.size = int64(len(info.target))
+	next.Kind, next.Target = info.Kind, info.Target
+	if next.Kind == kindSymlink {
+		next.Size = int64(len(info.Target))
 	}
-	f.meta.putFound(metaKey(c.name, p), next)
+	f.meta.PutFound(metaKey(c.name, p), next)
 	return next, nil
 }
 
@@ -148,13 +130,13 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 		return d.Getattr(ctx, fh, out) // accepted and ignored, as before POSIX metadata
 	}
 	d.mu.Lock()
-	pa, changed := d.fsys.applySetattr(d.info.posix, in, d.info.mtime)
+	pa, changed := d.fsys.applySetattr(d.info.Posix, in, d.info.Mtime)
 	p := d.path
 	d.mu.Unlock()
 	if !changed {
 		return d.Getattr(ctx, fh, out)
 	}
-	info := objInfo{kind: kindDir, posix: pa, mtime: pa.Mtime, ctime: d.fsys.now()}
+	info := objInfo{Kind: kindDir, Posix: pa, Mtime: pa.Mtime, Ctime: d.fsys.now()}
 	if placeholder := d.conn.dirPrefix(p); placeholder != "" {
 		attrs, err := d.conn.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
 		if errors.Is(err, store.ErrNotExist) {
@@ -174,7 +156,7 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 	d.info, d.infoAt = info, d.fsys.now()
 	d.timesPending = false // the patch carried the times
 	d.mu.Unlock()
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	// The parent's cached listing carries the placeholder's attributes too (listDir): a
 	// node made again from it (after the kernel forgot this one) must show the change.
 	if name, parent := d.Parent(); parent != nil {
@@ -195,11 +177,11 @@ func (d *dirNode) applyInfo(info objInfo, at time.Time) {
 		return
 	}
 	if d.timesPending {
-		info.mtime, info.ctime = d.info.mtime, d.info.ctime
-		info.posix.Mtime = d.info.posix.Mtime
+		info.Mtime, info.Ctime = d.info.Mtime, d.info.Ctime
+		info.Posix.Mtime = d.info.Posix.Mtime
 	}
-	if info.gen == 0 && info.mtime.IsZero() {
-		info.mtime, info.ctime = d.info.mtime, d.info.ctime // an implicit directory: keep what this mount saw
+	if info.Gen == 0 && info.Mtime.IsZero() {
+		info.Mtime, info.Ctime = d.info.Mtime, d.info.Ctime // an implicit directory: keep what this mount saw
 	}
 	d.info, d.infoAt = info, at
 }
@@ -215,7 +197,7 @@ func (d *dirNode) dirTimesOn(p string) bool {
 func (d *dirNode) touched() {
 	now := d.fsys.now()
 	d.mu.Lock()
-	d.info.mtime, d.info.ctime, d.info.posix.Mtime = now, now, now
+	d.info.Mtime, d.info.Ctime, d.info.Posix.Mtime = now, now, now
 	p, pending := d.path, d.timesPending
 	if !d.dirTimesOn(p) || pending {
 		d.mu.Unlock()
@@ -243,7 +225,7 @@ func (d *dirNode) storeTimes(ctx context.Context) {
 	}
 	d.timesPending = false
 	d.timesStored = d.fsys.now()
-	p, pa := d.path, d.info.posix
+	p, pa := d.path, d.info.Posix
 	d.mu.Unlock()
 	d.fsys.mu.Lock()
 	delete(d.fsys.dirTimes, d)

@@ -9,11 +9,11 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // maxCachedListing bounds the size of a listing a directory keeps for the TTL. A bigger
@@ -71,23 +71,13 @@ func (d *dirNode) getPath() string {
 }
 
 // childPath is the path of the entry name in a directory at dirPath.
-func childPath(dirPath, name string) string {
-	if dirPath == "" {
-		return name
-	}
-	return dirPath + "/" + name
-}
+func childPath(dirPath, name string) string { return vfs.ChildPath(dirPath, name) }
 
 // dirPrefix is the full object prefix listing the directory at path.
-func (c *conn) dirPrefix(path string) string {
-	if path == "" {
-		return c.prefix
-	}
-	return c.prefix + path + "/"
-}
+func (c *conn) dirPrefix(path string) string { return c.objs.DirPrefix(path) }
 
 // objectName is the full object name of the file at path.
-func (c *conn) objectName(path string) string { return c.prefix + path }
+func (c *conn) objectName(path string) string { return c.objs.Name(path) }
 
 // Getattr answers stat(2) of a directory (GETATTR, sent when the attributes the kernel holds
 // have expired, after the TTL). It returns what the placeholder object records (mode, owner,
@@ -105,7 +95,7 @@ func (d *dirNode) currentInfo(ctx context.Context) objInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	info := d.info
-	info.kind = kindDir
+	info.Kind = kindDir
 	return info
 }
 
@@ -160,7 +150,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		return info, now, nil
 	}
 	key := metaKey(d.conn.name, p)
-	if info, at, found, missing := d.fsys.meta.get(key); found {
+	if info, at, found, missing := d.fsys.meta.Get(key); found {
 		return info, at, nil
 	} else if missing {
 		return objInfo{}, at, store.ErrNotExist
@@ -172,7 +162,7 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		if !ok {
 			var e dirEntry
 			if e, ok = findEntry(d.listing, name); ok {
-				info = &e.info
+				info = &e.Info
 			}
 		}
 		d.mu.Unlock()
@@ -191,9 +181,9 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 		entries, at, err := d.list(ctx)
 		if err == nil {
 			if e, ok := findEntry(entries, name); ok {
-				return e.info, at, nil
+				return e.Info, at, nil
 			}
-			d.fsys.meta.putMissing(key)
+			d.fsys.meta.PutMissing(key)
 			return objInfo{}, at, store.ErrNotExist
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
@@ -202,58 +192,16 @@ func (d *dirNode) lookupInfo(ctx context.Context, dirPath, name string) (objInfo
 			return objInfo{}, time.Time{}, err
 		}
 	}
-	info, err := statPath(ctx, d.conn, p)
+	info, err := d.conn.objs.Stat(ctx, p)
 	if errors.Is(err, store.ErrNotExist) {
-		d.fsys.meta.putMissing(key)
+		d.fsys.meta.PutMissing(key)
 		return objInfo{}, now, err
 	}
 	if err != nil {
 		return objInfo{}, time.Time{}, err
 	}
-	d.fsys.meta.putFoundAt(key, info, now)
+	d.fsys.meta.PutFoundAt(key, info, now)
 	return info, now, nil
-}
-
-// statPath asks the bucket what path is: a directory if any object has the prefix "path/"
-// (a directory wins over an object of the same name), else the object "path", else nothing.
-// Both questions are asked at once.
-func statPath(ctx context.Context, c *conn, path string) (objInfo, error) {
-	full := c.objectName(path)
-	var (
-		isDir       bool
-		placeholder *store.Attrs
-		attrs       store.Attrs
-		statErr     error
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		page, err := c.bucket.List(gctx, store.ListOptions{Prefix: full + "/", Delimiter: "/", PageSize: 1})
-		if err != nil {
-			return err
-		}
-		isDir = len(page.Objects) > 0 || len(page.Prefixes) > 0
-		if len(page.Objects) > 0 && page.Objects[0].Name == full+"/" {
-			placeholder = &page.Objects[0]
-		}
-		return nil
-	})
-	g.Go(func() error {
-		attrs, statErr = c.bucket.Stat(gctx, full)
-		if statErr != nil && !errors.Is(statErr, store.ErrNotExist) {
-			return statErr
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
-		return objInfo{}, err
-	}
-	if isDir {
-		return dirInfo(placeholder), nil
-	}
-	if statErr != nil {
-		return objInfo{}, statErr
-	}
-	return infoFromAttrs(attrs), nil
 }
 
 // childInode returns the inode for the child name (at path p) described by info: the existing
@@ -262,24 +210,24 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 	if ch := d.GetChild(name); ch != nil {
 		switch n := ch.Operations().(type) {
 		case *fileNode:
-			if info.kind == kindFile {
+			if info.Kind == kindFile {
 				n.refreshAt(info, at)
 				return ch
 			}
 		case *dirNode:
-			if info.kind == kindDir {
-				if info.placeholderKnown { // a bare common prefix tells nothing of the attributes
+			if info.Kind == kindDir {
+				if info.PlaceholderKnown { // a bare common prefix tells nothing of the attributes
 					n.applyInfo(info, at)
 				}
 				return ch
 			}
 		case *symlinkNode:
-			if info.kind == kindSymlink {
+			if info.Kind == kindSymlink {
 				n.refresh(info)
 				return ch
 			}
 		case *specialNode:
-			if info.kind == kindSpecial && info.posix.Type() == n.StableAttr().Mode&syscall.S_IFMT {
+			if info.Kind == kindSpecial && info.Posix.Type() == n.StableAttr().Mode&syscall.S_IFMT {
 				n.refresh(info)
 				return ch
 			}
@@ -288,15 +236,15 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 	key := metaKey(d.conn.name, p)
 	var emb fusefs.InodeEmbedder
 	var mode uint32
-	switch info.kind {
+	switch info.Kind {
 	case kindDir:
 		nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
-		if info.placeholderKnown {
+		if info.PlaceholderKnown {
 			nd.infoAt = at // no stat of the placeholder (ensureInfo) before the TTL passes
 		}
 		emb, mode = nd, syscall.S_IFDIR
 	case kindSpecial:
-		emb, mode = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}, info.posix.Type()
+		emb, mode = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}, info.Posix.Type()
 	case kindSymlink:
 		emb, mode = &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}, syscall.S_IFLNK
 	default:
@@ -304,7 +252,7 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 		fn.stage = d.fsys.takeOrphan(d.conn, p, fn)
 		emb, mode = fn, syscall.S_IFREG
 	}
-	return d.NewInode(ctx, emb, fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, info.kind), Gen: d.fsys.genOf(key)})
+	return d.NewInode(ctx, emb, fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, info.Kind), Gen: d.fsys.genOf(key)})
 }
 
 // nodeInfo is the info to report for ch: a file's local view wins (size of staged data); a
@@ -369,7 +317,7 @@ func (d *dirNode) listNow(ctx context.Context) (listed, error) {
 	cacheable := len(entries) <= maxCachedListing
 	if !cacheable {
 		for _, e := range entries {
-			d.fsys.meta.putFoundAt(metaKey(d.conn.name, childPath(path, e.name)), e.info, start)
+			d.fsys.meta.PutFoundAt(metaKey(d.conn.name, childPath(path, e.Name)), e.Info, start)
 		}
 	}
 
@@ -401,12 +349,12 @@ func (d *dirNode) mergeLocal(entries []dirEntry) []dirEntry {
 			continue
 		}
 		if i, found := findIndex(entries, name); found {
-			if entries[i].info.kind == kindFile {
-				entries[i].info = info
+			if entries[i].Info.Kind == kindFile {
+				entries[i].Info = info
 			}
 			continue
 		}
-		extra = append(extra, dirEntry{name: name, info: info})
+		extra = append(extra, dirEntry{Name: name, Info: info})
 	}
 	if len(extra) == 0 {
 		return entries
@@ -443,13 +391,13 @@ func (d *dirNode) mergedLocked() []dirEntry {
 	}
 	out := make([]dirEntry, 0, len(d.listing)+len(d.changes))
 	for _, e := range d.listing {
-		if _, changed := d.changes[e.name]; !changed {
+		if _, changed := d.changes[e.Name]; !changed {
 			out = append(out, e)
 		}
 	}
 	for name, info := range d.changes {
 		if info != nil {
-			out = append(out, dirEntry{name: name, info: *info})
+			out = append(out, dirEntry{Name: name, Info: *info})
 		}
 	}
 	sortEntries(out)
@@ -510,18 +458,18 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	e := h.entries[h.pos]
 	h.pos++
 	mode := uint32(syscall.S_IFREG)
-	switch e.info.kind {
+	switch e.Info.Kind {
 	case kindDir:
 		mode = syscall.S_IFDIR
 	case kindSymlink:
 		mode = syscall.S_IFLNK
 	case kindSpecial:
-		mode = e.info.posix.Type()
+		mode = e.Info.Posix.Type()
 	}
 	return &fuse.DirEntry{
-		Name: e.name,
+		Name: e.Name,
 		Mode: mode,
-		Ino:  inoFor(h.d.conn.name, childPath(h.path, e.name), e.info.kind),
+		Ino:  inoFor(h.d.conn.name, childPath(h.path, e.Name), e.Info.Kind),
 		Off:  uint64(h.pos),
 	}, 0
 }
@@ -531,7 +479,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // age as timeouts, and sends no request. ENOENT for a name not in the listing.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	var e dirEntry
-	if h.pos > 0 && h.pos <= len(h.entries) && h.entries[h.pos-1].name == name {
+	if h.pos > 0 && h.pos <= len(h.entries) && h.entries[h.pos-1].Name == name {
 		e = h.entries[h.pos-1]
 	} else if found, ok := findEntry(h.entries, name); ok {
 		e = found
@@ -539,8 +487,8 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, h.d.fsys.fail("lookup", h.d.conn, childPath(h.path, name), errNotInListing)
 	}
 	p := childPath(h.path, name)
-	ch := h.d.childInode(ctx, name, p, e.info, h.listedAt)
-	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ctx, ch, e.info), &out.Attr)
+	ch := h.d.childInode(ctx, name, p, e.Info, h.listedAt)
+	h.d.fsys.fillAttr(ch.StableAttr().Ino, nodeInfo(ctx, ch, e.Info), &out.Attr)
 	h.d.fsys.setTimeouts(out, h.listedAt)
 	return ch, 0
 }

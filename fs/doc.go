@@ -3,6 +3,19 @@
 // the chunk cache (package cache) and writes files as uploads (package transfer). SEMANTICS.md
 // at the repository root is the user-facing contract; this comment is the design.
 //
+// # Core
+//
+// What needs no kernel is moving to package vfs, the filesystem core (no go-fuse import,
+// tested on store/memstore): the object side of namespace changes and lookups (vfs.Objects:
+// create, delete, rename of files and directories, emptiness, metadata patches, the stat of
+// one name), a directory's listing (vfs.ListDir), names (CheckNewName, CheckRename), the
+// setattr policy (vfs.Attrs), what is known about a name (vfs.Info) and the lookup cache
+// (vfs.MetaCache), the open handles and their modes (vfs.Opens), the staging file and its
+// state (vfs.Stage), the drain (vfs.Gate) and the upload hand-off (vfs.Uploader). fs decodes
+// each request, calls the core, keeps its nodes, the listing cache and its overlay of local
+// changes in step, and maps errors (errno.go; the core's sentinels are rows of its table).
+// The lookup order, the listing cache and a file's sync orchestration are still here.
+//
 // # Structure
 //
 // The tree has four node types, each embedding fusefs.Inode:
@@ -30,7 +43,8 @@
 // One TTL (Options.TTL, --ttl, default 60 s) bounds every piece of reused metadata:
 //
 //   - the kernel's entry, attribute and negative-entry timeouts are the TTL;
-//   - metaCache: positive and negative lookup results, bounded LRUs, expiring after the TTL;
+//   - metaCache (vfs.MetaCache): positive and negative lookup results, bounded LRUs, expiring
+//     after the TTL;
 //   - a dirNode's cached listing (directories of at most maxCachedListing entries), reused by
 //     opendir and by lookups for the TTL; changes made through the mount are applied over it
 //     (dirNode.changes) rather than discarding it;
@@ -61,26 +75,28 @@
 //
 // # Writes
 //
-// A file open for writing gets a staging file (staging): an unlinked temporary file under
-// Options.StagingDir, so a crash leaves nothing behind and memory stays bounded. A new or
-// truncated file starts empty; an existing object is copied in through the read cache on the
-// first write (unchanged ranges come from the cache). Flush (every close) and Fsync upload the
-// staged content with transfer.Upload under a generation precondition (the generation the
-// staging file replaces, 0 for a new file), on a context the caller's interrupts do not
-// cancel. A new or truncated file written in order from offset 0 streams (stream.go, a
+// A file open for writing gets a staging file (staging, around the core's vfs.Stage): an
+// unlinked temporary file under Options.StagingDir, so a crash leaves nothing behind and
+// memory stays bounded. A new or truncated file starts empty; an existing object is copied in
+// through the read cache on the first write (unchanged ranges come from the cache). Flush
+// (every close) and Fsync upload the staged content (vfs.Uploader.Send, the core's hand-off)
+// under a generation precondition (the generation the staging file replaces, 0 for a new
+// file), on a context the caller's interrupts do not cancel. A new or truncated file written in order from offset 0 streams (stream.go, a
 // transfer.PartWriter fed by every write): past the compose threshold its completed parts
 // upload in the background while it is written (bounded by FS.partSlots), and sync only
 // uploads the tail and composes, with the CRC32C of the whole content computed as it was
 // written; any other write abandons the stream. A failed upload returns EIO (ESTALE for a failed precondition) and keeps the staged
 // data dirty; a later flush retries. After a successful upload the node serves the new
-// generation, handles opened earlier follow it (fileNode.successor), and the written bytes
+// generation, handles opened earlier follow it (fileNode.successors), and the written bytes
 // are stored in the cache (cache.Fill) so they are not fetched again. Release drops a clean
 // staging file; a dirty one outlives its node (FS.staged, orphan) until a flush succeeds or
 // SyncAll runs at unmount.
 //
 // # Namespace operations
 //
-// Each is one or a few conditional GCS calls: mkdir writes "dir/"; rmdir deletes it after a
+// The object side of each lives in the core, package vfs (vfs.Objects, tested on an in-memory
+// bucket without FUSE); fs keeps the nodes, the metadata cache and the listings in step with
+// it. Each is one or a few conditional GCS calls: mkdir writes "dir/"; rmdir deletes it after a
 // two-item listing proves the directory empty; unlink deletes the generation the mount knows;
 // rename of a file is copy (with the target's generation, or "must not exist", as
 // precondition) then delete of the source generation; rename of a directory copies then
@@ -113,12 +129,13 @@
 //
 // Acquire left before right, never the reverse:
 //
-//	fileNode.syncMu → staging.ioMu → fileNode.mu → FS.mu
-//	fileNode.mu → transfer.PartWriter.mu (a leaf)
+//	fileNode.syncMu → vfs.Stage IO lock → fileNode.mu → FS.mu
+//	fileNode.mu → transfer.PartWriter.mu, vfs.Opens.mu, vfs.Stage.mu (leaves)
+//	FS.mu → vfs.Stage.mu (a leaf: package vfs's state locks are all leaves)
 //	dirNode.mu, symlinkNode.mu → FS.mu
 //
 // A dirNode.mu is never held while another node's lock is taken. fileNode.syncMu (one upload
-// of a file at a time) and staging.ioMu (writers shared, upload/fill/truncate exclusive) are the
+// of a file at a time) and the Stage IO lock (writers shared, upload/fill/truncate exclusive) are the
 // only locks held across network I/O, and each concerns one file; at most one syncMu is held
 // at a time. No node's mu is held while calling into go-fuse's tree (GetChild, Children,
 // NewInode, Parent, Notify*), so go-fuse's inode locks are never taken inside ours, and the
@@ -145,7 +162,8 @@
 //     passthrough open of an inode (a later page-cached or direct-I/O open fails with EIO) and
 //     no passthrough beside page-cached opens; a writer's open could not be passthrough, so
 //     read-write mounts do without. openPassthrough chooses passthrough only when every open
-//     handle of the node is passthrough, and then every open joins them, on their generation.
+//     handle of the node is passthrough, and then every open joins them, on their generation
+//     (the state machine is vfs.Opens: join, settle, flush, release; tested without FUSE).
 //     A handle's release reaches plxfs after the close that caused it; an open waits up to
 //     50 ms for the releases of handles already closed (flushed) before settling for the page
 //     cache. TuneMount probes the kernel once; where it refuses, every read goes through plxfs.

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // Errors and errnos.
@@ -35,30 +36,30 @@ import (
 // Refusals. Each is mapped in errnoTable; TestErrnoTableCoversEverySentinel fails for a
 // package-level err... variable the table does not map.
 var (
-	errReadOnly = errors.New("read-only mount (--read-only)")
-	errDraining = errors.New("the mount is shutting down (after SIGTERM) and takes no new changes")
+	errReadOnly = vfs.ErrReadOnly
+	errDraining = vfs.ErrDraining
 	// errStale marks a read, write or metadata patch whose object generation is gone: the
 	// object was overwritten or deleted behind the mount while this mount still referred to
 	// the old generation.
-	errStale = errors.New("object generation is gone (changed behind the mount)")
+	errStale = vfs.ErrStale
 
 	errTopLevel       = errors.New("the mountpoint holds the connections only; nothing can be created, removed or renamed there")
 	errHardLink       = errors.New("hard links are not supported: an object has one name")
-	errReservedName   = errors.New(tempDirName + " is reserved for temporary upload parts")
+	errReservedName   = vfs.ErrReservedName
 	errSpecialNoPOSIX = errors.New("special files need POSIX metadata (mounted with --no-posix-metadata)")
 
-	errNameTooLong       = errors.New("name longer than 255 bytes")
-	errObjectNameTooLong = errors.New("object name would exceed GCS's 1,024 bytes")
+	errNameTooLong       = vfs.ErrNameTooLong
+	errObjectNameTooLong = vfs.ErrObjectNameTooLong
 	errHiddenName        = errors.New("no object can have this name (plxfs hides such names)")
-	errBadObjectName     = errors.New("a name GCS cannot store")
+	errBadObjectName     = vfs.ErrBadObjectName
 	errFileType          = errors.New("unsupported file type")
 	errRenameFlags       = errors.New("unsupported rename flags (RENAME_EXCHANGE, RENAME_WHITEOUT)")
-	errIntoItself        = errors.New("a directory cannot move into itself")
+	errIntoItself        = vfs.ErrIntoItself
 
-	errExists          = errors.New("exists")
-	errNotEmpty        = errors.New("directory not empty")
-	errIsDir           = errors.New("is a directory")
-	errNotDir          = errors.New("not a directory")
+	errExists          = vfs.ErrExists
+	errNotEmpty        = vfs.ErrNotEmpty
+	errIsDir           = vfs.ErrIsDir
+	errNotDir          = vfs.ErrNotDir
 	errCrossConnection = errors.New("rename across connections (mv copies instead)")
 	errNotInListing    = errors.New("not in the directory's listing")
 	errNotUploaded     = errors.New("not uploaded yet")
@@ -179,12 +180,4 @@ func (f *FS) fail(op string, c *conn, path string, err error) syscall.Errno {
 }
 
 // changesRefused is why the mount refuses changes now (errReadOnly, errDraining), or nil.
-func (f *FS) changesRefused() error {
-	switch {
-	case f.opts.ReadOnly:
-		return errReadOnly
-	case f.draining.Load():
-		return errDraining
-	}
-	return nil
-}
+func (f *FS) changesRefused() error { return f.gate.Refused() }

@@ -20,6 +20,8 @@ import (
 	"unicode"
 
 	"github.com/plxfs/plxfs/store"
+
+	"github.com/plxfs/plxfs/vfs"
 )
 
 func TestToErrno(t *testing.T) {
@@ -270,5 +272,19 @@ func TestFUSEMethodsDocumented(t *testing.T) {
 	}
 	if count < 40 {
 		t.Fatalf("found only %d FUSE methods: the scan is broken", count)
+	}
+}
+
+// TestErrnoTableCoversCoreErrors: every sentinel of the core (package vfs) has a row in
+// errnoTable, the one mapping.
+func TestErrnoTableCoversCoreErrors(t *testing.T) {
+	for _, err := range vfs.Errors {
+		found := false
+		for _, r := range errnoTable {
+			found = found || r.err == err
+		}
+		if !found {
+			t.Errorf("core sentinel %q has no row in errnoTable", err)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // fileNode is a regular file: one object, or a file created through the mount that is not
@@ -26,33 +27,29 @@ type fileNode struct {
 	conn *conn
 
 	// syncMu serialises uploads of this file; it is held across the upload (a GCS call), and
-	// taken before staging.ioMu and mu.
+	// taken before the staging file's IO lock (vfs.Stage) and mu.
 	syncMu sync.Mutex
 
 	// mu guards the fields below. It is never held across a GCS call or a read of object bytes.
-	mu      sync.Mutex
-	path    string
-	info    objInfo   // the object as last seen in the bucket (or uploaded)
-	infoAt  time.Time // when info was fetched from the bucket
-	keepGen int64     // generation the kernel's page cache holds: FOPEN_KEEP_CACHE while unchanged
-	stage   *staging  // local state; nil when the file has none
-	writers int       // open handles that may write
-	handles int       // open handles
-	// pt counts the open handles the kernel reads from a cache file (passthrough), all of
-	// generation ptInfo. See openPassthrough.
-	pt     int
-	ptInfo objInfo
-	// flushed and ptFlushed count the open handles, page-cached and passthrough, that have
-	// seen a flush (a close(2)): most likely their release is on its way. released is closed
-	// by the next release.
-	flushed, ptFlushed int
-	released           chan struct{}
-	unlinked           bool // removed through the mount; staged data is never uploaded then
-	// successor maps a generation this mount replaced by an upload to what replaced it, so that
-	// handles opened before the upload read the new bytes (read-your-writes) instead of a
-	// generation that is gone. Cleared when no handle is open.
-	successor map[int64]objInfo
+	mu       sync.Mutex
+	path     string
+	info     objInfo   // the object as last seen in the bucket (or uploaded)
+	infoAt   time.Time // when info was fetched from the bucket
+	keepGen  int64     // generation the kernel's page cache holds: FOPEN_KEEP_CACHE while unchanged
+	stage    *staging  // local state; nil when the file has none
+	unlinked bool      // removed through the mount; staged data is never uploaded then
+	// successors maps a generation this mount replaced (by an upload or a rename) to what
+	// replaced it, so that handles opened before read the new bytes (read-your-writes) instead
+	// of a generation that is gone. Cleared when no handle is open.
+	successors vfs.Successors[objInfo]
+
+	// opens is the open handles and their modes (cached, passthrough), with its own lock, a
+	// leaf taken inside mu (see vfs.Opens).
+	opens vfs.Opens
 }
+
+// replacedLocked records that the node's generation is replaced by info (see successors).
+func (n *fileNode) replacedLocked(info objInfo) { n.successors.Replaced(n.info.Gen, info.Gen, info) }
 
 var (
 	_ = (fusefs.NodeGetattrer)((*fileNode)(nil))
@@ -76,16 +73,20 @@ func (n *fileNode) localInfo() (objInfo, bool) {
 }
 
 func (n *fileNode) localInfoLocked() (objInfo, bool) {
-	if n.stage == nil || !n.stage.filled {
+	if n.stage == nil {
+		return objInfo{}, false
+	}
+	ss := n.stage.State()
+	if !ss.Filled {
 		return objInfo{}, false
 	}
 	info := n.info
-	info.kind = kindFile
-	info.size = n.stage.size
-	if !n.stage.mtime.IsZero() {
-		info.mtime = n.stage.mtime
-	} else if n.stage.dirty {
-		info.mtime = n.stage.modified
+	info.Kind = kindFile
+	info.Size = ss.Size
+	if !ss.Mtime.IsZero() {
+		info.Mtime = ss.Mtime
+	} else if ss.Dirty {
+		info.Mtime = ss.Modified
 	}
 	return info, true
 }
@@ -110,7 +111,7 @@ func (n *fileNode) refreshAt(info objInfo, at time.Time) {
 	if n.unlinked {
 		return
 	}
-	if n.stage != nil && (n.stage.filled || n.stage.dirty) {
+	if ss := n.stageState(); ss.Filled || ss.Dirty {
 		return
 	}
 	if at.Before(n.infoAt) {
@@ -132,12 +133,12 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	if !local {
 		info = n.info
 	}
-	if h := handleOf(fh); h != nil && !local && h.gen != 0 && h.gen != info.gen {
+	if h := handleOf(fh); h != nil && !local && h.Gen != 0 && h.Gen != info.Gen {
 		// Asked through an open file (fstat, or the kernel revalidating the size while that
 		// file is read): its generation's size, not the one the node has learnt since. The
 		// kernel cuts reads at the size it last heard, so a smaller newer size would end the
 		// reader's generation early.
-		info.gen, info.size = h.gen, h.size
+		info.Gen, info.Size = h.Gen, h.Size
 		n.mu.Unlock()
 		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
 		return 0
@@ -148,7 +149,7 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 		out.Nlink = 0 // still open, no longer has a name
 		return 0
 	}
-	if local || n.fsys.fresh(n.infoAt) || info.gen == 0 {
+	if local || n.fsys.fresh(n.infoAt) || info.Gen == 0 {
 		n.mu.Unlock()
 		n.fsys.fillAttr(n.StableAttr().Ino, info, &out.Attr)
 		return 0
@@ -161,13 +162,13 @@ func (n *fileNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 	key := metaKey(n.conn.name, p)
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
-			n.fsys.meta.putMissing(key)
+			n.fsys.meta.PutMissing(key)
 		}
 		return n.fsys.fail("getattr", n.conn, p, err)
 	}
 	info = infoFromAttrs(attrs)
 	n.refreshAt(info, start)
-	n.fsys.meta.putFoundAt(key, info, start)
+	n.fsys.meta.PutFoundAt(key, info, start)
 	n.fsys.fillAttr(n.StableAttr().Ino, n.currentInfo(), &out.Attr)
 	return 0
 }
@@ -209,9 +210,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 				n.mu.Unlock()
 				return nil, 0, n.fsys.fail("open", n.conn, p, err)
 			}
-			n.writers++
 		}
-		keep = n.openCachedLocked(h, trunc)
+		h.st = n.opens.OpenCached(write)
+		keep = n.pinCachedLocked(h, trunc)
 		p := n.path
 		n.mu.Unlock()
 		if trunc {
@@ -228,100 +229,102 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	return h, fuseFlags, 0
 }
 
-// openCachedLocked registers h as a page-cached handle of the node's current generation and
-// reports whether the kernel may keep the pages it holds (they are of this generation).
-func (n *fileNode) openCachedLocked(h *fileHandle, trunc bool) (keep bool) {
-	n.handles++
+// pinCachedLocked pins a page-cached handle h to the node's current generation and reports
+// whether the kernel may keep the pages it holds (they are of this generation).
+func (n *fileNode) pinCachedLocked(h *fileHandle, trunc bool) (keep bool) {
 	h.pin(n.info)
 	_, local := n.localInfoLocked()
-	keep = !local && !trunc && n.info.gen != 0 && n.keepGen == n.info.gen
-	n.keepGen = n.info.gen
+	keep = !local && !trunc && n.info.Gen != 0 && n.keepGen == n.info.Gen
+	n.keepGen = n.info.Gen
 	if local || trunc {
 		n.keepGen = 0
 	}
 	return keep
 }
 
-// openPassthrough opens the node in passthrough mode: the kernel reads the cache's data file
-// itself, pinned (kept whole) until the handle is released. The kernel refuses any other
-// mode for an open of an inode that has passthrough handles (the open fails with EIO), and
-// refuses passthrough next to page-cached handles. So passthrough is chosen only when every
-// open handle is a passthrough handle, and once it is, every open joins it, reading the
-// generation the others hold even if the node has learnt of a newer one since (the newer one
-// is read once they are all closed). When the open must read through plxfs instead (the
-// object is not wholly cached, or page-cached handles are open), it registers h as a
-// page-cached handle in the same critical section as that decision, so that no passthrough
-// open can slip in between, and returns nil and the FOPEN_KEEP_CACHE choice.
+// releaseWait bounds how long a passthrough open waits for the releases of handles already
+// closed (flushed) before it settles for the page cache or the old generation.
+const releaseWait = 50 * time.Millisecond
+
+// joinWait bounds how long a passthrough open waits for another passthrough open under way
+// to take its pin before it settles for the page cache.
+const joinWait = 100 * time.Millisecond
+
+// openPassthrough opens the node in passthrough mode when n.opens says it may (see vfs.Opens:
+// only when every open handle is a passthrough handle; then every open joins them, on their
+// generation): the kernel reads the cache's data file itself, pinned (kept whole) until the
+// handle is released. It waits, on the channels vfs.Opens gives, up to releaseWait for the
+// releases of handles already flushed, and up to joinWait for a concurrent passthrough open to
+// take its pin. When the open must read through plxfs instead (the object is not wholly
+// cached, or page-cached handles are open), h is registered as a page-cached handle in the
+// same critical section as that decision, so that no passthrough open can slip in between;
+// it then returns nil and the FOPEN_KEEP_CACHE choice.
 func (n *fileNode) openPassthrough(h *fileHandle) (pt *passthroughHandle, keep bool) {
-	for attempt := 0; ; attempt++ {
+	waitUntil, joinUntil := time.Now().Add(releaseWait), time.Now().Add(joinWait)
+	for {
 		n.mu.Lock()
-		joinable := n.awaitReleasesLocked() // may unlock n.mu while it waits
-		info := objInfo{gen: n.info.gen, size: n.info.size, crc: n.info.crc, hasCRC: n.info.hasCRC}
-		if n.pt > 0 {
-			info = n.ptInfo
+		cur := vfs.Pin{Gen: n.info.Gen, Size: n.info.Size, CRC: n.info.CRC, HasCRC: n.info.HasCRC}
+		step := n.opens.Join(cur, time.Now().Before(waitUntil), time.Now().Before(joinUntil))
+		if step.Wait != nil {
+			n.mu.Unlock()
+			waitFor(step.Wait, waitUntil)
+			continue
 		}
-		if !joinable || info.gen == 0 || info.size == 0 || attempt == 100 {
-			keep = n.openCachedLocked(h, false)
+		h.st = step.Handle
+		if step.Handle.Mode() == vfs.Cached {
+			keep = n.pinCachedLocked(h, false)
 			n.mu.Unlock()
 			return nil, keep
 		}
-		n.pt++ // reserved now, so that concurrent opens see it
-		n.handles++
-		n.ptInfo = info
 		p := n.path
 		n.mu.Unlock()
+		info := objInfo{Gen: step.Pin.Gen, Size: step.Pin.Size, CRC: step.Pin.CRC, HasCRC: step.Pin.HasCRC}
 		if w, ok := n.fsys.opts.Cache.OpenWhole(n.conn.objectOf(p, info)); ok {
 			h.pin(info)
 			h.whole = w
+			n.opens.Settle(step.Handle, true)
 			return &passthroughHandle{h}, false
 		}
 		n.mu.Lock()
-		n.pt--
-		n.handles--
-		if n.pt == 0 {
-			keep = n.openCachedLocked(h, false)
+		cached, retry := n.opens.Settle(step.Handle, false)
+		if cached {
+			keep = n.pinCachedLocked(h, false)
 			n.mu.Unlock()
 			return nil, keep
 		}
 		n.mu.Unlock()
 		// Another passthrough open is under way: once it holds its pin, OpenWhole of its
 		// generation succeeds for this one too.
-		time.Sleep(time.Millisecond)
+		waitFor(retry, joinUntil)
 	}
 }
 
-// releaseWait bounds how long a passthrough open waits for the releases of closed handles.
-const releaseWait = 50 * time.Millisecond
-
-// awaitReleasesLocked reports whether every open handle of n is a passthrough handle. The
-// kernel sends a handle's release asynchronously after its last close, so handles that stand
-// in the way (page-cached ones, which rule passthrough out, or passthrough handles of an older
-// generation, which a new open would have to join) may be closed already: when all of them
-// have been flushed, it waits up to releaseWait for their releases rather than settle for the
-// page cache or the old generation. It unlocks n.mu while waiting.
-func (n *fileNode) awaitReleasesLocked() bool {
-	deadline := time.Now().Add(releaseWait)
-	for {
-		others := n.handles - n.pt
-		oldPT := n.pt > 0 && n.ptInfo.gen != n.info.gen
-		if others == 0 && !oldPT {
-			return true
-		}
-		left := time.Until(deadline)
-		if others != n.flushed || (oldPT && n.ptFlushed != n.pt) || left <= 0 {
-			return others == 0
-		}
-		if n.released == nil {
-			n.released = make(chan struct{})
-		}
-		ch := n.released
-		n.mu.Unlock()
-		select {
-		case <-ch:
-		case <-time.After(left):
-		}
-		n.mu.Lock()
+// waitFor waits until ch is closed or the deadline passes.
+func waitFor(ch <-chan struct{}, deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
 	}
+}
+
+// stageState is the state of the node's staging file (the zero state when it has none).
+// n.mu is held.
+func (n *fileNode) stageState() vfs.StageState {
+	if n.stage == nil {
+		return vfs.StageState{}
+	}
+	return n.stage.State()
+}
+
+// takeCleanStageLocked takes the staging file from the node when no writer is left (writers)
+// and it has nothing to upload; the caller drops it (FS.dropStage) after unlocking n.mu.
+func (n *fileNode) takeCleanStageLocked(writers int) (drop *staging) {
+	if writers == 0 && n.stage != nil && !n.stage.State().Dirty {
+		drop, n.stage = n.stage, nil
+	}
+	return drop
 }
 
 // OnForget runs when the kernel forgets the inode (FORGET: no entry, handle or reference to it
@@ -329,15 +332,16 @@ func (n *fileNode) awaitReleasesLocked() bool {
 // path (and SyncAll at unmount) still finds it.
 func (n *fileNode) OnForget() {
 	n.mu.Lock()
-	st, p, unlinked, pa := n.stage, n.path, n.unlinked, n.info.posix
-	if st != nil && !st.dirty {
+	st, p, unlinked, pa := n.stage, n.path, n.unlinked, n.info.Posix
+	dirty := n.stageState().Dirty
+	if st != nil && !dirty {
 		n.stage = nil
 	}
 	n.mu.Unlock()
 	if st == nil {
 		return
 	}
-	if !st.dirty || unlinked {
+	if !dirty || unlinked {
 		n.fsys.dropStage(st)
 		return
 	}
@@ -346,8 +350,8 @@ func (n *fileNode) OnForget() {
 
 // objectOf is the cache identity of generation info of the file at path p.
 func (c *conn) objectOf(p string, info objInfo) cache.Object {
-	return cache.Object{Bucket: c.bucket.Name(), Name: c.objectName(p), Generation: info.gen, Size: info.size,
-		CRC32C: info.crc, HasCRC32C: info.hasCRC}
+	return cache.Object{Bucket: c.bucket.Name(), Name: c.objectName(p), Generation: info.Gen, Size: info.Size,
+		CRC32C: info.CRC, HasCRC32C: info.HasCRC}
 }
 
 // readObject reads generation gen (size bytes) of the file at path p through the cache.
@@ -360,11 +364,11 @@ func (f *FS) readObject(ctx context.Context, c *conn, p string, info objInfo, de
 // readObjectSpan is readObject that, when spanOK, may return the bytes' place in the cache
 // (a Span, for a zero-copy reply) instead of copying them into dest.
 func (f *FS) readObjectSpan(ctx context.Context, c *conn, p string, info objInfo, dest []byte, off int64, spanOK bool) (*cache.Span, int, error) {
-	if off >= info.size || info.gen == 0 {
+	if off >= info.Size || info.Gen == 0 {
 		return nil, 0, nil
 	}
-	if int64(len(dest)) > info.size-off {
-		dest = dest[:info.size-off]
+	if int64(len(dest)) > info.Size-off {
+		dest = dest[:info.Size-off]
 	}
 	var sp *cache.Span
 	var k int
@@ -456,13 +460,13 @@ type fileHandle struct {
 	n     *fileNode
 	write bool
 	// Pinned at open; guarded by n.mu after that (successor updates them).
-	gen, size int64
-	crc       uint32
-	hasCRC    bool
+	Gen, Size int64
+	CRC       uint32
+	HasCRC    bool
 	// whole is the cache's pinned data file of a passthrough handle (nil otherwise).
 	whole *cache.Whole
-	// flushed: a flush came for this handle (guarded by n.mu).
-	flushed bool
+	// st is the handle's state in n.opens (mode, flushed, released).
+	st *vfs.Handle
 }
 
 // handleOf returns the fileHandle behind fh, or nil.
@@ -478,7 +482,7 @@ func handleOf(fh fusefs.FileHandle) *fileHandle {
 
 // pin makes h read generation info (its size and CRC32C with it).
 func (h *fileHandle) pin(info objInfo) {
-	h.gen, h.size, h.crc, h.hasCRC = info.gen, info.size, info.crc, info.hasCRC
+	h.Gen, h.Size, h.CRC, h.HasCRC = info.Gen, info.Size, info.CRC, info.HasCRC
 }
 
 // passthroughHandle is a fileHandle whose reads the kernel serves from the cache's data file.
@@ -519,13 +523,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	n := h.n
 	n.mu.Lock()
 	st := n.stage
-	local := st != nil && st.filled
-	info := objInfo{gen: h.gen, size: h.size, crc: h.crc, hasCRC: h.hasCRC}
-	for {
-		next, ok := n.successor[info.gen]
-		if !ok || next.gen == info.gen {
-			break
-		}
+	local := n.stageState().Filled
+	info := objInfo{Gen: h.Gen, Size: h.Size, CRC: h.CRC, HasCRC: h.HasCRC}
+	if _, next, ok := n.successors.Follow(info.Gen); ok {
 		info = next
 	}
 	h.pin(info)
@@ -533,15 +533,15 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	// The kernel keeps one size per inode: once the node has learnt a bigger generation, a
 	// read of an older pinned one past that one's end would be cut short there, and the kernel
 	// would fill the rest of the request with zeros. Such a read fails cleanly instead.
-	outgrown := !local && info.gen != 0 && n.info.gen != info.gen && n.info.size > info.size &&
-		off+int64(len(dest)) > info.size
+	outgrown := !local && info.Gen != 0 && n.info.Gen != info.Gen && n.info.Size > info.Size &&
+		off+int64(len(dest)) > info.Size
 	n.mu.Unlock()
 	if outgrown {
-		return nil, n.fsys.fail("read", n.conn, p, errors.Join(errStale, fmt.Errorf("generation %d (%d bytes) was replaced by a bigger one", info.gen, info.size)))
+		return nil, n.fsys.fail("read", n.conn, p, errors.Join(errStale, fmt.Errorf("generation %d (%d bytes) was replaced by a bigger one", info.Gen, info.Size)))
 	}
 
 	if local {
-		k, err := st.readAt(n, dest, off)
+		k, err := st.ReadAt(dest, off)
 		if err != nil {
 			return nil, n.fsys.fail("read", n.conn, p, err)
 		}
@@ -550,7 +550,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	sp, k, err := n.fsys.readObjectSpan(ctx, n.conn, p, info, dest, off, n.fsys.canSplice)
 	if err != nil {
 		if errors.Is(err, errStale) {
-			n.staleSeen(info.gen)
+			n.staleSeen(info.Gen)
 		}
 		return nil, n.fsys.fail("read", n.conn, p, err)
 	}
@@ -569,12 +569,12 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // inode) to drop its cached attributes and pages, so that the next open sees the new object.
 func (n *fileNode) staleSeen(gen int64) {
 	n.mu.Lock()
-	if n.info.gen == gen {
+	if n.info.Gen == gen {
 		n.infoAt = time.Time{}
 	}
 	p := n.path
 	n.mu.Unlock()
-	n.fsys.meta.forget(metaKey(n.conn.name, p))
+	n.fsys.meta.Forget(metaKey(n.conn.name, p))
 	go func() {
 		n.NotifyContent(0, 0)
 		if name, parent := n.Parent(); parent != nil {
@@ -587,20 +587,11 @@ func (n *fileNode) staleSeen(gen int64) {
 // closes more than once, so it is idempotent), and its errno is what close returns. A
 // writing handle uploads the staged content if it changed (sync): this is where a failed
 // upload reaches the program. A reading handle only counts the flush (see
-// awaitReleasesLocked). Errors: EIO (the upload failed after retries; the data stays staged,
+// vfs.Opens). Errors: EIO (the upload failed after retries; the data stays staged,
 // and a later flush retries); ESTALE (the object changed behind the mount); EACCES. An
 // interrupt does not stop an upload: the program cannot retry a close.
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
-	h.n.mu.Lock()
-	if !h.flushed {
-		h.flushed = true
-		if h.whole != nil {
-			h.n.ptFlushed++
-		} else {
-			h.n.flushed++
-		}
-	}
-	h.n.mu.Unlock()
+	h.n.opens.Flush(h.st)
 	if !h.write {
 		return 0
 	}
@@ -628,36 +619,18 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 		h.whole.Close()
 	}
 	n.mu.Lock()
-	n.handles--
-	if h.write {
-		n.writers--
+	handles, writers := n.opens.Release(h.st)
+	drop := n.takeCleanStageLocked(writers)
+	if handles == 0 {
+		n.successors.Clear()
 	}
-	if h.whole != nil {
-		n.pt--
-	}
-	if h.flushed && h.whole != nil {
-		n.ptFlushed--
-	} else if h.flushed {
-		n.flushed--
-	}
-	if n.released != nil {
-		close(n.released)
-		n.released = nil
-	}
-	var drop *staging
-	if n.writers == 0 && n.stage != nil && !n.stage.dirty {
-		drop, n.stage = n.stage, nil
-	}
-	if n.handles == 0 {
-		n.successor = nil
-	}
-	last, p := n.handles == 0, n.path
-	info := objInfo{gen: h.gen, size: h.size}
+	last, p := handles == 0, n.path
+	info := objInfo{Gen: h.Gen, Size: h.Size}
 	n.mu.Unlock()
 	if drop != nil {
 		n.fsys.dropStage(drop)
 	}
-	if last && info.gen != 0 {
+	if last && info.Gen != 0 {
 		// Nobody reads the file any more (a reader that was killed included): fetches started
 		// ahead of its readers stop.
 		n.fsys.opts.Cache.StopPrefetch(n.conn.objectOf(p, info))
@@ -729,7 +702,7 @@ func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fus
 func (s *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return []byte(s.info.target), 0
+	return []byte(s.info.Target), 0
 }
 
 // Write answers write(2) (WRITE, at most kernelTransfer bytes per request). It must write all
@@ -764,7 +737,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 // mount; EIO.
 func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	size, hasSize := in.GetSize()
-	_, changed := n.fsys.applySetattr(n.currentInfo().posix, in, time.Time{})
+	_, changed := n.fsys.applySetattr(n.currentInfo().Posix, in, time.Time{})
 	p := n.getPath()
 	if n.fsys.opts.ReadOnly && (hasSize || changed) {
 		return n.fsys.fail("setattr", n.conn, p, errReadOnly)
@@ -786,24 +759,13 @@ func (n *fileNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.S
 // setSize truncates the file. A truncate(2) on a path (no handle) with no writer open is
 // uploaded at once, since no close will follow it.
 func (n *fileNode) setSize(ctx context.Context, size int64, pathOnly bool) error {
-	n.mu.Lock()
-	n.writers++ // keep the stage while we use it
-	n.mu.Unlock()
+	n.opens.Hold() // keep the stage while we use it
 	err := n.truncate(ctx, size)
-	if err == nil && pathOnly {
-		n.mu.Lock()
-		idle := n.writers == 1
-		n.mu.Unlock()
-		if idle {
-			err = n.sync(ctx)
-		}
+	if err == nil && pathOnly && n.opens.Writers() == 1 {
+		err = n.sync(ctx)
 	}
 	n.mu.Lock()
-	n.writers--
-	var drop *staging
-	if n.writers == 0 && n.stage != nil && !n.stage.dirty {
-		drop, n.stage = n.stage, nil
-	}
+	drop := n.takeCleanStageLocked(n.opens.Unhold())
 	n.mu.Unlock()
 	if drop != nil {
 		n.fsys.dropStage(drop)
@@ -817,21 +779,21 @@ func (n *fileNode) setSize(ctx context.Context, size int64, pathOnly bool) error
 func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	n.mu.Lock()
 	cur, _ := n.localInfoLocked()
-	if n.stage == nil || !n.stage.filled {
+	if !n.stageState().Filled {
 		cur = n.info
 	}
-	pa, _ := n.fsys.applySetattr(n.info.posix, in, cur.mtime)
-	if st := n.stage; (st != nil && st.dirty) || n.info.gen == 0 {
-		n.info.posix, n.info.ctime = pa, n.fsys.now()
+	pa, _ := n.fsys.applySetattr(n.info.Posix, in, cur.Mtime)
+	if st := n.stage; n.stageState().Dirty || n.info.Gen == 0 {
+		n.info.Posix, n.info.Ctime = pa, n.fsys.now()
 		if t, ok := in.GetMTime(); ok && st != nil {
-			st.mtime = t
+			st.SetMtime(t)
 		}
 		n.mu.Unlock()
 		return nil
 	}
-	p, gen := n.path, n.info.gen
+	p, gen := n.path, n.info.Gen
 	n.mu.Unlock()
-	if n.fsys.draining.Load() {
+	if n.fsys.gate.Draining() {
 		// A new change to an object nobody is writing: refused from SIGTERM on, as a new
 		// writer would be (changes to a file being written go with its pending upload).
 		return errDraining
@@ -845,11 +807,11 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	}
 	info := infoFromAttrs(attrs)
 	n.mu.Lock()
-	if n.info.gen == gen && attrs.Generation == gen {
+	if n.info.Gen == gen && attrs.Generation == gen {
 		n.info, n.infoAt = info, n.fsys.now()
 	}
 	info = n.info
 	n.mu.Unlock()
-	n.fsys.meta.putFound(metaKey(n.conn.name, p), info)
+	n.fsys.meta.PutFound(metaKey(n.conn.name, p), info)
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // Defaults for the zero values of Options.
@@ -137,24 +138,26 @@ type FS struct {
 
 	partSlots *semaphore.Weighted // bounds the parts of streamed uploads in flight (Upload.Workers)
 
-	// draining is set by StopWrites: the daemon is shutting down and takes no new changes.
-	draining atomic.Bool
+	// gate refuses new changes on a read-only mount, and once StopWrites started the drain.
+	gate *vfs.Gate
 }
 
 // StopWrites makes the mount refuse new changes (creating, opening for write, namespace
 // operations) with EROFS, as at shutdown: files already open keep their staged data, which
 // SyncAll uploads.
-func (f *FS) StopWrites() { f.draining.Store(true) }
+func (f *FS) StopWrites() { f.gate.StopWrites() }
 
 // readOnly reports whether changes are refused: a --read-only mount, or one shutting down.
-func (f *FS) readOnly() bool { return f.opts.ReadOnly || f.draining.Load() }
+func (f *FS) readOnly() bool { return f.gate.Refused() != nil }
 
 // conn is a mounted connection.
 type conn struct {
 	name   string
 	bucket store.Bucket // whole bucket
 	prefix string
-	view   store.Bucket // store.WithPrefix(bucket, prefix): the connection's view, for uploads
+	view   store.Bucket  // store.WithPrefix(bucket, prefix): the connection's view, for uploads
+	objs   *vfs.Objects  // the core's namespace of the connection: object names, moves, deletes
+	up     *vfs.Uploader // the core's upload hand-off for the connection's staged files
 }
 
 // maxHiddenLogged bounds the set of hidden names remembered so that each is logged once.
@@ -214,6 +217,7 @@ func New(opts Options) (*FS, error) {
 	f := &FS{
 		opts:         opts,
 		log:          opts.Logger,
+		gate:         vfs.NewGate(opts.ReadOnly),
 		meta:         newMetaCache(opts.TTL, opts.StatCacheEntries, opts.NegCacheEntries, opts.Now),
 		started:      opts.Now(),
 		hiddenLogged: map[string]struct{}{},
@@ -235,10 +239,19 @@ func New(opts Options) (*FS, error) {
 		if c.Bucket == nil {
 			return nil, fmt.Errorf("fs: connection %q has no bucket", c.Name)
 		}
-		f.conns = append(f.conns, &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: store.WithPrefix(c.Bucket, c.Prefix)})
+		f.conns = append(f.conns, f.newConn(c))
 	}
 	f.root = &rootNode{fsys: f}
 	return f, nil
+}
+
+// newConn makes the mounted connection of c, with the core's namespace and uploader.
+func (f *FS) newConn(c Connection) *conn {
+	objs := vfs.NewObjects(c.Bucket, c.Prefix)
+	view := store.WithPrefix(c.Bucket, c.Prefix)
+	up := &vfs.Uploader{Objects: objs, View: view, Options: f.opts.Upload, Slots: f.partSlots,
+		Observer: f.opts.Observer, Log: f.log.With("connection", c.Name), Now: f.now}
+	return &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: view, objs: objs, up: up}
 }
 
 // uploadWorkers is the bound on parts in flight: Upload.Workers, or transfer's default.
@@ -414,7 +427,7 @@ func (f *FS) logHidden(c *conn, hidden []hiddenName) {
 	f.mu.Lock()
 	var fresh []hiddenName
 	for _, h := range hidden {
-		k := metaKey(c.name, h.name)
+		k := metaKey(c.name, h.Name)
 		if _, ok := f.hiddenLogged[k]; ok {
 			continue
 		}
@@ -425,10 +438,10 @@ func (f *FS) logHidden(c *conn, hidden []hiddenName) {
 	}
 	f.mu.Unlock()
 	for _, h := range fresh {
-		if h.reason == "reserved for plxfs's temporary upload parts" {
+		if h.Reason == "reserved for plxfs's temporary upload parts" {
 			continue // expected, not news
 		}
-		f.log.Info("object not shown in the mount", "connection", c.name, "bucket", c.bucket.Name(), "name", h.name, "reason", h.reason)
+		f.log.Info("object not shown in the mount", "connection", c.name, "bucket", c.bucket.Name(), "name", h.Name, "reason", h.Reason)
 	}
 }
 
@@ -476,12 +489,12 @@ func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 	out.Ino = ino
 	out.Uid, out.Gid = f.opts.UID, f.opts.GID
 	out.Blksize = kernelTransfer
-	mtime := info.mtime
+	mtime := info.Mtime
 	if mtime.IsZero() {
 		mtime = f.started
 	}
 	atime, ctime := mtime, mtime
-	pa := info.posix
+	pa := info.Posix
 	if f.posixOn() {
 		if pa.HasUID {
 			out.Uid = pa.UID
@@ -492,8 +505,8 @@ func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 		if !pa.Atime.IsZero() {
 			atime = pa.Atime
 		}
-		if info.ctime.After(ctime) {
-			ctime = info.ctime
+		if info.Ctime.After(ctime) {
+			ctime = info.Ctime
 		}
 	} else {
 		pa = posixmd.Attrs{}
@@ -506,19 +519,19 @@ func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
 	}
 	out.SetTimes(&atime, &mtime, &ctime)
 	out.Nlink = 1
-	switch info.kind {
+	switch info.Kind {
 	case kindDir:
 		out.Mode = syscall.S_IFDIR | perm(f.opts.DirMode)
 		out.Size = 4096 // unknown subdirectory count: nlink 1 tells find(1) not to rely on it
 	case kindSymlink:
 		out.Mode = syscall.S_IFLNK | 0o777
-		out.Size = uint64(len(info.target))
+		out.Size = uint64(len(info.Target))
 	case kindSpecial:
-		out.Mode = info.posix.Type() | perm(f.opts.FileMode)
-		out.Rdev = info.posix.Rdev
+		out.Mode = info.Posix.Type() | perm(f.opts.FileMode)
+		out.Rdev = info.Posix.Rdev
 	default:
 		out.Mode = syscall.S_IFREG | perm(f.opts.FileMode)
-		out.Size = uint64(max(info.size, 0))
+		out.Size = uint64(max(info.Size, 0))
 		out.Blocks = (out.Size + 511) / 512
 	}
 }

@@ -1,32 +1,20 @@
 package fs
 
-import "hash/fnv"
+import (
+	"hash/fnv"
 
-// kind is what a name in a connection is: a regular file (an object), a directory (a prefix,
-// with or without a "dir/" placeholder object) or a symbolic link (an object carrying the
-// symlink metadata key).
-type kind uint8
-
-const (
-	kindFile kind = iota + 1
-	kindDir
-	kindSymlink
-	kindSpecial // a FIFO, socket or device node: an empty object whose metadata holds the type
+	"github.com/plxfs/plxfs/vfs"
 )
 
-func (k kind) String() string {
-	switch k {
-	case kindFile:
-		return "file"
-	case kindDir:
-		return "dir"
-	case kindSymlink:
-		return "symlink"
-	case kindSpecial:
-		return "special"
-	}
-	return "unknown"
-}
+// kind is what a name in a connection is (vfs.Kind).
+type kind = vfs.Kind
+
+const (
+	kindFile    = vfs.KindFile
+	kindDir     = vfs.KindDir
+	kindSymlink = vfs.KindSymlink
+	kindSpecial = vfs.KindSpecial
+)
 
 // inoFor derives a stable inode number from (connection, path, kind), so that the same object
 // has the same st_ino in every run of the daemon. The kind is part of the identity because

@@ -1,14 +1,11 @@
 package fs
 
 import (
-	"strings"
-	"syscall"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // Metadata keys plxfs writes into objects' user metadata.
@@ -19,164 +16,25 @@ const (
 	mdMtime = posixmd.PlxfsMtimeKey
 	// mdSymlink marks an object as a symbolic link; its value is the link target (the object's
 	// content holds the target too, for other tools).
-	mdSymlink = "plxfs-symlink-target"
+	mdSymlink = vfs.SymlinkKey
 )
 
-// objInfo is what the filesystem knows about one name in a connection.
-type objInfo struct {
-	kind   kind
-	size   int64
-	gen    int64 // object generation; 0 for a directory without placeholder or a file never uploaded
-	mtime  time.Time
-	target string // symlink target
-	// posix are the attributes recorded in the object's metadata (mode, owner, times, special
-	// file type); ctime is the object's last change (data or metadata), GCS's update time.
-	posix posixmd.Attrs
-	ctime time.Time
-	// crc is GCS's CRC32C of the generation, when hasCRC: reads are checked against it.
-	crc    uint32
-	hasCRC bool
-	// placeholderKnown, for a directory, says that the fields above are what its placeholder
-	// object said when this was learnt (gen 0: it had none); false when only a common prefix
-	// was seen, which tells nothing of the directory's attributes.
-	placeholderKnown bool
-}
+// objInfo is what the filesystem knows about one name in a connection (vfs.Info).
+type objInfo = vfs.Info
 
-// infoFromAttrs converts an object's attributes. An object with the symlink key is a symlink;
-// one whose recorded mode has a special file type (FIFO, socket, device) is a special file.
-func infoFromAttrs(a store.Attrs) objInfo {
-	info := objInfo{kind: kindFile, size: a.Size, gen: a.Generation, mtime: a.Updated, crc: a.CRC32C, hasCRC: a.HasCRC32C, ctime: a.Updated}
-	info.posix = posixmd.Parse(a.Metadata)
-	if !info.posix.Mtime.IsZero() {
-		info.mtime = info.posix.Mtime
-	}
-	if info.posix.Ctime.After(info.ctime) {
-		info.ctime = info.posix.Ctime
-	}
-	if info.posix.Type() != 0 {
-		info.kind, info.size = kindSpecial, 0
-	}
-	if target, ok := a.Metadata[mdSymlink]; ok {
-		info.kind = kindSymlink
-		info.target = target
-		info.size = int64(len(target))
-	}
-	return info
-}
+// infoFromAttrs converts an object's attributes (vfs.InfoFromAttrs).
+func infoFromAttrs(a store.Attrs) objInfo { return vfs.InfoFromAttrs(a) }
 
-// dirInfo is what a directory's placeholder object says about it; nil: the directory has no
-// placeholder (known from a stat, or from a listing that would have returned it).
-func dirInfo(placeholder *store.Attrs) objInfo {
-	if placeholder == nil {
-		return objInfo{kind: kindDir, placeholderKnown: true}
-	}
-	info := infoFromAttrs(*placeholder)
-	info.kind, info.size, info.target = kindDir, 0, ""
-	info.posix.Mode &^= syscall.S_IFMT
-	info.placeholderKnown = true
-	return info
-}
+// dirInfo is what a directory's placeholder object says about it (vfs.DirInfo); nil: the
+// directory has no placeholder.
+func dirInfo(placeholder *store.Attrs) objInfo { return vfs.DirInfo(placeholder) }
 
-// metaCache remembers, for a bounded time (the TTL) and a bounded number of names, what a
-// lookup found: a positive entry (the name's objInfo) or a negative one (nothing there). It is
-// safe for concurrent use (the LRUs lock themselves); it holds no lock of its own.
-//
-// A zero or negative TTL disables it: every lookup asks the bucket.
-type metaCache struct {
-	ttl time.Duration
-	now func() time.Time
-	pos *lru.Cache[string, metaEntry]
-	neg *lru.Cache[string, time.Time] // value: expiry
-}
-
-type metaEntry struct {
-	info    objInfo
-	expires time.Time
-}
+// metaCache is the lookup cache (vfs.MetaCache).
+type metaCache = vfs.MetaCache
 
 func newMetaCache(ttl time.Duration, posEntries, negEntries int, now func() time.Time) *metaCache {
-	pos, err := lru.New[string, metaEntry](max(posEntries, 1))
-	if err != nil {
-		panic(err) // only for a size < 1, excluded above
-	}
-	neg, err := lru.New[string, time.Time](max(negEntries, 1))
-	if err != nil {
-		panic(err)
-	}
-	return &metaCache{ttl: ttl, now: now, pos: pos, neg: neg}
+	return vfs.NewMetaCache(ttl, posEntries, negEntries, now)
 }
 
-// metaKey names a path of a connection in the cache.
-func metaKey(connection, path string) string { return connection + "\x00" + path }
-
-// get returns (info, at, true, false) for a fresh positive entry, (_, at, false, true) for a
-// fresh negative entry, and (_, _, false, false) when the cache knows nothing. at is when the
-// entry was learnt.
-func (m *metaCache) get(key string) (info objInfo, at time.Time, found, missing bool) {
-	if m.ttl <= 0 {
-		return objInfo{}, time.Time{}, false, false
-	}
-	now := m.now()
-	if e, ok := m.pos.Get(key); ok {
-		if now.Before(e.expires) {
-			return e.info, e.expires.Add(-m.ttl), true, false
-		}
-		m.pos.Remove(key)
-	}
-	if exp, ok := m.neg.Get(key); ok {
-		if now.Before(exp) {
-			return objInfo{}, exp.Add(-m.ttl), false, true
-		}
-		m.neg.Remove(key)
-	}
-	return objInfo{}, time.Time{}, false, false
-}
-
-// putFound records that key exists with info.
-func (m *metaCache) putFound(key string, info objInfo) { m.putFoundAt(key, info, m.now()) }
-
-// putFoundAt records info at key as learnt at time at: when the request that returned it
-// started. (Ordering what two requests said by when they started is what keeps a node from
-// going back to an older generation: a request that started later cannot have seen less.)
-func (m *metaCache) putFoundAt(key string, info objInfo, at time.Time) {
-	if m.ttl <= 0 {
-		return
-	}
-	m.neg.Remove(key)
-	m.pos.Add(key, metaEntry{info: info, expires: at.Add(m.ttl)})
-}
-
-// putMissing records that nothing exists at key.
-func (m *metaCache) putMissing(key string) {
-	if m.ttl <= 0 {
-		return
-	}
-	m.pos.Remove(key)
-	m.neg.Add(key, m.now().Add(m.ttl))
-}
-
-// forget drops whatever the cache knows about key.
-func (m *metaCache) forget(key string) {
-	m.pos.Remove(key)
-	m.neg.Remove(key)
-}
-
-// forgetTree drops key and every key below it (key + "/..."), after a directory rename or
-// removal. It walks the whole cache, which is bounded; directory renames are rare.
-func (m *metaCache) forgetTree(key string) {
-	m.forget(key)
-	below := key + "/"
-	if strings.HasSuffix(key, "\x00") { // a connection root: everything of the connection
-		below = key
-	}
-	for _, k := range m.pos.Keys() {
-		if strings.HasPrefix(k, below) {
-			m.pos.Remove(k)
-		}
-	}
-	for _, k := range m.neg.Keys() {
-		if strings.HasPrefix(k, below) {
-			m.neg.Remove(k)
-		}
-	}
-}
+// metaKey names a path of a connection in the cache (vfs.MetaKey).
+func metaKey(connection, path string) string { return vfs.MetaKey(connection, path) }

@@ -5,17 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"strings"
 	"syscall"
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // Namespace operations of directories: create, mkdir, symlink, unlink, rmdir, rename. Each
@@ -36,36 +34,16 @@ var (
 	_ = (fusefs.NodeRenamer)((*dirNode)(nil))
 )
 
-// renameWorkers bounds the copies and deletes in flight during a directory rename.
-const renameWorkers = 8
-
 // checkNewName refuses names plxfs cannot store or would hide.
 func (d *dirNode) checkNewName(name string) error {
 	if err := d.fsys.changesRefused(); err != nil {
 		return err
 	}
-	if name == tempDirName {
-		return errReservedName
-	}
-	if len(name) > maxNameLen {
-		return errNameTooLong
-	}
-	if reason := hideReason(name); reason != "" {
-		return fmt.Errorf("%s: %w", reason, errBadObjectName)
-	}
-	if err := connspec.ObjectNameOK(name); err != nil {
-		// Such a file could never be uploaded.
-		return fmt.Errorf("%w: %w", err, errBadObjectName)
-	}
-	// +1: a directory's placeholder object is its name and a slash.
-	if len(d.conn.objectName(childPath(d.getPath(), name)))+1 > connspec.MaxObjectName {
-		return errObjectNameTooLong
-	}
-	return nil
+	return d.conn.objs.CheckNewName(d.getPath(), name)
 }
 
 // maxNameLen is the longest file name (NAME_MAX), in bytes; statfs reports it.
-const maxNameLen = 255
+const maxNameLen = vfs.MaxNameLen
 
 // newChildStable is the stable attribute of a new child at path p: if a node with the same
 // identity is still known (e.g. deleted behind the mount, or unlinked and still open), the
@@ -92,20 +70,21 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	}
 	now := d.fsys.now()
 	pa := d.fsys.newAttrs(ctx, syscall.S_IFREG|mode, now)
-	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{kind: kindFile, mtime: now, ctime: now, posix: pa}, infoAt: now}
-	st, err := d.fsys.newStage(fn)
+	fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: objInfo{Kind: kindFile, Mtime: now, Ctime: now, Posix: pa}, infoAt: now}
+	st, err := d.fsys.newStage(fn, 0, 0)
 	if err != nil {
 		return nil, nil, 0, d.fsys.fail("create", d.conn, p, err)
 	}
-	st.filled, st.dirty, st.modified = true, true, now
-	fn.stage, fn.writers, fn.handles = st, 1, 1
+	st.Created(now)
+	fn.stage = st
+	hs := fn.opens.OpenCached(true)
 	ch := d.NewInode(ctx, fn, d.newChildStable(name, p, kindFile, syscall.S_IFREG))
 	info := fn.currentInfo()
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
-	return ch, &fileHandle{n: fn, write: true}, 0, 0
+	return ch, &fileHandle{n: fn, write: true, st: hs}, 0, 0
 }
 
 // Mknod answers mknod(2) and mkfifo(3) (MKNOD; the kernel has checked permissions, and
@@ -140,13 +119,13 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 	}
 	info := infoFromAttrs(attrs)
 	var emb fusefs.InodeEmbedder
-	if info.kind == kindSpecial {
+	if info.Kind == kindSpecial {
 		emb = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
 	} else {
 		emb = &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	}
-	ch := d.NewInode(ctx, emb, d.newChildStable(name, p, info.kind, typ))
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	ch := d.NewInode(ctx, emb, d.newChildStable(name, p, info.Kind, typ))
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
@@ -154,22 +133,9 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 }
 
 // putObject writes a small object at path p (or p/ for a directory placeholder) that must not
-// exist yet.
-func (d *dirNode) putObject(ctx context.Context, objName string, data []byte, md map[string]string) (store.Attrs, error) {
-	full := d.conn.objectName(objName)
-	w, err := d.conn.bucket.NewWriter(context.WithoutCancel(ctx), full, store.WriteOptions{IfGen: 0, Metadata: md, ContentType: contentType(objName)})
-	if err != nil {
-		return store.Attrs{}, err
-	}
-	if _, err := w.Write(data); err != nil {
-		w.Abort()
-		return store.Attrs{}, err
-	}
-	attrs, err := w.Commit()
-	if errors.Is(err, store.ErrPrecondition) {
-		return store.Attrs{}, fmt.Errorf("gs://%s/%s: %w", d.conn.bucket.Name(), full, errExists)
-	}
-	return attrs, err
+// exist yet (errExists).
+func (d *dirNode) putObject(ctx context.Context, p string, data []byte, md map[string]string) (store.Attrs, error) {
+	return d.conn.objs.PutNew(ctx, p, data, store.WriteOptions{Metadata: md, ContentType: vfs.ContentType(p)})
 }
 
 // Mkdir answers mkdir(2) (MKDIR). It writes the placeholder object "dir/", with the
@@ -193,7 +159,7 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	info := dirInfo(&attrs)
 	nd := &dirNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: now, timesStored: now}
 	ch := d.NewInode(ctx, nd, d.newChildStable(name, p, kindDir, syscall.S_IFDIR))
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
@@ -216,10 +182,10 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 		return nil, d.fsys.fail("symlink", d.conn, p, err)
 	}
 	info := infoFromAttrs(attrs)
-	info.kind, info.target = kindSymlink, target
+	info.Kind, info.Target = kindSymlink, target
 	sn := &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	ch := d.NewInode(ctx, sn, d.newChildStable(name, p, kindSymlink, syscall.S_IFLNK))
-	d.fsys.meta.putFound(metaKey(d.conn.name, p), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
 	d.touched()
 	d.fsys.fillAttr(ch.StableAttr().Ino, info, &out.Attr)
@@ -260,7 +226,7 @@ func (d *dirNode) stateOf(ctx context.Context, name string) (childState, error) 
 			n.mu.Unlock()
 			return childState{info: info, node: ch}, nil
 		case *dirNode:
-			return childState{info: objInfo{kind: kindDir}, node: ch}, nil
+			return childState{info: objInfo{Kind: kindDir}, node: ch}, nil
 		}
 	}
 	info, _, err := d.lookupInfo(ctx, d.getPath(), name)
@@ -285,10 +251,10 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return d.fsys.fail("unlink", d.conn, p, err)
 	}
-	if cs.info.kind == kindDir {
+	if cs.info.Kind == kindDir {
 		return d.fsys.fail("unlink", d.conn, p, errIsDir)
 	}
-	gen := cs.info.gen
+	gen := cs.info.Gen
 	var fn *fileNode
 	if cs.node != nil {
 		fn, _ = cs.node.Operations().(*fileNode)
@@ -297,11 +263,11 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		fn.syncMu.Lock() // no upload of this file is in flight while it goes
 		defer fn.syncMu.Unlock()
 		fn.mu.Lock()
-		gen = fn.info.gen
+		gen = fn.info.Gen
 		fn.mu.Unlock()
 	}
 	if gen != 0 {
-		if err := d.deleteObject(ctx, p, gen); err != nil {
+		if err := d.conn.objs.Delete(ctx, p, gen); err != nil {
 			return d.fsys.fail("unlink", d.conn, p, err)
 		}
 	}
@@ -310,28 +276,6 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	d.removed(p)
 	return 0
-}
-
-// deleteObject deletes generation gen of the object at p. If that generation is already gone
-// and another one is live, someone replaced the object: the delete fails with ESTALE rather
-// than removing what this mount never saw.
-func (d *dirNode) deleteObject(ctx context.Context, p string, gen int64) error {
-	full := d.conn.objectName(p)
-	err := d.conn.bucket.Delete(context.WithoutCancel(ctx), full, gen)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, store.ErrNotExist) && !errors.Is(err, store.ErrPrecondition) {
-		return err
-	}
-	live, serr := d.conn.bucket.Stat(ctx, full)
-	if errors.Is(serr, store.ErrNotExist) {
-		return nil // already gone: the outcome asked for
-	}
-	if serr != nil {
-		return serr
-	}
-	return fmt.Errorf("delete gs://%s/%s: generation %d was replaced by %d behind the mount: %w", d.conn.bucket.Name(), full, gen, live.Generation, errStale)
 }
 
 // markUnlinked drops the file's staged data (never uploaded now) unless handles still use it.
@@ -343,7 +287,7 @@ func (n *fileNode) markUnlinked() {
 		n.stage.stream = nil
 	}
 	var drop *staging
-	if n.stage != nil && n.writers == 0 {
+	if n.stage != nil && n.opens.Writers() == 0 {
 		drop, n.stage = n.stage, nil
 	}
 	n.mu.Unlock()
@@ -355,8 +299,8 @@ func (n *fileNode) markUnlinked() {
 // removed records that the child at p is gone.
 func (d *dirNode) removed(p string) {
 	key := metaKey(d.conn.name, p)
-	d.fsys.meta.forgetTree(key)
-	d.fsys.meta.putMissing(key)
+	d.fsys.meta.ForgetTree(key)
+	d.fsys.meta.PutMissing(key)
 	d.fsys.bumpGen(key)
 	d.noteChange(path.Base(p), nil)
 	d.touched()
@@ -374,14 +318,13 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
-	if cs.info.kind != kindDir {
+	if cs.info.Kind != kindDir {
 		return d.fsys.fail("rmdir", d.conn, p, errNotDir)
 	}
 	if err := d.checkEmpty(ctx, p, cs.node); err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
-	placeholder := d.conn.dirPrefix(p)
-	if err := d.conn.bucket.Delete(context.WithoutCancel(ctx), placeholder, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
+	if err := d.conn.objs.RemoveDir(ctx, p); err != nil {
 		return d.fsys.fail("rmdir", d.conn, p, err)
 	}
 	d.removed(p)
@@ -393,20 +336,7 @@ func (d *dirNode) checkEmpty(ctx context.Context, p string, node *fusefs.Inode) 
 	if node != nil && hasLocalFiles(node) {
 		return fmt.Errorf("files are being written below it: %w", errNotEmpty)
 	}
-	prefix := d.conn.dirPrefix(p)
-	page, err := d.conn.bucket.List(ctx, store.ListOptions{Prefix: prefix, Delimiter: "/", PageSize: 2})
-	if err != nil {
-		return err
-	}
-	if len(page.Prefixes) > 0 {
-		return fmt.Errorf("%s has subdirectories: %w", p, errNotEmpty)
-	}
-	for _, o := range page.Objects {
-		if o.Name != prefix {
-			return fmt.Errorf("%s holds objects: %w", p, errNotEmpty)
-		}
-	}
-	return nil
+	return d.conn.objs.CheckEmpty(ctx, p)
 }
 
 // hasLocalFiles reports whether any file below the directory node has local state.
@@ -474,26 +404,17 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
-	if exists && noReplace {
-		return fmt.Errorf("RENAME_NOREPLACE onto %s: %w", dst, errExists)
+	move, err := vfs.CheckRename(src, dst, from.info.Kind, to.info.Kind, exists, noReplace)
+	if !move {
+		return err
 	}
-	if src == dst {
-		return nil
-	}
-	if exists {
-		switch {
-		case from.info.kind == kindDir && to.info.kind != kindDir:
-			return fmt.Errorf("directory onto %s: %w", dst, errNotDir)
-		case from.info.kind != kindDir && to.info.kind == kindDir:
-			return fmt.Errorf("onto %s: %w", dst, errIsDir)
-		case to.info.kind == kindDir:
-			if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
-				return err
-			}
+	if exists && to.info.Kind == kindDir {
+		if err := nd.checkEmpty(ctx, dst, to.node); err != nil {
+			return err
 		}
 	}
-	if from.info.kind == kindDir {
-		if strings.HasPrefix(dst+"/", src+"/") {
+	if from.info.Kind == kindDir {
+		if vfs.IntoItself(src, dst) {
 			return errIntoItself
 		}
 		return d.renameDir(ctx, src, from, nd, dst, exists)
@@ -501,28 +422,24 @@ func (d *dirNode) rename(ctx context.Context, name, src string, nd *dirNode, new
 	return d.renameFile(ctx, src, from, nd, dst, to, exists)
 }
 
-// renameFile copies the object to dst (replacing the target generation this mount knows, or
-// requiring that none exists), then deletes the source generation.
+// renameFile moves the file's object to dst (objs.MoveFile: a copy replacing the target
+// generation this mount knows, or requiring that none exists, then a delete of the source
+// generation), and then the node, the metadata cache and the listings.
 func (d *dirNode) renameFile(ctx context.Context, src string, from childState, nd *dirNode, dst string, to childState, exists bool) error {
-	var fn *fileNode
-	if from.node != nil {
-		fn, _ = from.node.Operations().(*fileNode)
-	}
+	fn, _ := nodeFile(from.node)
 	// The target's pending changes are uploaded first (they are replaced, but its generation is
 	// the precondition), before the source's upload lock is taken: one syncMu at a time.
 	ifGen := int64(0)
 	if exists {
-		ifGen = to.info.gen
+		ifGen = to.info.Gen
 		if tn, ok := nodeFile(to.node); ok {
 			if err := tn.sync(ctx); err != nil {
 				return err
 			}
-			tn.mu.Lock()
-			ifGen = tn.info.gen
-			tn.mu.Unlock()
+			ifGen = tn.generation()
 		}
 	}
-	gen := from.info.gen
+	gen := from.info.Gen
 	if fn != nil {
 		// A file with changes is uploaded first, then renamed as an object; its uploads are
 		// held off until the rename is done so none lands at the old name.
@@ -531,9 +448,7 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		}
 		fn.syncMu.Lock()
 		defer fn.syncMu.Unlock()
-		fn.mu.Lock()
-		gen = fn.info.gen
-		fn.mu.Unlock()
+		gen = fn.generation()
 	}
 	if gen == 0 {
 		return fmt.Errorf("%s has no object to rename: %w", src, store.ErrNotExist)
@@ -541,44 +456,19 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 	if exists && ifGen == 0 {
 		return fmt.Errorf("target %s: %w", dst, errNotUploaded)
 	}
-	srcFull, dstFull := d.conn.objectName(src), d.conn.objectName(dst)
-	attrs, err := d.conn.bucket.Copy(context.WithoutCancel(ctx), srcFull, gen, dstFull, store.WriteOptions{IfGen: ifGen})
-	if err != nil {
-		return fmt.Errorf("copy gs://%s/%s gen %d to %s: %w", d.conn.bucket.Name(), srcFull, gen, dstFull, err)
+	attrs, err := d.conn.objs.MoveFile(ctx, src, gen, dst, ifGen)
+	if attrs.Generation == 0 {
+		return err // nothing moved
 	}
 	info := infoFromAttrs(attrs)
-	if from.info.kind == kindSymlink && info.kind != kindSymlink {
-		info.kind, info.target = kindSymlink, from.info.target
+	if from.info.Kind == kindSymlink && info.Kind != kindSymlink {
+		info.Kind, info.Target = kindSymlink, from.info.Target
 	}
-	if from.info.kind == kindSpecial && info.kind != kindSpecial {
-		info.kind, info.posix = kindSpecial, from.info.posix // the copy's metadata was not returned
+	if from.info.Kind == kindSpecial && info.Kind != kindSpecial {
+		info.Kind, info.Posix = kindSpecial, from.info.Posix // the copy's metadata was not returned
 	}
-	delErr := d.deleteObject(ctx, src, gen)
-
-	if fn != nil {
-		fn.mu.Lock()
-		if old := fn.info.gen; old != 0 && old != info.gen {
-			if fn.successor == nil {
-				fn.successor = map[int64]objInfo{}
-			}
-			fn.successor[old] = info
-		}
-		fn.path, fn.info, fn.infoAt = dst, info, d.fsys.now()
-		if fn.stage != nil {
-			fn.stage.baseGen, fn.stage.baseSize = info.gen, info.size
-		}
-		fn.mu.Unlock()
-	} else if from.node != nil {
-		switch sn := from.node.Operations().(type) {
-		case *symlinkNode:
-			sn.mu.Lock()
-			sn.path, sn.info, sn.infoAt = dst, info, d.fsys.now()
-			sn.mu.Unlock()
-		case *specialNode:
-			sn.mu.Lock()
-			sn.path, sn.info = dst, info
-			sn.mu.Unlock()
-		}
+	if from.node != nil {
+		moveNode(from.node, dst, map[string]objInfo{dst: info}, d.fsys.now(), true)
 	}
 	if exists {
 		if tn, ok := nodeFile(to.node); ok {
@@ -587,13 +477,10 @@ func (d *dirNode) renameFile(ctx context.Context, src string, from childState, n
 		d.fsys.bumpGen(metaKey(d.conn.name, dst))
 	}
 	d.removed(src)
-	d.fsys.meta.putFound(metaKey(d.conn.name, dst), info)
+	d.fsys.meta.PutFound(metaKey(d.conn.name, dst), info)
 	nd.noteChange(path.Base(dst), &info)
 	nd.touched()
-	if delErr != nil {
-		return fmt.Errorf("copied to %s but could not delete the source (both names exist now): %w", dst, delErr)
-	}
-	return nil
+	return err
 }
 
 func nodeFile(ch *fusefs.Inode) (*fileNode, bool) {
@@ -604,89 +491,41 @@ func nodeFile(ch *fusefs.Inode) (*fileNode, bool) {
 	return fn, ok
 }
 
-// renameDir copies every object below src to the same relative name below dst, then deletes
-// the sources. It is not atomic: a failure part way leaves objects under both names (never
-// fewer than before), and another client can see the intermediate state.
+// generation is the object generation the file's node knows (0: never uploaded).
+func (n *fileNode) generation() int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.info.Gen
+}
+
+// renameDir moves every object below src to dst (objs.MoveDir; not atomic), after uploading
+// the changes of files below it, and then the nodes, the metadata cache and the listings.
 func (d *dirNode) renameDir(ctx context.Context, src string, from childState, nd *dirNode, dst string, dstExists bool) error {
 	if from.node != nil {
 		if err := syncTree(ctx, from.node); err != nil {
 			return err
 		}
 	}
-	srcPrefix, dstPrefix := d.conn.dirPrefix(src), d.conn.dirPrefix(dst)
-	var objs []store.Attrs
-	token := ""
-	for {
-		page, err := d.conn.bucket.List(ctx, store.ListOptions{Prefix: srcPrefix, PageToken: token, PageSize: listPageSize})
-		if err != nil {
-			return fmt.Errorf("list %q: %w", srcPrefix, err)
-		}
-		objs = append(objs, page.Objects...)
-		if page.NextPageToken == "" || page.NextPageToken == token {
-			break
-		}
-		token = page.NextPageToken
+	copied, err := d.conn.objs.MoveDir(ctx, src, dst, dstExists)
+	if copied == nil {
+		return err
 	}
-	if dstExists {
-		// The target is an empty directory: its placeholder makes way for the source's.
-		if err := d.conn.bucket.Delete(context.WithoutCancel(ctx), dstPrefix, 0); err != nil && !errors.Is(err, store.ErrNotExist) {
-			return err
-		}
-	}
-	if len(objs) == 0 {
-		// An implicit directory this mount knows only from its own state: nothing to move.
-		if _, err := nd.putObject(ctx, dst+"/", nil, nil); err != nil && !errors.Is(err, errExists) {
-			return err
-		}
-	}
-	copied := make([]store.Attrs, len(objs))
-	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
-	g.SetLimit(renameWorkers)
-	for i, o := range objs {
-		g.Go(func() error {
-			to := dstPrefix + strings.TrimPrefix(o.Name, srcPrefix)
-			a, err := d.conn.bucket.Copy(gctx, o.Name, o.Generation, to, store.WriteOptions{IfGen: 0})
-			if err != nil {
-				return fmt.Errorf("copy %s to %s: %w", o.Name, to, err)
-			}
-			copied[i] = a
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("rename directory %s to %s (not atomic: some objects may exist under both names): %w", src, dst, err)
-	}
-	g, gctx = errgroup.WithContext(context.WithoutCancel(ctx))
-	g.SetLimit(renameWorkers)
-	for _, o := range objs {
-		g.Go(func() error {
-			if err := d.conn.bucket.Delete(gctx, o.Name, o.Generation); err != nil && !errors.Is(err, store.ErrNotExist) {
-				return fmt.Errorf("delete %s: %w", o.Name, err)
-			}
-			return nil
-		})
-	}
-	delErr := g.Wait()
-
 	if from.node != nil {
-		moved := make(map[string]objInfo, len(objs))
-		for i, o := range objs {
-			moved[dst+"/"+strings.TrimPrefix(o.Name, srcPrefix)] = infoFromAttrs(copied[i])
+		moved := make(map[string]objInfo, len(copied))
+		for p, a := range copied {
+			moved[p] = infoFromAttrs(a)
 		}
-		setPathTree(from.node, dst, moved, d.fsys.now())
+		moveNode(from.node, dst, moved, d.fsys.now(), false)
 	}
-	d.fsys.meta.forgetTree(metaKey(d.conn.name, dst))
+	d.fsys.meta.ForgetTree(metaKey(d.conn.name, dst))
 	d.removed(src)
-	d.fsys.meta.putFound(metaKey(d.conn.name, dst), objInfo{kind: kindDir})
+	d.fsys.meta.PutFound(metaKey(d.conn.name, dst), objInfo{Kind: kindDir})
 	if dstExists {
 		d.fsys.bumpGen(metaKey(d.conn.name, dst))
 	}
-	nd.noteChange(path.Base(dst), &objInfo{kind: kindDir})
+	nd.noteChange(path.Base(dst), &objInfo{Kind: kindDir})
 	nd.touched()
-	if delErr != nil {
-		return fmt.Errorf("rename directory %s to %s: copied, but some sources remain: %w", src, dst, delErr)
-	}
-	return nil
+	return err
 }
 
 // syncTree uploads every file with changes below a directory node.
@@ -706,38 +545,41 @@ func syncTree(ctx context.Context, dir *fusefs.Inode) error {
 	return nil
 }
 
-// setPathTree gives a moved node, and every node the kernel knows below it, its new path, and
-// files their new generations (moved, by new path).
-func setPathTree(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Time) {
+// moveNode gives a moved node, and every node the kernel knows below it, its new path, and
+// files their new generations (moved, by new path; a file's node follows its object, and
+// handles pinned to the old generation follow it too). A symlink or special file moved with a
+// directory learns only its new generation; one renamed itself (whole) takes the whole new
+// info.
+func moveNode(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Time, whole bool) {
+	info, ok := moved[p]
 	switch n := ch.Operations().(type) {
 	case *fileNode:
 		n.mu.Lock()
 		n.path = p
-		if info, ok := moved[p]; ok {
-			if old := n.info.gen; old != 0 && old != info.gen {
-				if n.successor == nil {
-					n.successor = map[int64]objInfo{}
-				}
-				n.successor[old] = info
-			}
+		if ok {
+			n.replacedLocked(info)
 			n.info, n.infoAt = info, now
 			if n.stage != nil {
-				n.stage.baseGen, n.stage.baseSize = info.gen, info.size
+				n.stage.Rebase(info.Gen, info.Size)
 			}
 		}
 		n.mu.Unlock()
 	case *symlinkNode:
 		n.mu.Lock()
 		n.path = p
-		if info, ok := moved[p]; ok {
-			n.info.gen = info.gen
+		if ok && whole {
+			n.info, n.infoAt = info, now
+		} else if ok {
+			n.info.Gen = info.Gen
 		}
 		n.mu.Unlock()
 	case *specialNode:
 		n.mu.Lock()
 		n.path = p
-		if info, ok := moved[p]; ok {
-			n.info.gen = info.gen
+		if ok && whole {
+			n.info = info
+		} else if ok {
+			n.info.Gen = info.Gen
 		}
 		n.mu.Unlock()
 	case *dirNode:
@@ -747,7 +589,7 @@ func setPathTree(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.
 		n.listGen++
 		n.mu.Unlock()
 		for name, c := range ch.Children() {
-			setPathTree(c, childPath(p, name), moved, now)
+			moveNode(c, childPath(p, name), moved, now, false)
 		}
 	}
 }

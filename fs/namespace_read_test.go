@@ -311,8 +311,8 @@ func TestSemantics_SubdirectoryAttributesFromListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ent, ok := findEntry(listing, "d00"); !ok || ent.info.kind != kindDir || ent.info.posix.Mode&0o7777 != 0o711 || !ent.info.placeholderKnown {
-		t.Errorf("d00 in the parent's cached listing after chmod 0711: %+v (found %v)", ent.info, ok)
+	if ent, ok := findEntry(listing, "d00"); !ok || ent.Info.Kind != kindDir || ent.Info.Posix.Mode&0o7777 != 0o711 || !ent.Info.PlaceholderKnown {
+		t.Errorf("d00 in the parent's cached listing after chmod 0711: %+v (found %v)", ent.Info, ok)
 	}
 }
 

@@ -45,7 +45,7 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 // Getattr answers stat(2) of the mountpoint (GETATTR, sent when the attributes the kernel
 // holds have expired). It never fails: a directory with --dir-mode, --uid and --gid.
 func (r *rootNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	r.fsys.fillAttr(1, objInfo{kind: kindDir}, &out.Attr)
+	r.fsys.fillAttr(1, objInfo{Kind: kindDir}, &out.Attr)
 	return 0
 }
 

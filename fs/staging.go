@@ -5,38 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"os"
-	"path"
-	"sync"
 	"time"
 
 	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
+	"github.com/plxfs/plxfs/vfs"
 )
 
-// staging is the local state of a file being written: an unlinked temporary file under the
-// staging directory (so the kernel frees it when plxfs exits, and memory stays bounded
-// whatever the file size) holding the whole content the next upload will send.
+// staging is the local state of a file being written: the core's staging file and state
+// (vfs.Stage: its IO lock is taken before fileNode.mu, its state lock is a leaf) and the
+// streamed upload fed by its writes.
 type staging struct {
-	f *os.File // constant
-
-	// ioMu is held shared by writes and exclusive by fills, truncations and uploads, so that an
-	// upload sends a snapshot no write tears. It is taken before fileNode.mu. Reads take no
-	// lock: pread and pwrite of one file are safe together, and a read clamps to size.
-	ioMu sync.RWMutex
-
-	// Guarded by the owning fileNode's mu (or FS.mu while orphaned).
-	filled   bool                 // f holds the content: the base object was copied in, or replaced
-	dirty    bool                 // f has changes the bucket does not have
-	size     int64                // content size
-	baseGen  int64                // generation the content replaces: the upload precondition (0: must not exist)
-	baseSize int64                // size of baseGen, for filling
-	mtime    time.Time            // explicit modification time to store with the next upload
-	modified time.Time            // time of the last change
-	version  uint64               // bumped by every change
-	stream   *transfer.PartWriter // parts uploaded while a new file is written in order (stream.go); nil when none
+	*vfs.Stage
+	// stream: parts uploaded while a new file is written in order (stream.go); nil when none.
+	// Guarded by the owning fileNode's mu.
+	stream *transfer.PartWriter
 }
 
 // stageRef is where a staging file belongs: its node, or (orphaned) its connection and path.
@@ -44,24 +28,17 @@ type stageRef struct {
 	node  *fileNode // nil while orphaned
 	conn  *conn
 	path  string
-	posix posixmd.Attrs // an orphan's attributes, for its upload
+	Posix posixmd.Attrs // an orphan's attributes, for its upload
 }
 
-// newStage creates an empty staging file and registers it (see SyncAll).
-func (f *FS) newStage(n *fileNode) (*staging, error) {
-	if err := f.changesRefused(); err != nil {
-		return nil, fmt.Errorf("stage: %w", err)
-	}
-	tf, err := os.CreateTemp(f.opts.StagingDir, "stage-*")
+// newStage creates an empty staging file replacing generation baseGen (baseSize bytes; 0: a
+// new file) and registers it (see SyncAll).
+func (f *FS) newStage(n *fileNode, baseGen, baseSize int64) (*staging, error) {
+	vs, err := vfs.NewStage(f.gate, f.opts.StagingDir, baseGen, baseSize)
 	if err != nil {
-		return nil, fmt.Errorf("create staging file: %w", err)
+		return nil, err
 	}
-	// Unlinked at once: nothing to clean up after a crash; the open file is the only handle.
-	if err := os.Remove(tf.Name()); err != nil {
-		tf.Close()
-		return nil, fmt.Errorf("unlink staging file: %w", err)
-	}
-	st := &staging{f: tf}
+	st := &staging{Stage: vs}
 	f.mu.Lock()
 	f.staged[st] = stageRef{node: n, conn: n.conn}
 	f.mu.Unlock()
@@ -73,13 +50,13 @@ func (f *FS) dropStage(st *staging) {
 	f.mu.Lock()
 	delete(f.staged, st)
 	f.mu.Unlock()
-	st.f.Close()
+	st.Close()
 }
 
 // adoptOrphan keeps the dirty staging file of a node the kernel forgot.
 func (f *FS) adoptOrphan(c *conn, p string, st *staging, pa posixmd.Attrs) {
 	f.mu.Lock()
-	f.staged[st] = stageRef{conn: c, path: p, posix: pa}
+	f.staged[st] = stageRef{conn: c, path: p, Posix: pa}
 	f.mu.Unlock()
 	f.log.Warn("file with changes that failed to upload is no longer open; its data is kept until the next successful flush or unmount",
 		"connection", c.name, "path", p)
@@ -104,7 +81,8 @@ func (f *FS) orphanInfo(c *conn, p string) (objInfo, bool) {
 	defer f.mu.Unlock()
 	for st, ref := range f.staged {
 		if ref.node == nil && ref.conn == c && ref.path == p {
-			return objInfo{kind: kindFile, size: st.size, gen: st.baseGen, mtime: st.modified}, true
+			ss := st.State()
+			return objInfo{Kind: kindFile, Size: ss.Size, Gen: ss.BaseGen, Mtime: ss.Modified}, true
 		}
 	}
 	return objInfo{}, false
@@ -120,11 +98,9 @@ func (n *fileNode) ensureStageLocked() error {
 	st := n.fsys.takeOrphan(n.conn, n.path, n)
 	if st == nil {
 		var err error
-		if st, err = n.fsys.newStage(n); err != nil {
+		if st, err = n.fsys.newStage(n, n.info.Gen, n.info.Size); err != nil {
 			return err
 		}
-		st.baseGen, st.baseSize = n.info.gen, n.info.size
-		st.filled = n.info.gen == 0
 	}
 	n.stage = st
 	return nil
@@ -139,24 +115,24 @@ func (n *fileNode) stageForWrite(ctx context.Context) (*staging, error) {
 		return nil, err
 	}
 	st := n.stage
-	filled := st.filled
 	n.mu.Unlock()
-	if filled {
+	if st.State().Filled {
 		return st, nil
 	}
-	st.ioMu.Lock()
-	defer st.ioMu.Unlock()
+	st.LockIO()
+	defer st.UnlockIO()
 	n.mu.Lock()
-	filled, base, p := st.filled, objInfo{gen: st.baseGen, size: st.baseSize}, n.path
+	ss, p := st.State(), n.path
 	n.mu.Unlock()
-	if filled {
+	if ss.Filled {
 		return st, nil
 	}
-	if err := n.fsys.copyObject(ctx, n.conn, p, base, st.f); err != nil {
+	base := objInfo{Gen: ss.BaseGen, Size: ss.BaseSize}
+	if err := n.fsys.copyObject(ctx, n.conn, p, base, st.File()); err != nil {
 		return nil, fmt.Errorf("copy the current content before a change: %w", err)
 	}
 	n.mu.Lock()
-	st.filled, st.size = true, base.size
+	st.Filled(base.Size)
 	n.mu.Unlock()
 	return st, nil
 }
@@ -164,13 +140,13 @@ func (n *fileNode) stageForWrite(ctx context.Context) (*staging, error) {
 // copyObject copies generation info of the file at p into w through the read cache.
 func (f *FS) copyObject(ctx context.Context, c *conn, p string, info objInfo, w io.WriterAt) error {
 	buf := make([]byte, kernelTransfer)
-	for off := int64(0); off < info.size; {
+	for off := int64(0); off < info.Size; {
 		k, err := f.readObject(ctx, c, p, info, buf, off)
 		if err != nil {
 			return err
 		}
 		if k == 0 {
-			return fmt.Errorf("read %q gen %d at %d: %w", p, info.gen, off, io.ErrUnexpectedEOF)
+			return fmt.Errorf("read %q gen %d at %d: %w", p, info.Gen, off, io.ErrUnexpectedEOF)
 		}
 		if _, err := w.WriteAt(buf[:k], off); err != nil {
 			return fmt.Errorf("write staging file: %w", err)
@@ -180,22 +156,17 @@ func (f *FS) copyObject(ctx context.Context, c *conn, p string, info objInfo, w 
 	return nil
 }
 
-// write writes data at off into the staging file.
+// write writes data at off into the staging file, and feeds a new file written in order to
+// its streamed upload.
 func (st *staging) write(n *fileNode, data []byte, off int64) (int, error) {
-	st.ioMu.RLock()
-	defer st.ioMu.RUnlock()
-	k, err := st.f.WriteAt(data, off)
+	st.RLockIO()
+	defer st.RUnlockIO()
+	k, err := st.WriteAt(data, off)
 	n.mu.Lock()
-	prev := st.size
-	if end := off + int64(k); end > st.size {
-		st.size = end
-	}
+	prev := st.Wrote(off, k, n.fsys.now())
 	if k > 0 {
-		st.dirty = true
-		st.modified = n.fsys.now()
-		st.version++
 		if st.stream == nil && off == 0 && prev == 0 && !n.unlinked && n.fsys.streaming() {
-			st.stream = n.fsys.newPartStream(n.conn, st.f)
+			st.stream = n.conn.up.NewStream(st.File())
 		}
 		if st.stream != nil && !st.stream.Wrote(data[:k], off) {
 			st.stream.Abort()
@@ -203,27 +174,6 @@ func (st *staging) write(n *fileNode, data []byte, off int64) (int, error) {
 		}
 	}
 	n.mu.Unlock()
-	if err != nil {
-		return k, fmt.Errorf("write staging file: %w", err)
-	}
-	return k, nil
-}
-
-// readAt reads the staged content.
-func (st *staging) readAt(n *fileNode, dest []byte, off int64) (int, error) {
-	n.mu.Lock()
-	size := st.size
-	n.mu.Unlock()
-	if off >= size {
-		return 0, nil
-	}
-	if int64(len(dest)) > size-off {
-		dest = dest[:size-off]
-	}
-	k, err := st.f.ReadAt(dest, off)
-	if err == io.EOF {
-		err = nil
-	}
 	return k, err
 }
 
@@ -245,21 +195,19 @@ func (n *fileNode) truncate(ctx context.Context, size int64) error {
 			return err
 		}
 	}
-	st.ioMu.Lock()
-	defer st.ioMu.Unlock()
-	if err := st.f.Truncate(size); err != nil {
-		return fmt.Errorf("truncate staging file: %w", err)
+	st.LockIO()
+	defer st.UnlockIO()
+	if err := st.Truncate(size); err != nil {
+		return err
 	}
 	n.mu.Lock()
-	st.filled, st.size, st.dirty = true, size, true
-	st.modified = n.fsys.now()
-	st.version++
+	defer n.mu.Unlock()
+	st.Truncated(size, n.fsys.now())
 	n.keepGen = 0
 	if st.stream != nil {
 		st.stream.Abort()
 		st.stream = nil
 	}
-	n.mu.Unlock()
 	return nil
 }
 
@@ -270,112 +218,61 @@ func (n *fileNode) sync(ctx context.Context) error {
 	defer n.syncMu.Unlock()
 	n.mu.Lock()
 	st := n.stage
-	if st == nil || !st.dirty || n.unlinked {
+	if st == nil || !st.State().Dirty || n.unlinked {
 		n.mu.Unlock()
 		return nil
 	}
 	n.mu.Unlock()
 
-	st.ioMu.Lock()
-	defer st.ioMu.Unlock()
+	st.LockIO()
+	defer st.UnlockIO()
 	n.mu.Lock()
-	if n.unlinked || !st.dirty {
+	ss := st.State()
+	if n.unlinked || !ss.Dirty {
 		n.mu.Unlock()
 		return nil
 	}
-	p, size, baseGen, mtime, version, pa := n.path, st.size, st.baseGen, st.mtime, st.version, n.info.posix
-	if mtime.IsZero() {
-		// The file's time is its last local change, not the upload's: what stat showed
-		// before the upload stays true after it.
-		mtime = st.modified
-	}
+	p, size, baseGen, version, pa := n.path, ss.Size, ss.BaseGen, ss.Version, n.info.Posix
+	mtime := ss.ModTime() // the last local change, not the upload's time (see StageState)
 	ps := st.stream
 	st.stream = nil
 	n.mu.Unlock()
 
-	var attrs store.Attrs
-	var err error
-	streamed := ps != nil && ps.Started()
-	if streamed {
-		n.fsys.opts.Observer.UploadStarted()
-		attrs, err = ps.Commit(context.WithoutCancel(ctx), p, size, n.fsys.writeOptions(p, baseGen, mtime, pa))
-		n.fsys.opts.Observer.UploadFinished(size, err)
-		if err != nil {
-			n.fsys.log.Warn("upload of parts written so far failed; uploading the whole file again", "connection", n.conn.name, "path", p, "err", err)
-		}
-	} else if ps != nil {
-		ps.Abort()
-	}
-	if !streamed || err != nil {
-		attrs, err = n.fsys.upload(ctx, n.conn, p, st.f, size, baseGen, mtime, pa)
-	}
+	attrs, err := n.conn.up.Send(ctx, p, st.File(), size, n.fsys.writeOptions(p, baseGen, mtime, pa), ps)
 	if err != nil {
 		return err
 	}
 	info := infoFromAttrs(attrs)
-	info.size = size
+	info.Size = size
 	n.mu.Lock()
-	if old := n.info.gen; old != 0 && old != info.gen {
-		if n.successor == nil {
-			n.successor = map[int64]objInfo{}
-		}
-		n.successor[old] = info
-	}
+	n.replacedLocked(info)
 	n.info, n.infoAt = info, n.fsys.now()
-	st.baseGen, st.baseSize, st.mtime = info.gen, size, time.Time{}
-	if st.version == version {
-		st.dirty = false
-	}
+	st.Uploaded(version, info.Gen, size)
 	n.keepGen = 0 // the kernel's pages came from writes; let the next open start clean
 	n.mu.Unlock()
 
-	n.fsys.meta.putFound(metaKey(n.conn.name, p), info)
+	n.fsys.meta.PutFound(metaKey(n.conn.name, p), info)
 	if name, parent := n.Parent(); parent != nil {
 		if d, ok := parent.Operations().(*dirNode); ok {
 			d.noteChange(name, &info)
 		}
 	}
-	if err := n.fsys.opts.Cache.Fill(n.conn.objectOf(p, info), st.f); err != nil {
+	if err := n.fsys.opts.Cache.Fill(n.conn.objectOf(p, info), st.File()); err != nil {
 		n.fsys.log.Warn("cache fill after upload failed; reads will fetch", "connection", n.conn.name, "path", p, "err", err)
 	}
 	return nil
-}
-
-// upload sends size bytes of src as the object at path p of c, replacing generation ifGen (0:
-// the object must not exist). It is not cancelled by the caller's interrupts: a close cannot
-// be retried by the application, so an upload once started runs to its end.
-func (f *FS) upload(ctx context.Context, c *conn, p string, src io.ReaderAt, size, ifGen int64, mtime time.Time, pa posixmd.Attrs) (store.Attrs, error) {
-	wo := f.writeOptions(p, ifGen, mtime, pa)
-	ctx = context.WithoutCancel(ctx)
-	start := f.now()
-	f.opts.Observer.UploadStarted()
-	attrs, err := transfer.Upload(ctx, c.view, p, src, size, wo, f.opts.Upload)
-	f.opts.Observer.UploadFinished(size, err)
-	if err != nil {
-		return store.Attrs{}, fmt.Errorf("upload gs://%s/%s (%d bytes, if generation %d): %w", c.bucket.Name(), c.objectName(p), size, ifGen, err)
-	}
-	f.log.Debug("uploaded", "connection", c.name, "path", p, "bytes", size, "generation", attrs.Generation, "elapsed", f.now().Sub(start))
-	return attrs, nil
 }
 
 // writeOptions are the options of a new generation of the file at p: its modification time and
 // the attributes pa (mode, owner, atime) carried over from the generation it replaces, or given
 // at its creation.
 func (f *FS) writeOptions(p string, ifGen int64, mtime time.Time, pa posixmd.Attrs) store.WriteOptions {
-	wo := store.WriteOptions{IfGen: ifGen, ContentType: contentType(p)}
+	wo := store.WriteOptions{IfGen: ifGen, ContentType: vfs.ContentType(p)}
 	pa.Mtime = mtime
 	if md := f.metadataFor(pa); len(md) > 0 {
 		wo.Metadata = md
 	}
 	return wo
-}
-
-// contentType guesses an object's content type from its extension.
-func contentType(p string) string {
-	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
-		return t
-	}
-	return "application/octet-stream"
 }
 
 // SyncAll uploads every file with changes not yet uploaded (open or not), for a clean
@@ -401,24 +298,18 @@ func (f *FS) SyncAll(ctx context.Context) error {
 			continue
 		}
 		st := stages[i]
-		st.ioMu.Lock()
-		f.mu.Lock()
-		size, gen, mtime, dirty := st.size, st.baseGen, st.mtime, st.dirty
-		if mtime.IsZero() {
-			mtime = st.modified
-		}
-		f.mu.Unlock()
-		if dirty {
-			if _, err := f.upload(ctx, ref.conn, ref.path, st.f, size, gen, mtime, ref.posix); err != nil {
+		st.LockIO()
+		ss := st.State()
+		if ss.Dirty {
+			wo := f.writeOptions(ref.path, ss.BaseGen, ss.ModTime(), ref.Posix)
+			if _, err := ref.conn.up.Upload(ctx, ref.path, st.File(), ss.Size, wo); err != nil {
 				f.log.Error("unmount: upload failed; this file's changes are lost", "connection", ref.conn.name, "path", ref.path, "err", err)
 				errs = append(errs, err)
 			} else {
-				f.mu.Lock()
-				st.dirty = false
-				f.mu.Unlock()
+				st.Clean()
 			}
 		}
-		st.ioMu.Unlock()
+		st.UnlockIO()
 	}
 	return errors.Join(errs...)
 }
@@ -426,28 +317,12 @@ func (f *FS) SyncAll(ctx context.Context) error {
 // Pending reports how many files have changes not yet uploaded.
 func (f *FS) Pending() int {
 	f.mu.Lock()
-	stages := make([]*staging, 0, len(f.staged))
-	refs := make([]stageRef, 0, len(f.staged))
-	for st, ref := range f.staged {
-		stages = append(stages, st)
-		refs = append(refs, ref)
-	}
-	f.mu.Unlock()
+	defer f.mu.Unlock()
 	n := 0
-	for i, st := range stages {
-		if ref := refs[i]; ref.node != nil {
-			ref.node.mu.Lock()
-			if st.dirty {
-				n++
-			}
-			ref.node.mu.Unlock()
-			continue
-		}
-		f.mu.Lock()
-		if st.dirty {
+	for st := range f.staged {
+		if st.State().Dirty {
 			n++
 		}
-		f.mu.Unlock()
 	}
 	return n
 }
