@@ -446,7 +446,14 @@ func (c *Cache) entryOf(ctx context.Context, src Source, obj Object, k key) (*en
 	c.mu.Lock()
 	e, ok := c.lru.Get(k)
 	verified := ok && e.verified
+	filling := c.busy[k] > 0
 	c.mu.Unlock()
+	if !ok && k.Unit == c.opts.ChunkSize && !filling {
+		// A chunk that went (dropped as damaged, evicted) since the caller found it cached is
+		// fetched the way every chunk is, into memory, where its readers share one fetch:
+		// filling it to disk here too fetched it twice (TestCrashDuringReads).
+		return nil, errGone
+	}
 	if !ok {
 		c.misses.Add(1)
 		return c.fetch(ctx, src, obj, k)
