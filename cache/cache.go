@@ -295,7 +295,7 @@ func Open(opts Options) (*Cache, error) {
 }
 
 // writeWorkers is how many chunks are written to the disk at once.
-var writeWorkers = 2
+const writeWorkers = 2
 
 // reapPool unmaps idle chunk buffers (see memPool) until Close.
 func (c *Cache) reapPool() {

@@ -176,7 +176,7 @@ func (d *dirNode) applyInfo(info objInfo, at time.Time) {
 	if at.Before(d.infoAt) {
 		return
 	}
-	if d.timesPending {
+	if d.timesPending || d.timesStoring {
 		info.Mtime, info.Ctime = d.info.Mtime, d.info.Ctime
 		info.Posix.Mtime = d.info.Posix.Mtime
 	}
@@ -223,10 +223,21 @@ func (d *dirNode) storeTimes(ctx context.Context) {
 		d.mu.Unlock()
 		return
 	}
-	d.timesPending = false
+	d.timesPending, d.timesStoring = false, true
 	d.timesStored = d.fsys.now()
 	p, pa := d.path, d.info.Posix
 	d.mu.Unlock()
+	defer func() {
+		// A stat of the placeholder sent before the store landed must not bring back the
+		// older times: until here they were kept (applyInfo); from here on, what the bucket
+		// says is learnt after this point.
+		d.mu.Lock()
+		d.timesStoring = false
+		if now := d.fsys.now(); now.After(d.infoAt) {
+			d.infoAt = now
+		}
+		d.mu.Unlock()
+	}()
 	d.fsys.mu.Lock()
 	delete(d.fsys.dirTimes, d)
 	d.fsys.mu.Unlock()

@@ -32,9 +32,10 @@ type dirNode struct {
 	path   string    // relative to the connection root; "" for the root
 	info   objInfo   // what the placeholder object says (mode, owner, times), and this mount's changes
 	infoAt time.Time // when info was learnt from the bucket; zero: not yet (see ensureInfo)
-	// timesPending: an entry changed and the new mtime is not stored yet; timesStored: when
-	// the times were last stored (see touched).
+	// timesPending: an entry changed and the new mtime is not stored yet; timesStoring: a
+	// store of it is under way; timesStored: when the times were last stored (see touched).
 	timesPending bool
+	timesStoring bool
 	timesStored  time.Time
 	listing      []dirEntry // cached listing (sorted), nil when none
 	listedAt     time.Time
