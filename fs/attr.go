@@ -157,13 +157,8 @@ func (d *dirNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 	d.timesPending = false // the patch carried the times
 	d.mu.Unlock()
 	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
-	// The parent's cached listing carries the placeholder's attributes too (listDir): a
-	// node made again from it (after the kernel forgot this one) must show the change.
-	if name, parent := d.Parent(); parent != nil {
-		if pd, ok := parent.Operations().(*dirNode); ok {
-			pd.noteChange(name, &info)
-		}
-	}
+	// The parent's cached listing carries the placeholder's attributes too (listDir).
+	noteInParent(&d.Inode, info)
 	return d.Getattr(ctx, fh, out)
 }
 

@@ -365,6 +365,17 @@ func (d *dirNode) mergeLocal(entries []dirEntry) []dirEntry {
 	return entries
 }
 
+// noteInParent records in the cached listing of in's parent directory (if any) that in's entry
+// now has info: a node made again from that listing (after the kernel forgot this one) must
+// show what this mount changed.
+func noteInParent(in *fusefs.Inode, info objInfo) {
+	if name, parent := in.Parent(); parent != nil {
+		if d, ok := parent.Operations().(*dirNode); ok {
+			d.noteChange(name, &info)
+		}
+	}
+}
+
 // noteChange records a change made through the mount to the entry name (info nil: removed).
 // A cached listing stays valid with the change applied over it; a listing in flight when the
 // change happens is not kept (it may or may not include the change).

@@ -813,5 +813,6 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) error {
 	info = n.info
 	n.mu.Unlock()
 	n.fsys.meta.PutFound(metaKey(n.conn.name, p), info)
+	noteInParent(&n.Inode, info)
 	return nil
 }

@@ -314,6 +314,16 @@ func TestSemantics_SubdirectoryAttributesFromListing(t *testing.T) {
 	if ent, ok := findEntry(listing, "d00"); !ok || ent.Info.Kind != kindDir || ent.Info.Posix.Mode&0o7777 != 0o711 || !ent.Info.PlaceholderKnown {
 		t.Errorf("d00 in the parent's cached listing after chmod 0711: %+v (found %v)", ent.Info, ok)
 	}
+	// The same for a file's chmod (a metadata patch of its object).
+	if err := os.Chmod(filepath.Join(top, "f00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if listing, _, err = topNode.list(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ent, ok := findEntry(listing, "f00"); !ok || ent.Info.Kind != kindFile || ent.Info.Posix.Mode&0o7777 != 0o600 {
+		t.Errorf("f00 in the parent's cached listing after chmod 0600: %+v (found %v)", ent.Info, ok)
+	}
 }
 
 // TestSemantics_LookupsBecomeListing: opening many files of one directory by name (no

@@ -252,11 +252,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 	n.mu.Unlock()
 
 	n.fsys.meta.PutFound(metaKey(n.conn.name, p), info)
-	if name, parent := n.Parent(); parent != nil {
-		if d, ok := parent.Operations().(*dirNode); ok {
-			d.noteChange(name, &info)
-		}
-	}
+	noteInParent(&n.Inode, info)
 	if err := n.fsys.opts.Cache.Fill(n.conn.objectOf(p, info), st.File()); err != nil {
 		n.fsys.log.Warn("cache fill after upload failed; reads will fetch", "connection", n.conn.name, "path", p, "err", err)
 	}
