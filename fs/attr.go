@@ -282,56 +282,84 @@ func (d *dirNode) ensureInfo(ctx context.Context) {
 	}
 }
 
-// Special files.
+// Symlinks and special files.
 
-// specialNode is a FIFO, socket or device node: an empty object whose metadata holds the file
-// type, permissions and device number. The kernel serves opens of it (a FIFO is a pipe within
-// this mount); plxfs only keeps its attributes.
-type specialNode struct {
+// metaNode is a node whose object holds nothing but metadata: a symlink (its target) or a
+// special file (its type and device number). Both keep their attributes the same way.
+type metaNode struct {
 	fusefs.Inode
 	fsys *FS
 	conn *conn
 
 	// mu guards the fields below.
-	mu   sync.Mutex
-	path string
-	info objInfo
+	mu     sync.Mutex
+	path   string
+	info   objInfo
+	infoAt time.Time
 }
+
+func (m *metaNode) refresh(info objInfo) {
+	m.mu.Lock()
+	m.info, m.infoAt = info, m.fsys.now()
+	m.mu.Unlock()
+}
+
+func (m *metaNode) getPath() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.path
+}
+
+// moved gives the node its new path p after a rename; ok: the rename says what its object is
+// now (info), whole: the node was renamed itself (it takes all of info) rather than moved
+// with its directory (it learns only the new generation).
+func (m *metaNode) moved(p string, info objInfo, ok, whole bool, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.path = p
+	if ok && whole {
+		m.info, m.infoAt = info, now
+	} else if ok {
+		m.info.Gen = info.Gen
+	}
+}
+
+// Getattr answers lstat(2) of a symlink or special file (GETATTR): the attributes the node
+// knows (a symlink: mode 0777, size the target's length; a special file: the type and device
+// number its metadata records). It never fails.
+func (m *metaNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	m.mu.Lock()
+	info := m.info
+	m.mu.Unlock()
+	m.fsys.fillAttr(m.StableAttr().Ino, info, &out.Attr)
+	return 0
+}
+
+// Setattr answers chmod, chown and utimensat of a symlink or special file (SETATTR; for a
+// symlink lchown and utimensat with AT_SYMLINK_NOFOLLOW: its mode is always 0777, and the
+// kernel does not ask to change it): a metadata patch of the generation the mount knows (such
+// a node has no size). Errors: EROFS on a read-only or draining mount; ESTALE when the object
+// was replaced behind the mount; EIO.
+func (m *metaNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	m.mu.Lock()
+	p, info := m.path, m.info
+	m.mu.Unlock()
+	next, err := m.fsys.setattrObject(ctx, m.conn, p, info, in)
+	if err != nil {
+		return m.fsys.fail("setattr", m.conn, p, err)
+	}
+	m.mu.Lock()
+	m.info, m.infoAt = next, m.fsys.now()
+	m.mu.Unlock()
+	return m.Getattr(ctx, fh, out)
+}
+
+// specialNode is a FIFO, socket or device node: an empty object whose metadata holds the file
+// type, permissions and device number. The kernel serves opens of it (a FIFO is a pipe within
+// this mount); plxfs only keeps its attributes.
+type specialNode struct{ metaNode }
 
 var (
 	_ = (fusefs.NodeGetattrer)((*specialNode)(nil))
 	_ = (fusefs.NodeSetattrer)((*specialNode)(nil))
 )
-
-func (s *specialNode) refresh(info objInfo) {
-	s.mu.Lock()
-	s.info = info
-	s.mu.Unlock()
-}
-
-// Getattr answers stat(2) of a FIFO, socket or device node (GETATTR): the attributes the node
-// knows, with the type and device number its metadata records. It never fails.
-func (s *specialNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	s.mu.Lock()
-	info := s.info
-	s.mu.Unlock()
-	s.fsys.fillAttr(s.StableAttr().Ino, info, &out.Attr)
-	return 0
-}
-
-// Setattr answers chmod, chown and utimensat of a special file (SETATTR): a metadata patch of
-// the generation the mount knows (a special file has no size). Errors: EROFS on a read-only
-// or draining mount; ESTALE when the object was replaced behind the mount; EIO.
-func (s *specialNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	s.mu.Lock()
-	p, info := s.path, s.info
-	s.mu.Unlock()
-	next, err := s.fsys.setattrObject(ctx, s.conn, p, info, in)
-	if err != nil {
-		return s.fsys.fail("setattr", s.conn, p, err)
-	}
-	s.mu.Lock()
-	s.info = next
-	s.mu.Unlock()
-	return s.Getattr(ctx, fh, out)
-}

@@ -245,9 +245,9 @@ func (d *dirNode) childInode(ctx context.Context, name, p string, info objInfo, 
 		}
 		emb, mode = nd, syscall.S_IFDIR
 	case kindSpecial:
-		emb, mode = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}, info.Posix.Type()
+		emb, mode = &specialNode{metaNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}}, info.Posix.Type()
 	case kindSymlink:
-		emb, mode = &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}, syscall.S_IFLNK
+		emb, mode = &symlinkNode{metaNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}}, syscall.S_IFLNK
 	default:
 		fn := &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: at}
 		fn.stage = d.fsys.takeOrphan(d.conn, p, fn)

@@ -639,63 +639,13 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 }
 
 // symlinkNode is a symbolic link: an object whose metadata holds the target.
-type symlinkNode struct {
-	fusefs.Inode
-	fsys *FS
-	conn *conn
-
-	// mu guards the fields below.
-	mu     sync.Mutex
-	path   string
-	info   objInfo
-	infoAt time.Time
-}
+type symlinkNode struct{ metaNode }
 
 var (
 	_ = (fusefs.NodeGetattrer)((*symlinkNode)(nil))
 	_ = (fusefs.NodeSetattrer)((*symlinkNode)(nil))
 	_ = (fusefs.NodeReadlinker)((*symlinkNode)(nil))
 )
-
-func (s *symlinkNode) refresh(info objInfo) {
-	s.mu.Lock()
-	s.info, s.infoAt = info, s.fsys.now()
-	s.mu.Unlock()
-}
-
-func (s *symlinkNode) getPath() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.path
-}
-
-// Getattr answers lstat(2) of a symlink (GETATTR): the attributes the node knows (mode 0777,
-// size the target's length). It never fails.
-func (s *symlinkNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	s.mu.Lock()
-	info := s.info
-	s.mu.Unlock()
-	s.fsys.fillAttr(s.StableAttr().Ino, info, &out.Attr)
-	return 0
-}
-
-// Setattr answers lchown and utimensat with AT_SYMLINK_NOFOLLOW (SETATTR): the link's owner
-// and times are kept in its object's metadata, as for files (a symlink's mode is always 0777:
-// the kernel does not ask to change it). Errors: EROFS on a read-only or draining mount;
-// ESTALE when the object was replaced behind the mount; EIO.
-func (s *symlinkNode) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	s.mu.Lock()
-	p, info := s.path, s.info
-	s.mu.Unlock()
-	next, err := s.fsys.setattrObject(ctx, s.conn, p, info, in)
-	if err != nil {
-		return s.fsys.fail("setattr", s.conn, p, err)
-	}
-	s.mu.Lock()
-	s.info, s.infoAt = next, s.fsys.now()
-	s.mu.Unlock()
-	return s.Getattr(ctx, fh, out)
-}
 
 // Readlink answers readlink(2) (READLINK): the target recorded in the object's metadata when
 // it was looked up. It never fails.

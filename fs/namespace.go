@@ -120,7 +120,7 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 	info := infoFromAttrs(attrs)
 	var emb fusefs.InodeEmbedder
 	if info.Kind == kindSpecial {
-		emb = &specialNode{fsys: d.fsys, conn: d.conn, path: p, info: info}
+		emb = &specialNode{metaNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}}
 	} else {
 		emb = &fileNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
 	}
@@ -183,7 +183,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	}
 	info := infoFromAttrs(attrs)
 	info.Kind, info.Target = kindSymlink, target
-	sn := &symlinkNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}
+	sn := &symlinkNode{metaNode{fsys: d.fsys, conn: d.conn, path: p, info: info, infoAt: d.fsys.now()}}
 	ch := d.NewInode(ctx, sn, d.newChildStable(name, p, kindSymlink, syscall.S_IFLNK))
 	d.fsys.meta.PutFound(metaKey(d.conn.name, p), info)
 	d.noteChange(name, &info)
@@ -565,23 +565,9 @@ func moveNode(ch *fusefs.Inode, p string, moved map[string]objInfo, now time.Tim
 		}
 		n.mu.Unlock()
 	case *symlinkNode:
-		n.mu.Lock()
-		n.path = p
-		if ok && whole {
-			n.info, n.infoAt = info, now
-		} else if ok {
-			n.info.Gen = info.Gen
-		}
-		n.mu.Unlock()
+		n.moved(p, info, ok, whole, now)
 	case *specialNode:
-		n.mu.Lock()
-		n.path = p
-		if ok && whole {
-			n.info = info
-		} else if ok {
-			n.info.Gen = info.Gen
-		}
-		n.mu.Unlock()
+		n.moved(p, info, ok, whole, now)
 	case *dirNode:
 		n.mu.Lock()
 		n.path = p
