@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/plxfs/plxfs/internal/emulator"
 	"github.com/plxfs/plxfs/store"
@@ -159,6 +160,11 @@ type faultBucket struct {
 	failCompose func(dst string) error
 	// failWrite, when set, is called for each NewWriter; a non-nil error fails the commit.
 	failWrite func(name string) error
+	// lateCommit, when set, makes every write slow (it commits after that long), and a write
+	// whose context is cancelled meanwhile commits anyway, that long after the client gave up:
+	// a server that had the whole body. late counts those commits.
+	lateCommit time.Duration
+	late       sync.WaitGroup
 	// readHook, when set, wraps each range reader.
 	readHook func(name string, off int64, r io.ReadCloser) io.ReadCloser
 	// list adds extra objects to listings (for names the emulator cannot store).
@@ -175,6 +181,14 @@ func (f *faultBucket) Compose(ctx context.Context, dst string, srcs []string, o 
 }
 
 func (f *faultBucket) NewWriter(ctx context.Context, name string, o store.WriteOptions) (store.Writer, error) {
+	if f.lateCommit > 0 {
+		if f.failWrite != nil && f.failWrite(name) != nil {
+			w, err := f.Bucket.NewWriter(ctx, name, o)
+			return &failingWriter{Writer: w, err: f.failWrite(name)}, err
+		}
+		w, err := f.Bucket.NewWriter(context.WithoutCancel(ctx), name, o)
+		return &lateWriter{Writer: w, ctx: ctx, f: f}, err
+	}
 	w, err := f.Bucket.NewWriter(ctx, name, o)
 	if err != nil || f.failWrite == nil {
 		return w, err
@@ -191,6 +205,35 @@ type failingWriter struct {
 }
 
 func (w *failingWriter) Commit() (store.Attrs, error) { w.Writer.Abort(); return store.Attrs{}, w.err }
+
+type lateWriter struct {
+	store.Writer
+	ctx  context.Context
+	f    *faultBucket
+	sent bool // the server has the body: Abort cannot stop the commit
+}
+
+func (w *lateWriter) Abort() {
+	if !w.sent {
+		w.Writer.Abort()
+	}
+}
+
+func (w *lateWriter) Commit() (store.Attrs, error) {
+	select {
+	case <-time.After(w.f.lateCommit):
+		return w.Writer.Commit()
+	case <-w.ctx.Done():
+		w.sent = true
+		w.f.late.Add(1)
+		go func() {
+			defer w.f.late.Done()
+			time.Sleep(w.f.lateCommit)
+			_, _ = w.Writer.Commit()
+		}()
+		return store.Attrs{}, w.ctx.Err()
+	}
+}
 
 func (f *faultBucket) NewRangeReader(ctx context.Context, name string, gen, off, n int64) (io.ReadCloser, error) {
 	r, err := f.Bucket.NewRangeReader(ctx, name, gen, off, n)

@@ -96,7 +96,7 @@ func (w *PartWriter) startLocked(size int64) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		c, err := w.u.uploadPart(w.ctx, i, w.src, int64(i)*w.partSize, size)
+		c, err := w.u.uploadPart(w.ctx, nil, i, w.src, int64(i)*w.partSize, size)
 		w.mu.Lock()
 		w.parts[i], w.errs[i] = c, err
 		w.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -161,12 +162,12 @@ func uploadComposed(ctx context.Context, b store.Bucket, name string, src io.Rea
 	defer u.cleanup(ctx)
 
 	parts := make([]component, nParts)
-	g, gctx := errgroup.WithContext(ctx)
+	var g settled
 	for i := range parts {
 		off := int64(i) * partSize
 		n := min(partSize, size-off)
 		g.Go(func() error {
-			c, err := u.uploadPart(gctx, i, src, off, n)
+			c, err := u.uploadPart(ctx, &g, i, src, off, n)
 			parts[i] = c
 			return err
 		})
@@ -213,11 +214,14 @@ func (u *composedUpload) assemble(ctx context.Context, name string, parts []comp
 
 // uploadPart uploads src[off:off+n] as part i in one transfer slot, restarting it from its
 // start on failures the store's retries did not absorb.
-func (u *composedUpload) uploadPart(ctx context.Context, i int, src io.ReaderAt, off, n int64) (component, error) {
+func (u *composedUpload) uploadPart(ctx context.Context, g *settled, i int, src io.ReaderAt, off, n int64) (component, error) {
 	if err := u.opts.acquire(ctx); err != nil {
 		return component{}, err
 	}
 	defer u.opts.slots.Release(1)
+	if g.failed() {
+		return component{}, nil // a sibling failed: the upload is over, start nothing
+	}
 	crc, err := sectionCRC(src, off, n)
 	if err != nil {
 		return component{}, fmt.Errorf("part %d: read source: %w", i, err)
@@ -239,7 +243,7 @@ func (u *composedUpload) uploadPart(ctx context.Context, i int, src io.ReaderAt,
 			return component{name: pname, size: n, crc: crc}, nil
 		}
 		lastErr = err
-		if !restartable(ctx, err) {
+		if !restartable(ctx, err) || g.failed() {
 			break
 		}
 		u.opts.Logger.Debug("restarting upload part", "part", pname, "attempt", attempt+1, "err", err)
@@ -250,26 +254,57 @@ func (u *composedUpload) uploadPart(ctx context.Context, i int, src io.ReaderAt,
 // composeLevel composes groups of 32 components into intermediate composites.
 func (u *composedUpload) composeLevel(ctx context.Context, depth int, level []component) ([]component, error) {
 	next := make([]component, (len(level)+maxComposeSources-1)/maxComposeSources)
-	g, gctx := errgroup.WithContext(ctx)
+	var g settled
 	for j := range next {
 		group := level[j*maxComposeSources : min((j+1)*maxComposeSources, len(level))]
 		c := combine(fmt.Sprintf("%s/compose-%d-%05d", u.dir, depth, j), group)
 		u.track(c.name)
 		next[j] = c
 		g.Go(func() error {
-			if err := u.opts.acquire(gctx); err != nil {
+			if err := u.opts.acquire(ctx); err != nil {
 				return err
 			}
 			defer u.opts.slots.Release(1)
-			a, err := u.b.Compose(gctx, c.name, names(group), store.WriteOptions{CRC32C: c.crc, HasCRC32C: true})
+			if g.failed() {
+				return nil
+			}
+			a, err := u.b.Compose(ctx, c.name, names(group), store.WriteOptions{CRC32C: c.crc, HasCRC32C: true})
 			if err != nil {
 				return fmt.Errorf("compose %s: %w", c.name, err)
 			}
-			return checkResult(gctx, u.b, a, c.size, c.crc)
+			return checkResult(ctx, u.b, a, c.size, c.crc)
 		})
 	}
 	return next, g.Wait()
 }
+
+// settled runs an upload's parallel writes. Unlike errgroup.WithContext, a failure does not
+// cancel the writes in flight: it only stops new ones from starting. A cancelled write's
+// outcome is unknown (the server may commit it after the client gave up, and then after the
+// cleanup's listing), so cancelling siblings would leave parts behind; waiting for them
+// instead costs at most one part per transfer slot. The caller's own cancellation still
+// cancels everything.
+type settled struct {
+	g    errgroup.Group
+	stop atomic.Bool
+}
+
+func (s *settled) Go(f func() error) {
+	s.g.Go(func() error {
+		err := f()
+		if err != nil {
+			s.stop.Store(true)
+		}
+		return err
+	})
+}
+
+// failed reports whether a write failed; a nil *settled (a PartWriter's parts, each on its
+// own) never has.
+func (s *settled) failed() bool { return s != nil && s.stop.Load() }
+
+// Wait waits for every write and returns the first error.
+func (s *settled) Wait() error { return s.g.Wait() }
 
 // cleanup deletes every temporary object of the upload, on a context that survives the
 // caller's cancellation, then anything else left under its directory.
