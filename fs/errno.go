@@ -46,13 +46,13 @@ var (
 	errTopLevel       = errors.New("the mountpoint holds the connections only; nothing can be created, removed or renamed there")
 	errHardLink       = errors.New("hard links are not supported: an object has one name")
 	errReservedName   = vfs.ErrReservedName
-	errSpecialNoPOSIX = errors.New("special files need POSIX metadata (mounted with --no-posix-metadata)")
+	errSpecialNoPOSIX = vfs.ErrSpecialNoPOSIX
 
 	errNameTooLong       = vfs.ErrNameTooLong
 	errObjectNameTooLong = vfs.ErrObjectNameTooLong
-	errHiddenName        = errors.New("no object can have this name (plxfs hides such names)")
+	errHiddenName        = vfs.ErrHiddenName
 	errBadObjectName     = vfs.ErrBadObjectName
-	errFileType          = errors.New("unsupported file type")
+	errFileType          = vfs.ErrFileType
 	errRenameFlags       = errors.New("unsupported rename flags (RENAME_EXCHANGE, RENAME_WHITEOUT)")
 	errIntoItself        = vfs.ErrIntoItself
 
@@ -60,10 +60,10 @@ var (
 	errNotEmpty        = vfs.ErrNotEmpty
 	errIsDir           = vfs.ErrIsDir
 	errNotDir          = vfs.ErrNotDir
-	errCrossConnection = errors.New("rename across connections (mv copies instead)")
+	errCrossConnection = vfs.ErrCrossConnection
 	errNotInListing    = errors.New("not in the directory's listing")
-	errNotUploaded     = errors.New("not uploaded yet")
-	errNotWritable     = errors.New("handle not open for writing")
+	errNotUploaded     = vfs.ErrNotUploaded
+	errNotWritable     = vfs.ErrNotWritable
 )
 
 // errnoRule maps errors that match err (errors.Is) to errno, logged at level.
@@ -180,4 +180,4 @@ func (f *FS) fail(op string, c *conn, path string, err error) syscall.Errno {
 }
 
 // changesRefused is why the mount refuses changes now (errReadOnly, errDraining), or nil.
-func (f *FS) changesRefused() error { return f.gate.Refused() }
+func (f *FS) changesRefused() error { return f.core.Refused() }

@@ -248,7 +248,7 @@ func TestFailLevels(t *testing.T) {
 // operation, by go-fuse's naming) has no doc comment: each states its kernel contract.
 func TestFUSEMethodsDocumented(t *testing.T) {
 	types := map[string]bool{"rootNode": true, "dirNode": true, "dirHandle": true, "fileNode": true,
-		"fileHandle": true, "passthroughHandle": true, "symlinkNode": true, "specialNode": true}
+		"fileHandle": true, "passthroughHandle": true, "leafNode": true}
 	fset := token.NewFileSet()
 	count := 0
 	for _, f := range parsePackageFset(t, fset) {

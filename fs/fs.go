@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,12 +16,9 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/connspec"
-	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
 	"github.com/plxfs/plxfs/vfs"
@@ -28,11 +26,11 @@ import (
 
 // Defaults for the zero values of Options.
 const (
-	DefaultTTL              = 60 * time.Second
-	DefaultStatCacheEntries = 100_000
-	DefaultNegCacheEntries  = 20_000
-	DefaultFileMode         = 0o644
-	DefaultDirMode          = 0o755
+	DefaultTTL              = vfs.DefaultTTL
+	DefaultStatCacheEntries = vfs.DefaultStatCacheEntries
+	DefaultNegCacheEntries  = vfs.DefaultNegCacheEntries
+	DefaultFileMode         = vfs.DefaultFileMode
+	DefaultDirMode          = vfs.DefaultDirMode
 )
 
 // Connection is one connection to mount: a directory named Name showing the objects of Bucket
@@ -91,32 +89,20 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Observer receives the events that only the filesystem sees. metrics.Metrics implements it.
-// Methods are called from many goroutines at once and must not block.
-type Observer interface {
-	// UploadStarted is called when a file's upload starts.
-	UploadStarted()
-	// UploadFinished is called once per UploadStarted, with the file's size and the outcome.
-	UploadFinished(bytes int64, err error)
-	// CacheServed is called after the read cache returned n bytes for a read.
-	CacheServed(n int64)
-}
-
-type nopObserver struct{}
-
-func (nopObserver) UploadStarted()              {}
-func (nopObserver) UploadFinished(int64, error) {}
-func (nopObserver) CacheServed(int64)           {}
+// Observer receives the events that only the filesystem sees (vfs.Observer: uploads, bytes
+// the read cache served). metrics.Metrics implements it. Methods are called from many
+// goroutines at once and must not block.
+type Observer = vfs.Observer
 
 // FS is a mountable plxfs filesystem: a root directory with one directory per connection.
+// The filesystem itself is the core's (package vfs); FS is its FUSE adapter.
 type FS struct {
 	// Constant after New.
-	opts    Options
-	log     *slog.Logger
-	conns   []*conn
-	meta    *metaCache
-	started time.Time
-	root    *rootNode
+	opts  Options
+	log   *slog.Logger
+	core  *vfs.FS
+	conns []*conn
+	root  *rootNode
 
 	// passthrough: the kernel accepted a backing file at mount (see TuneMount).
 	passthrough atomic.Bool
@@ -128,105 +114,41 @@ type FS struct {
 	spans  atomic.Int64
 	reapMu sync.Mutex
 	reaper *time.Timer
-
-	// mu guards the fields below. Lock order: node locks before FS.mu (see doc.go).
-	mu           sync.Mutex
-	hiddenLogged map[string]struct{}        // names already reported as hidden (bounded)
-	incarnation  *lru.Cache[string, uint64] // StableAttr.Gen of a path after unlink/rename-away
-	staged       map[*staging]stageRef      // every staging file, with its owner, for SyncAll
-	dirTimes     map[*dirNode]struct{}      // directories whose new times are not stored yet (see dirNode.touched)
-
-	partSlots *semaphore.Weighted // bounds the parts of streamed uploads in flight (Upload.Workers)
-
-	// gate refuses new changes on a read-only mount, and once StopWrites started the drain.
-	gate *vfs.Gate
 }
 
 // StopWrites makes the mount refuse new changes (creating, opening for write, namespace
 // operations) with EROFS, as at shutdown: files already open keep their staged data, which
 // SyncAll uploads.
-func (f *FS) StopWrites() { f.gate.StopWrites() }
+func (f *FS) StopWrites() { f.core.StopWrites() }
 
-// readOnly reports whether changes are refused: a --read-only mount, or one shutting down.
-func (f *FS) readOnly() bool { return f.gate.Refused() != nil }
+// SyncAll uploads every file with changes not yet uploaded (open or not), and stores the
+// directories' pending times, for a clean unmount (vfs.FS.SyncAll). It returns the failures,
+// joined; each is logged.
+func (f *FS) SyncAll(ctx context.Context) error { return f.core.SyncAll(ctx) }
+
+// Pending reports how many files have changes not yet uploaded.
+func (f *FS) Pending() int { return f.core.Pending() }
 
 // conn is a mounted connection.
 type conn struct {
-	name   string
-	bucket store.Bucket // whole bucket
-	prefix string
-	view   store.Bucket  // store.WithPrefix(bucket, prefix): the connection's view, for uploads
-	objs   *vfs.Objects  // the core's namespace of the connection: object names, moves, deletes
-	up     *vfs.Uploader // the core's upload hand-off for the connection's staged files
+	name string
+	core *vfs.Conn
 }
-
-// maxHiddenLogged bounds the set of hidden names remembered so that each is logged once.
-const maxHiddenLogged = 10_000
-
-// maxIncarnations bounds the remembered inode generations of removed paths. An evicted entry
-// only matters if a file removed that long ago is still open when its path is reused.
-const maxIncarnations = 1 << 16
 
 // New checks opts and builds the filesystem (nothing is mounted yet).
 func New(opts Options) (*FS, error) {
 	if len(opts.Connections) == 0 {
 		return nil, errors.New("fs: no connections to mount")
 	}
-	if opts.Cache == nil {
-		return nil, errors.New("fs: Options.Cache is required")
-	}
-	if !opts.ReadOnly && opts.StagingDir == "" {
-		return nil, errors.New("fs: Options.StagingDir is required for a writable mount")
-	}
-	if opts.Observer == nil {
-		opts.Observer = nopObserver{}
-	}
-	if opts.TTL == 0 {
-		opts.TTL = DefaultTTL
-	}
-	if opts.StatCacheEntries <= 0 {
-		opts.StatCacheEntries = DefaultStatCacheEntries
-	}
-	if opts.NegCacheEntries <= 0 {
-		opts.NegCacheEntries = DefaultNegCacheEntries
-	}
-	if opts.FileMode == 0 {
-		opts.FileMode = DefaultFileMode
-	}
-	if opts.DirMode == 0 {
-		opts.DirMode = DefaultDirMode
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Upload.Logger == nil {
-		opts.Upload.Logger = opts.Logger
-	}
-	if !opts.ReadOnly {
-		if err := os.MkdirAll(opts.StagingDir, 0o700); err != nil {
-			return nil, fmt.Errorf("fs: staging directory: %w", err)
-		}
-	}
-	inc, err := lru.New[string, uint64](maxIncarnations)
+	core, err := vfs.New(vfs.Config{Cache: opts.Cache, StagingDir: opts.StagingDir, TTL: opts.TTL,
+		StatCacheEntries: opts.StatCacheEntries, NegCacheEntries: opts.NegCacheEntries,
+		ReadOnly: opts.ReadOnly, NoPOSIXMetadata: opts.NoPOSIXMetadata, UID: opts.UID, GID: opts.GID,
+		FileMode: opts.FileMode, DirMode: opts.DirMode,
+		Upload: opts.Upload, Logger: opts.Logger, Observer: opts.Observer, Now: opts.Now})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fs: %w", err)
 	}
-	f := &FS{
-		opts:         opts,
-		log:          opts.Logger,
-		gate:         vfs.NewGate(opts.ReadOnly),
-		meta:         newMetaCache(opts.TTL, opts.StatCacheEntries, opts.NegCacheEntries, opts.Now),
-		started:      opts.Now(),
-		hiddenLogged: map[string]struct{}{},
-		incarnation:  inc,
-		staged:       map[*staging]stageRef{},
-		dirTimes:     map[*dirNode]struct{}{},
-		partSlots:    semaphore.NewWeighted(int64(uploadWorkers(opts.Upload))),
-		canSplice:    pipeFits(kernelTransfer),
-	}
+	f := &FS{opts: opts, log: cmp.Or(opts.Logger, slog.Default()), core: core, canSplice: pipeFits(kernelTransfer)}
 	seen := map[string]bool{}
 	for _, c := range opts.Connections {
 		if err := connspec.SegmentOK(c.Name); err != nil {
@@ -239,27 +161,10 @@ func New(opts Options) (*FS, error) {
 		if c.Bucket == nil {
 			return nil, fmt.Errorf("fs: connection %q has no bucket", c.Name)
 		}
-		f.conns = append(f.conns, f.newConn(c))
+		f.conns = append(f.conns, &conn{name: c.Name, core: core.Connect(c.Name, c.Bucket, c.Prefix)})
 	}
 	f.root = &rootNode{fsys: f}
 	return f, nil
-}
-
-// newConn makes the mounted connection of c, with the core's namespace and uploader.
-func (f *FS) newConn(c Connection) *conn {
-	objs := vfs.NewObjects(c.Bucket, c.Prefix)
-	view := store.WithPrefix(c.Bucket, c.Prefix)
-	up := &vfs.Uploader{Objects: objs, View: view, Options: f.opts.Upload, Slots: f.partSlots,
-		Observer: f.opts.Observer, Log: f.log.With("connection", c.Name), Now: f.now}
-	return &conn{name: c.Name, bucket: c.Bucket, prefix: c.Prefix, view: view, objs: objs, up: up}
-}
-
-// uploadWorkers is the bound on parts in flight: Upload.Workers, or transfer's default.
-func uploadWorkers(o transfer.Options) int {
-	if o.Workers > 0 {
-		return o.Workers
-	}
-	return transfer.DefaultWorkers
 }
 
 // Root is the root node, for fusefs.Mount.
@@ -299,7 +204,7 @@ const kernelReadahead = 4 << 20
 // FuseOptions returns the go-fuse options for mounting f: kernel timeouts equal to the TTL,
 // 1 MiB requests and readahead, direct mount as root.
 func (f *FS) FuseOptions(mo MountOptions) *fusefs.Options {
-	ttl := max(f.opts.TTL, 0)
+	ttl := f.core.TTL()
 	opts := &fusefs.Options{
 		EntryTimeout:    &ttl,
 		AttrTimeout:     &ttl,
@@ -397,143 +302,32 @@ func raiseReadahead(mountpoint string, n int) error {
 	return os.WriteFile(p, []byte(strconv.Itoa(n>>10)), 0)
 }
 
-// staleParts is the age after which anyone's temporary upload parts are considered abandoned.
-const staleParts = 24 * time.Hour
-
 // CleanupTempParts deletes the temporary upload parts this daemon's owner id left in every
 // connection (after a crash or kill), and anyone's parts older than a day, and reports how
-// many it removed. Call it before mounting: parts of live uploads of the same owner go too.
-func (f *FS) CleanupTempParts(ctx context.Context) (int, error) {
-	if f.opts.ReadOnly {
-		return 0, nil
-	}
-	total := 0
-	var errs []error
-	for _, c := range f.conns {
-		n, err := transfer.CleanupParts(ctx, c.view, f.opts.Upload.Owner, staleParts)
-		total += n
-		if err != nil {
-			errs = append(errs, fmt.Errorf("connection %q: %w", c.name, err))
-		}
-	}
-	return total, errors.Join(errs...)
-}
-
-// logHidden reports once per name that an object or prefix is not shown.
-func (f *FS) logHidden(c *conn, hidden []hiddenName) {
-	if len(hidden) == 0 {
-		return
-	}
-	f.mu.Lock()
-	var fresh []hiddenName
-	for _, h := range hidden {
-		k := metaKey(c.name, h.Name)
-		if _, ok := f.hiddenLogged[k]; ok {
-			continue
-		}
-		if len(f.hiddenLogged) < maxHiddenLogged {
-			f.hiddenLogged[k] = struct{}{}
-		}
-		fresh = append(fresh, h)
-	}
-	f.mu.Unlock()
-	for _, h := range fresh {
-		if h.Reason == "reserved for plxfs's temporary upload parts" {
-			continue // expected, not news
-		}
-		f.log.Info("object not shown in the mount", "connection", c.name, "bucket", c.bucket.Name(), "name", h.Name, "reason", h.Reason)
-	}
-}
-
-// genOf is the StableAttr.Gen for a path: it changes each time the path's node is removed or
-// renamed away, so that a new file at the same path is a new inode even while the old one is
-// still open.
-func (f *FS) genOf(key string) uint64 {
-	g, _ := f.incarnation.Get(key)
-	return g
-}
-
-func (f *FS) bumpGen(key string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	g, _ := f.incarnation.Get(key)
-	f.incarnation.Add(key, g+1)
-}
-
-// now is the filesystem clock.
-func (f *FS) now() time.Time { return f.opts.Now() }
-
-// ttl is the metadata TTL (0 when caching is off).
-func (f *FS) ttl() time.Duration { return max(f.opts.TTL, 0) }
-
-// fresh reports whether something fetched at t is still within the TTL.
-func (f *FS) fresh(t time.Time) bool {
-	return f.opts.TTL > 0 && !t.IsZero() && f.now().Before(t.Add(f.opts.TTL))
-}
+// many it removed (vfs.FS.CleanupTempParts). Call it before mounting.
+func (f *FS) CleanupTempParts(ctx context.Context) (int, error) { return f.core.CleanupTempParts(ctx) }
 
 // setTimeouts lets the kernel keep an entry learnt at time at for what is left of the TTL, so
 // that reused metadata is never older than one TTL. (A zero timeout would be replaced by
 // go-fuse's default, the full TTL; the minimum is therefore one millisecond.)
 func (f *FS) setTimeouts(out *fuse.EntryOut, at time.Time) {
-	if f.opts.TTL <= 0 {
+	if f.core.TTL() <= 0 {
 		return
 	}
-	left := max(at.Add(f.opts.TTL).Sub(f.now()), time.Millisecond)
+	left := max(at.Add(f.core.TTL()).Sub(f.core.Now()), time.Millisecond)
 	out.SetEntryTimeout(left)
 	out.SetAttrTimeout(left)
 }
 
-// fillAttr fills a FUSE attribute for ino from info: the attributes recorded in the object's
-// metadata where there are some (and POSIX metadata is on), the mount's defaults otherwise.
-func (f *FS) fillAttr(ino uint64, info objInfo, out *fuse.Attr) {
-	out.Ino = ino
-	out.Uid, out.Gid = f.opts.UID, f.opts.GID
-	out.Blksize = kernelTransfer
-	mtime := info.Mtime
-	if mtime.IsZero() {
-		mtime = f.started
+// fillAttr fills a FUSE attribute for ino from info (vfs.FS.Stat).
+func (f *FS) fillAttr(ino uint64, info vfs.Info, out *fuse.Attr) {
+	st := f.core.Stat(info)
+	out.Ino, out.Mode, out.Uid, out.Gid, out.Rdev = ino, st.Mode, st.UID, st.GID, st.Rdev
+	out.Size, out.Nlink, out.Blksize = st.Size, 1, kernelTransfer
+	if st.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		out.Blocks = (st.Size + 511) / 512
 	}
-	atime, ctime := mtime, mtime
-	pa := info.Posix
-	if f.posixOn() {
-		if pa.HasUID {
-			out.Uid = pa.UID
-		}
-		if pa.HasGID {
-			out.Gid = pa.GID
-		}
-		if !pa.Atime.IsZero() {
-			atime = pa.Atime
-		}
-		if info.Ctime.After(ctime) {
-			ctime = info.Ctime
-		}
-	} else {
-		pa = posixmd.Attrs{}
-	}
-	perm := func(def uint32) uint32 {
-		if pa.HasMode {
-			return pa.Mode & 0o7777
-		}
-		return def
-	}
-	out.SetTimes(&atime, &mtime, &ctime)
-	out.Nlink = 1
-	switch info.Kind {
-	case kindDir:
-		out.Mode = syscall.S_IFDIR | perm(f.opts.DirMode)
-		out.Size = 4096 // unknown subdirectory count: nlink 1 tells find(1) not to rely on it
-	case kindSymlink:
-		out.Mode = syscall.S_IFLNK | 0o777
-		out.Size = uint64(len(info.Target))
-	case kindSpecial:
-		out.Mode = info.Posix.Type() | perm(f.opts.FileMode)
-		out.Rdev = info.Posix.Rdev
-	default:
-		out.Mode = syscall.S_IFREG | perm(f.opts.FileMode)
-		out.Size = uint64(max(info.Size, 0))
-		out.Blocks = (out.Size + 511) / 512
-	}
+	out.SetTimes(&st.Atime, &st.Mtime, &st.Ctime)
 }
 
 // statfsOut reports a large, mostly free filesystem: GCS has no capacity to report, and tools

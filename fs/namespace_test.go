@@ -13,7 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/plxfs/plxfs/internal/posixmd"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // TestSemantics_MkdirRmdir: mkdir writes a "dir/" placeholder; rmdir of a non-empty directory
@@ -240,8 +242,8 @@ func TestSemantics_Mtime(t *testing.T) {
 	}
 	f.Close()
 	o, _ := e.emu.GetObject(testBucket, "n")
-	if o.Metadata[mdMtime] == "" {
-		t.Fatalf("no %s in the new object's metadata: %v", mdMtime, o.Metadata)
+	if o.Metadata[posixmd.PlxfsMtimeKey] == "" {
+		t.Fatalf("no %s in the new object's metadata: %v", posixmd.PlxfsMtimeKey, o.Metadata)
 	}
 	before, _ := e.emu.GetObject(testBucket, "m")
 	if err := os.Chmod(p, 0o600); err != nil {
@@ -274,7 +276,7 @@ func TestSemantics_Symlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, err := e.emu.GetObject(testBucket, "link")
-	if err != nil || string(o.Content) != "target" || o.Metadata[mdSymlink] != "target" {
+	if err != nil || string(o.Content) != "target" || o.Metadata[vfs.SymlinkKey] != "target" {
 		t.Fatalf("link object: %+v %v", o, err)
 	}
 	e.remount()

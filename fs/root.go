@@ -6,6 +6,8 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/plxfs/plxfs/vfs"
 )
 
 // rootNode is the mountpoint's directory: one subdirectory per connection, fixed at mount
@@ -36,7 +38,7 @@ var (
 // them from the tree (no request reaches plxfs for them).
 func (r *rootNode) OnAdd(ctx context.Context) {
 	for _, c := range r.fsys.conns {
-		d := &dirNode{fsys: r.fsys, conn: c}
+		d := &dirNode{fsys: r.fsys, conn: c, d: c.core.Root()}
 		ch := r.NewPersistentInode(ctx, d, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoFor(c.name, "", kindDir)})
 		r.AddChild(c.name, ch, false)
 	}
@@ -45,7 +47,7 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 // Getattr answers stat(2) of the mountpoint (GETATTR, sent when the attributes the kernel
 // holds have expired). It never fails: a directory with --dir-mode, --uid and --gid.
 func (r *rootNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	r.fsys.fillAttr(1, objInfo{Kind: kindDir}, &out.Attr)
+	r.fsys.fillAttr(1, vfs.Info{Kind: kindDir}, &out.Attr)
 	return 0
 }
 

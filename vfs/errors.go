@@ -18,4 +18,5 @@ var (
 
 // Errors are the core's sentinels.
 var Errors = []error{ErrStale, ErrExists, ErrNotEmpty, ErrReadOnly, ErrDraining,
-	ErrReservedName, ErrNameTooLong, ErrObjectNameTooLong, ErrBadObjectName, ErrIsDir, ErrNotDir, ErrIntoItself}
+	ErrReservedName, ErrNameTooLong, ErrObjectNameTooLong, ErrBadObjectName, ErrIsDir, ErrNotDir, ErrIntoItself,
+	ErrHiddenName, ErrNotWritable, ErrCrossConnection, ErrNotUploaded, ErrSpecialNoPOSIX, ErrFileType}

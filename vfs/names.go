@@ -65,7 +65,7 @@ func ChildPath(dirPath, name string) string {
 // Only connspec decides which object names are valid file names.
 func HideReason(rel string) string {
 	if rel == TempDirName {
-		return "reserved for plxfs's temporary upload parts"
+		return reservedReason
 	}
 	if err := connspec.SegmentOK(rel); err != nil {
 		return "not a valid file name: " + err.Error()
@@ -121,3 +121,7 @@ func CheckRename(src, dst string, from, to Kind, exists, noReplace bool) (move b
 
 // IntoItself reports whether the directory dst is src or below it.
 func IntoItself(src, dst string) bool { return strings.HasPrefix(dst+"/", src+"/") }
+
+// reservedReason is HideReason's answer for the directory of temporary upload parts: expected,
+// so not logged.
+const reservedReason = "reserved for plxfs's temporary upload parts"
