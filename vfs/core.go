@@ -450,29 +450,28 @@ func (c *Conn) removed(p string) {
 // noteChange records a change made through the mount to the entry at p (info nil: removed)
 // in its parent directory, if the kernel knows it: its cached listing and its times.
 func (c *Conn) noteChange(p string, info *Info) {
-	if p == "" {
-		return
-	}
-	c.mu.Lock()
-	d := c.dirs[parentOf(p)]
-	c.mu.Unlock()
-	if d != nil {
-		d.noteChange(baseOf(p), info)
+	if d, name := c.parent(p); d != nil {
+		d.noteChange(name, info)
 	}
 }
 
 // noteInParent records in the parent's cached listing only (not its times) that the entry at p
 // now has info: a node made again from that listing must show what this mount changed.
 func (c *Conn) noteInParent(p string, info Info) {
+	if d, name := c.parent(p); d != nil {
+		d.noteListing(name, &info)
+	}
+}
+
+// parent returns the registered directory holding the entry at p (nil: none, or p is the
+// root) and the entry's name in it.
+func (c *Conn) parent(p string) (*Dir, string) {
 	if p == "" {
-		return
+		return nil, ""
 	}
 	c.mu.Lock()
-	d := c.dirs[parentOf(p)]
-	c.mu.Unlock()
-	if d != nil {
-		d.noteListing(baseOf(p), &info)
-	}
+	defer c.mu.Unlock()
+	return c.dirs[parentOf(p)], baseOf(p)
 }
 
 func parentOf(p string) string {

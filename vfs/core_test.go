@@ -439,6 +439,16 @@ func TestCorePassthroughJoins(t *testing.T) {
 		t.Fatal("first read differs")
 	}
 	first.Release()
+	// The chunks reach the cache's disk in the background: wait until the object is whole there.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if w, ok := e.fs.cfg.Cache.OpenWhole(e.c.objectOf("big", f.Info())); ok {
+			w.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the object never became whole in the cache")
+		}
+	}
 
 	var wg sync.WaitGroup
 	opens := make([]*OpenFile, 4)
