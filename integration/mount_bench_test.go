@@ -51,7 +51,7 @@ type benchConf struct {
 
 const (
 	smallSize = 64 << 10
-	// mountListPageSize is the page size of the mount's listings (fs/listing.go listPageSize):
+	// mountListPageSize is the page size of the mount's listings (vfs/objects.go listPageSize):
 	// the direct listing baseline uses the same.
 	mountListPageSize = 1000
 	// randomReadsN is the number of 4 KiB preads of the random-read rows.

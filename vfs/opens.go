@@ -62,7 +62,7 @@ func (h *Handle) Mode() Mode { return h.mode }
 //
 // mu is a leaf lock (see the package's lock order): every method but none blocks, and a caller
 // may hold its own node lock around them, which makes a decision here atomic with its own
-// state (fs holds fileNode.mu around Join, OpenCached, Settle and Release).
+// state (File holds its mu around Join, OpenCached, Settle and Release).
 type Opens struct {
 	mu        sync.Mutex
 	handles   int           // open handles, reservations included

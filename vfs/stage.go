@@ -36,7 +36,7 @@ func (s StageState) ModTime() time.Time {
 //
 // Two locks: the IO lock is held shared by writes and exclusive by fills, truncations and
 // uploads, so that an upload sends a snapshot no write tears; it is held across I/O and
-// network calls and taken before the caller's node lock (fs: staging IO → fileNode.mu). mu
+// network calls and taken before the caller's node lock (File: staging IO → File.mu). mu
 // guards the state; it is a leaf. Reads take neither: pread and pwrite of one file are safe
 // together, and ReadAt clamps to the size.
 type Stage struct {

@@ -4,7 +4,7 @@ package vfs
 // this mount replaced (by an upload, or by the copy of a rename), what replaced it, so that
 // handles pinned to the old generation read the new bytes (read-your-writes) instead of a
 // generation that is gone. V is what the caller keeps about a generation. The zero value is
-// empty and ready. It has no lock: its owner guards it (fs: fileNode.mu).
+// empty and ready. It has no lock: its owner guards it (File.mu).
 type Successors[V any] struct {
 	next map[int64]successor[V]
 }
