@@ -386,8 +386,21 @@ func (c *Conn) moveRegistered(src, dst string, tree bool, moved map[string]Info)
 		return "", false
 	}
 	c.mu.Lock()
+	// What is registered at src of the other kind is stale (the name changed kind behind the
+	// mount): it does not move.
+	stale := c.files[src]
+	if tree {
+		delete(c.files, src)
+		delete(c.leaves, src)
+	} else {
+		stale = nil
+		delete(c.dirs, src)
+	}
 	files, dirs, leaves := rekey(c.files, to), rekey(c.dirs, to), rekey(c.leaves, to)
 	c.mu.Unlock()
+	if stale != nil {
+		stale.detach()
+	}
 	for p, f := range files {
 		info, ok := moved[p]
 		f.moved(p, info, ok)

@@ -477,3 +477,39 @@ func TestCorePassthroughJoins(t *testing.T) {
 		h.Release()
 	}
 }
+
+// TestCoreReplacedByDirectory: a file replaced behind the mount by a directory of the same
+// name is a directory to unlink, rmdir and rename, though its old file is still registered.
+func TestCoreReplacedByDirectory(t *testing.T) {
+	e := newCore(t, Config{TTL: -1})
+	if _, err := e.b.Put("p/x", []byte("file"), nil); err != nil {
+		t.Fatal(err)
+	}
+	old := e.lookupFile(t, e.root, "x")
+	if err := e.b.Delete(ctx, "p/x", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.Put("p/x/y", []byte("below"), nil); err != nil {
+		t.Fatal(err)
+	}
+	info, at, err := e.root.Lookup(ctx, "x")
+	if err != nil || info.Kind != KindDir {
+		t.Fatalf("lookup after the replacement: %+v, %v", info, err)
+	}
+	e.root.Child("x", info, at)
+	if err := e.root.Unlink(ctx, "x"); !errors.Is(err, ErrIsDir) {
+		t.Fatalf("unlink: %v, want ErrIsDir", err)
+	}
+	if err := e.root.Rmdir(ctx, "x"); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("rmdir: %v, want ErrNotEmpty", err)
+	}
+	if err := e.root.Rename(ctx, "x", e.root, "z", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.b.Names(""); !slices.Equal(got, []string{"p/z/y"}) {
+		t.Fatalf("bucket after renaming the directory: %v", got)
+	}
+	if old.Path() != "x" {
+		t.Fatalf("the stale file moved with the directory: %q", old.Path())
+	}
+}

@@ -165,12 +165,33 @@ func (d *Dir) Child(name string, info Info, at time.Time) Node {
 }
 
 // child is what a removal or rename needs to know of the entry name: what it is, and its file
-// when it is a registered one.
+// when it is a registered one. When nodes of more than one kind are registered at its path
+// (an object replaced behind the mount by a directory, say), a lookup says which is current.
 func (d *Dir) child(ctx context.Context, name string) (Info, *File, error) {
 	p := ChildPath(d.Path(), name)
 	d.c.mu.Lock()
 	f, sub, l := d.c.files[p], d.c.dirs[p], d.c.leaves[p]
 	d.c.mu.Unlock()
+	kinds := 0
+	for _, registered := range []bool{f != nil, sub != nil, l != nil} {
+		if registered {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		info, _, err := d.Lookup(ctx, name)
+		if err != nil {
+			return Info{}, nil, err
+		}
+		switch info.Kind {
+		case KindFile:
+			sub, l = nil, nil
+		case KindDir:
+			f, l = nil, nil
+		default:
+			f, sub = nil, nil
+		}
+	}
 	switch {
 	case f != nil:
 		return f.Info(), f, nil
