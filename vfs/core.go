@@ -180,6 +180,10 @@ type Conn struct {
 	files  map[string]*File
 	dirs   map[string]*Dir
 	leaves map[string]*Leaf
+	// staged are the files with a staging file (local state), registered or orphaned, but
+	// not unlinked: what listings merge, rmdir and directory renames look for, and SyncAll
+	// uploads. A set of its own, so that none of these scans every file the kernel knows.
+	staged map[*File]struct{}
 }
 
 // Connect adds the connection name: the objects of bucket (the whole bucket: cache keys use
@@ -187,7 +191,8 @@ type Conn struct {
 func (f *FS) Connect(name string, bucket store.Bucket, prefix string) *Conn {
 	objs := NewObjects(bucket, prefix)
 	c := &Conn{Name: name, fs: f, bucket: bucket, objs: objs,
-		files: map[string]*File{}, dirs: map[string]*Dir{}, leaves: map[string]*Leaf{}}
+		files: map[string]*File{}, dirs: map[string]*Dir{}, leaves: map[string]*Leaf{},
+		staged: map[*File]struct{}{}}
 	c.up = &Uploader{Objects: objs, View: store.WithPrefix(bucket, prefix), Options: f.cfg.Upload, Slots: f.slots,
 		Observer: f.cfg.Observer, Log: f.log.With("connection", name), Now: f.Now}
 	f.mu.Lock()
@@ -296,27 +301,31 @@ func under(p, dir string) bool {
 	return dir == "" || p == dir || strings.HasPrefix(p, dir+"/")
 }
 
-// filesUnder returns the registered files at or below the directory dir.
-func (c *Conn) filesUnder(dir string) []*File {
+// stagedUnder returns the files with local state at or below the directory dir.
+func (c *Conn) stagedUnder(dir string) []*File {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*File
-	for p, f := range c.files {
-		if under(p, dir) {
+	all := make([]*File, 0, len(c.staged))
+	for f := range c.staged {
+		all = append(all, f)
+	}
+	c.mu.Unlock()
+	out := all[:0]
+	for _, f := range all {
+		if under(f.Path(), dir) {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-// allFiles returns every registered file of every connection.
-func (f *FS) allFiles() []*File {
+// allStaged returns the files with local state of every connection.
+func (f *FS) allStaged() []*File {
 	f.mu.Lock()
 	conns := append([]*Conn(nil), f.conns...)
 	f.mu.Unlock()
 	var out []*File
 	for _, c := range conns {
-		out = append(out, c.filesUnder("")...)
+		out = append(out, c.stagedUnder("")...)
 	}
 	return out
 }
@@ -352,7 +361,7 @@ func (f *FS) CleanupTempParts(ctx context.Context) (int, error) {
 func (f *FS) SyncAll(ctx context.Context) error {
 	f.flushDirTimes(ctx)
 	var errs []error
-	for _, file := range f.allFiles() {
+	for _, file := range f.allStaged() {
 		if err := file.Sync(ctx); err != nil {
 			f.log.Error("unmount: upload failed; this file's changes are lost", "connection", file.c.Name, "path", file.Path(), "err", err)
 			errs = append(errs, err)
@@ -364,7 +373,7 @@ func (f *FS) SyncAll(ctx context.Context) error {
 // Pending reports how many files have changes not yet uploaded.
 func (f *FS) Pending() int {
 	n := 0
-	for _, file := range f.allFiles() {
+	for _, file := range f.allStaged() {
 		if file.Dirty() {
 			n++
 		}

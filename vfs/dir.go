@@ -263,7 +263,7 @@ func (d *Dir) listNow(ctx context.Context) (listed, error) {
 // the entries of files with staged changes, so that ls shows what this mount's writers see.
 func (d *Dir) mergeLocal(path string, entries []Entry) []Entry {
 	var extra []Entry
-	for _, f := range d.c.filesUnder(path) {
+	for _, f := range d.c.stagedUnder(path) {
 		info, ok := f.Local()
 		p := f.Path()
 		if !ok || p == path || parentOf(p) != path {

@@ -208,7 +208,7 @@ func (f *File) Forget() {
 	st, p := f.stage, f.path
 	keep := st != nil && !f.unlinked && f.stageState().Dirty
 	if !keep {
-		f.stage = nil
+		f.setStageLocked(nil)
 		f.abortStreamLocked()
 	}
 	f.mu.Unlock()
@@ -230,9 +230,11 @@ func (f *File) detach() {
 	f.mu.Lock()
 	f.unlinked = true
 	f.abortStreamLocked()
+	f.setStageLocked(f.stage) // out of the staged set: it is never uploaded or listed now
 	var drop *Stage
 	if f.stage != nil && f.opens.Writers() == 0 {
-		drop, f.stage = f.stage, nil
+		drop = f.stage
+		f.setStageLocked(nil)
 	}
 	p := f.path
 	f.mu.Unlock()
@@ -240,6 +242,19 @@ func (f *File) detach() {
 		drop.Close()
 	}
 	unregister(f.c, f.c.files, p, f)
+}
+
+// setStageLocked gives the file the staging file st (nil: none) and keeps its connection's
+// set of staged files in step (an unlinked file is never in it); f.mu is held.
+func (f *File) setStageLocked(st *Stage) {
+	f.stage = st
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	if st != nil && !f.unlinked {
+		f.c.staged[f] = struct{}{}
+	} else {
+		delete(f.c.staged, f)
+	}
 }
 
 // abortStreamLocked abandons the streamed upload, if any (its parts are deleted in the
@@ -270,7 +285,8 @@ func (f *File) moved(p string, info Info, ok bool) {
 // nothing to upload; the caller closes it after unlocking f.mu.
 func (f *File) takeCleanStageLocked(writers int) (drop *Stage) {
 	if writers == 0 && f.stage != nil && !f.stage.State().Dirty {
-		drop, f.stage = f.stage, nil
+		drop = f.stage
+		f.setStageLocked(nil)
 	}
 	return drop
 }

@@ -62,7 +62,7 @@ func (d *Dir) Create(ctx context.Context, caller Caller, name string, mode uint3
 	st.Created(now)
 	f := d.c.newFile(p, Info{Kind: KindFile, Mtime: now, Ctime: now, Posix: pa}, now)
 	f.mu.Lock()
-	f.stage = st
+	f.setStageLocked(st)
 	h := &OpenFile{f: f, write: true, st: f.opens.OpenCached(true)}
 	info := f.currentLocked()
 	f.mu.Unlock()
@@ -264,7 +264,7 @@ func (d *Dir) Rmdir(ctx context.Context, name string) error {
 
 // checkEmpty fails with ErrNotEmpty if the directory at p has anything below it.
 func (c *Conn) checkEmpty(ctx context.Context, p string) error {
-	for _, f := range c.filesUnder(p) {
+	for _, f := range c.stagedUnder(p) {
 		if _, ok := f.Local(); ok {
 			return fmt.Errorf("files are being written below it: %w", ErrNotEmpty)
 		}
@@ -374,7 +374,7 @@ func (c *Conn) renameFile(ctx context.Context, src string, from Info, f *File, d
 // renameDir moves every object below src to dst (Objects.MoveDir; not atomic), after uploading
 // the changes of files below it, then the registry, the lookup cache and the listings.
 func (c *Conn) renameDir(ctx context.Context, src, dst string, dstExists bool) error {
-	for _, f := range c.filesUnder(src) {
+	for _, f := range c.stagedUnder(src) {
 		if err := f.Sync(ctx); err != nil {
 			return err
 		}

@@ -24,7 +24,7 @@ func (f *File) ensureStageLocked() error {
 	if err != nil {
 		return err
 	}
-	f.stage = st
+	f.setStageLocked(st)
 	return nil
 }
 
