@@ -296,12 +296,12 @@ func (f *FS) logHidden(c *Conn, hidden []Hidden) {
 	}
 }
 
-// under reports whether path p is dir or below it.
+// under reports whether path p is below the directory dir ("": the root, everything is).
 func under(p, dir string) bool {
-	return dir == "" || p == dir || strings.HasPrefix(p, dir+"/")
+	return dir == "" || strings.HasPrefix(p, dir+"/")
 }
 
-// stagedUnder returns the files with local state at or below the directory dir.
+// stagedUnder returns the files with local state below the directory dir.
 func (c *Conn) stagedUnder(dir string) []*File {
 	c.mu.Lock()
 	all := make([]*File, 0, len(c.staged))
