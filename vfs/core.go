@@ -449,6 +449,14 @@ func (c *Conn) forgetPath(p string) {
 	delete(c.leaves, p)
 }
 
+// replace registers v at p in m, and returns what it replaced.
+func replace[V any](c *Conn, m map[string]*V, p string, v *V) (old *V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, m[p] = m[p], v
+	return old
+}
+
 // unregister removes v from m at p if it is what is registered there.
 func unregister[V comparable](c *Conn, m map[string]V, p string, v V) {
 	c.mu.Lock()

@@ -513,3 +513,30 @@ func TestCoreReplacedByDirectory(t *testing.T) {
 		t.Fatalf("the stale file moved with the directory: %q", old.Path())
 	}
 }
+
+// TestCoreCreateOverStaleNode: a file made through the mount where the mount still knew one
+// that was deleted behind it is a new file; the old one is detached, not shared.
+func TestCoreCreateOverStaleNode(t *testing.T) {
+	e := newCore(t, Config{TTL: -1})
+	if _, err := e.b.Put("p/s", []byte("old"), nil); err != nil {
+		t.Fatal(err)
+	}
+	old := e.lookupFile(t, e.root, "s")
+	if err := e.b.Delete(ctx, "p/s", 0); err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.root.Mknod(ctx, Caller{}, "s", 0o644, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := e.root.Child("s", info, time.Now()).(*File)
+	if !ok || f == old {
+		t.Fatalf("mknod over a stale file gave %T (the old file: %v)", f, f == old)
+	}
+	if _, unlinked, _ := old.Attr(ctx, nil); !unlinked {
+		t.Fatal("the stale file is not detached")
+	}
+	if f.Generation() != info.Gen {
+		t.Fatalf("new file knows generation %d, object is %d", f.Generation(), info.Gen)
+	}
+}

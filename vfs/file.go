@@ -67,14 +67,11 @@ func (c *Conn) File(p string, info Info, at time.Time) *File {
 	return f
 }
 
-// newFile registers a new file at p in place of any other.
+// newFile registers a new file at p in place of any other (a file the mount knew at p is
+// gone: it is detached).
 func (c *Conn) newFile(p string, info Info, at time.Time) *File {
 	f := &File{fs: c.fs, c: c, path: p, info: info, infoAt: at}
-	c.mu.Lock()
-	old := c.files[p]
-	c.files[p] = f
-	c.mu.Unlock()
-	if old != nil {
+	if old := replace(c, c.files, p, f); old != nil {
 		old.detach()
 	}
 	return f

@@ -15,7 +15,9 @@ import (
 // Each is one or a few conditional GCS calls (Objects); none is atomic beyond what GCS gives
 // for one object (SEMANTICS.md "Namespace operations"). Calls that change the bucket run on a
 // context the caller's interrupts do not cancel: a change cut off mid-request may still land,
-// leaving the caller an error for something that happened.
+// leaving the caller an error for something that happened. Each creation registers a new
+// node at its path in place of any the mount knew there: such a node is stale (its object was
+// removed behind the mount), and a file of it is detached.
 
 // Refusals of namespace operations.
 var (
@@ -98,6 +100,11 @@ func (d *Dir) Mknod(ctx context.Context, caller Caller, name string, mode, dev u
 		return Info{}, err
 	}
 	info := InfoFromAttrs(attrs)
+	if info.Kind == KindSpecial {
+		replace(d.c, d.c.leaves, p, &Leaf{fs: d.fs, c: d.c, path: p, info: info, infoAt: d.fs.Now()})
+	} else {
+		d.c.newFile(p, info, d.fs.Now())
+	}
 	d.c.created(p, info)
 	return info, nil
 }
@@ -119,10 +126,7 @@ func (d *Dir) Mkdir(ctx context.Context, caller Caller, name string, mode uint32
 		return Info{}, err
 	}
 	info := DirInfo(&attrs)
-	nd := d.c.Dir(p, info, now, true)
-	nd.mu.Lock()
-	nd.timesStored = now
-	nd.mu.Unlock()
+	replace(d.c, d.c.dirs, p, &Dir{fs: d.fs, c: d.c, path: p, info: info, infoAt: now, timesStored: now})
 	d.c.created(p, info)
 	return info, nil
 }
@@ -143,6 +147,7 @@ func (d *Dir) Symlink(ctx context.Context, caller Caller, target, name string) (
 	}
 	info := InfoFromAttrs(attrs)
 	info.Kind, info.Target = KindSymlink, target
+	replace(d.c, d.c.leaves, p, &Leaf{fs: d.fs, c: d.c, path: p, info: info, infoAt: d.fs.Now()})
 	d.c.created(p, info)
 	return info, nil
 }
