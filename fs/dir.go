@@ -3,8 +3,6 @@ package fs
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -106,16 +104,7 @@ func (d *dirNode) childInode(ctx context.Context, name string, info vfs.Info, at
 
 // stable is the stable attribute of the node at path p described by info.
 func (d *dirNode) stable(p string, info vfs.Info) fusefs.StableAttr {
-	mode := uint32(syscall.S_IFREG)
-	switch info.Kind {
-	case kindDir:
-		mode = syscall.S_IFDIR
-	case kindSymlink:
-		mode = syscall.S_IFLNK
-	case kindSpecial:
-		mode = info.Posix.Type()
-	}
-	return fusefs.StableAttr{Mode: mode, Ino: inoFor(d.conn.name, p, info.Kind), Gen: d.conn.core.Incarnation(p)}
+	return fusefs.StableAttr{Mode: info.FileType(), Ino: inoFor(d.conn.name, p, info.Kind), Gen: d.conn.core.Incarnation(p)}
 }
 
 // nodeFor wraps a core node in its kernel node.
@@ -218,8 +207,8 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	var e vfs.Entry
 	if h.pos > 0 && h.pos <= len(h.entries) && h.entries[h.pos-1].Name == name {
 		e = h.entries[h.pos-1]
-	} else if i, ok := slices.BinarySearchFunc(h.entries, name, func(e vfs.Entry, n string) int { return strings.Compare(e.Name, n) }); ok {
-		e = h.entries[i]
+	} else if found, ok := vfs.FindEntry(h.entries, name); ok {
+		e = found
 	} else {
 		return nil, h.d.fsys.fail("lookup", h.d.conn, childPath(h.path, name), errNotInListing)
 	}

@@ -313,7 +313,7 @@ func TestSemantics_SubdirectoryAttributesFromListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ent, ok := entryNamed(listing, "d00"); !ok || ent.Info.Kind != kindDir || ent.Info.Posix.Mode&0o7777 != 0o711 || !ent.Info.PlaceholderKnown {
+	if ent, ok := vfs.FindEntry(listing, "d00"); !ok || ent.Info.Kind != kindDir || ent.Info.Posix.Mode&0o7777 != 0o711 || !ent.Info.PlaceholderKnown {
 		t.Errorf("d00 in the parent's cached listing after chmod 0711: %+v (found %v)", ent.Info, ok)
 	}
 	// The same for a file's chmod (a metadata patch of its object).
@@ -323,7 +323,7 @@ func TestSemantics_SubdirectoryAttributesFromListing(t *testing.T) {
 	if listing, _, err = topNode.d.List(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ent, ok := entryNamed(listing, "f00"); !ok || ent.Info.Kind != kindFile || ent.Info.Posix.Mode&0o7777 != 0o600 {
+	if ent, ok := vfs.FindEntry(listing, "f00"); !ok || ent.Info.Kind != kindFile || ent.Info.Posix.Mode&0o7777 != 0o600 {
 		t.Errorf("f00 in the parent's cached listing after chmod 0600: %+v (found %v)", ent.Info, ok)
 	}
 }
@@ -378,14 +378,4 @@ func TestSemantics_StalenessBoundedByTTL(t *testing.T) {
 	if fi.Size() != 20 {
 		t.Fatalf("%v after the listing, stat still shows the old size %d", time.Since(start), fi.Size())
 	}
-}
-
-// entryNamed returns the entry name of a listing.
-func entryNamed(entries []vfs.Entry, name string) (vfs.Entry, bool) {
-	for _, e := range entries {
-		if e.Name == name {
-			return e, true
-		}
-	}
-	return vfs.Entry{}, false
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -164,10 +165,14 @@ func New(cfg Config) (*FS, error) {
 	}, nil
 }
 
-// Conn is one mounted connection: a bucket and a prefix, and the registry of its files,
-// directories, symlinks and special files by path. A registered object is the one a lookup of
-// its path finds (the kernel's node for it, or a file whose node was forgotten with changes
-// not uploaded yet: an orphan); renames move registered paths.
+// Node is a registered File, Dir or Leaf.
+type Node interface{ Path() string }
+
+// Conn is one mounted connection: a bucket and a prefix, and the registry of its nodes (files,
+// directories, symlinks and special files) by path, one per path. A registered node is the
+// one a lookup of its path finds (the kernel's node for it, or a file whose node was forgotten
+// with changes not uploaded yet: an orphan); a lookup that finds another kind of entry there
+// replaces it, and renames move registered paths.
 type Conn struct {
 	Name   string
 	fs     *FS
@@ -176,10 +181,8 @@ type Conn struct {
 	up     *Uploader
 
 	// mu guards the registries.
-	mu     sync.Mutex
-	files  map[string]*File
-	dirs   map[string]*Dir
-	leaves map[string]*Leaf
+	mu    sync.Mutex
+	nodes map[string]Node
 	// staged are the files with a staging file (local state), registered or orphaned, but
 	// not unlinked: what listings merge, rmdir and directory renames look for, and SyncAll
 	// uploads. A set of its own, so that none of these scans every file the kernel knows.
@@ -191,8 +194,7 @@ type Conn struct {
 func (f *FS) Connect(name string, bucket store.Bucket, prefix string) *Conn {
 	objs := NewObjects(bucket, prefix)
 	c := &Conn{Name: name, fs: f, bucket: bucket, objs: objs,
-		files: map[string]*File{}, dirs: map[string]*Dir{}, leaves: map[string]*Leaf{},
-		staged: map[*File]struct{}{}}
+		nodes: map[string]Node{}, staged: map[*File]struct{}{}}
 	c.up = &Uploader{Objects: objs, View: store.WithPrefix(bucket, prefix), Options: f.cfg.Upload, Slots: f.slots,
 		Observer: f.cfg.Observer, Log: f.log.With("connection", name), Now: f.Now}
 	f.mu.Lock()
@@ -381,62 +383,35 @@ func (f *FS) Pending() int {
 	return n
 }
 
-// moveRegistered gives every registered object at src (tree: and below it, src is a
+// moveRegistered gives every node registered at src (tree: and below it, src is a
 // directory) the path it has under dst, replacing what was registered there, and tells each
 // its new path and what the rename made of its object (moved, by new path).
 func (c *Conn) moveRegistered(src, dst string, tree bool, moved map[string]Info) {
-	to := func(p string) (string, bool) {
-		if p == src {
-			return dst, true
-		}
-		if tree && strings.HasPrefix(p, src+"/") {
-			return dst + p[len(src):], true
-		}
-		return "", false
-	}
 	c.mu.Lock()
-	// What is registered at src of the other kind is stale (the name changed kind behind the
-	// mount): it does not move.
-	stale := c.files[src]
-	if tree {
-		delete(c.files, src)
-		delete(c.leaves, src)
-	} else {
-		stale = nil
-		delete(c.dirs, src)
+	nodes := map[string]Node{}
+	for p, n := range c.nodes {
+		if p == src {
+			nodes[dst] = n
+		} else if tree && strings.HasPrefix(p, src+"/") {
+			nodes[dst+p[len(src):]] = n
+		} else {
+			continue
+		}
+		delete(c.nodes, p)
 	}
-	files, dirs, leaves := rekey(c.files, to), rekey(c.dirs, to), rekey(c.leaves, to)
+	maps.Copy(c.nodes, nodes)
 	c.mu.Unlock()
-	if stale != nil {
-		stale.detach()
-	}
-	for p, f := range files {
+	for p, n := range nodes {
 		info, ok := moved[p]
-		f.moved(p, info, ok)
-	}
-	for p, d := range dirs {
-		d.moved(p)
-	}
-	for p, l := range leaves {
-		info, ok := moved[p]
-		l.moved(p, info, ok, !tree)
-	}
-}
-
-// rekey moves the entries of m whose key to maps to their new key, replacing what was there,
-// and returns them by new key.
-func rekey[V any](m map[string]V, to func(string) (string, bool)) map[string]V {
-	moved := map[string]V{}
-	for p, v := range m {
-		if q, ok := to(p); ok {
-			moved[q] = v
-			delete(m, p)
+		switch n := n.(type) {
+		case *File:
+			n.moved(p, info, ok)
+		case *Dir:
+			n.moved(p)
+		case *Leaf:
+			n.moved(p, info, ok, !tree)
 		}
 	}
-	for q, v := range moved {
-		m[q] = v
-	}
-	return moved
 }
 
 // forgetPath unregisters whatever is registered at p (a name that is gone, or is about to be
@@ -444,25 +419,23 @@ func rekey[V any](m map[string]V, to func(string) (string, bool)) map[string]V {
 func (c *Conn) forgetPath(p string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.files, p)
-	delete(c.dirs, p)
-	delete(c.leaves, p)
+	delete(c.nodes, p)
 }
 
-// replace registers v at p in m, and returns what it replaced.
-func replace[V any](c *Conn, m map[string]*V, p string, v *V) (old *V) {
+// replace registers n at p and returns what it replaced.
+func (c *Conn) replace(p string, n Node) (old Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old, m[p] = m[p], v
+	old, c.nodes[p] = c.nodes[p], n
 	return old
 }
 
-// unregister removes v from m at p if it is what is registered there.
-func unregister[V comparable](c *Conn, m map[string]V, p string, v V) {
+// unregister removes n from p if it is what is registered there.
+func (c *Conn) unregister(p string, n Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m[p] == v {
-		delete(m, p)
+	if c.nodes[p] == n {
+		delete(c.nodes, p)
 	}
 }
 
@@ -501,7 +474,8 @@ func (c *Conn) parent(p string) (*Dir, string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.dirs[parentOf(p)], baseOf(p)
+	d, _ := c.nodes[parentOf(p)].(*Dir)
+	return d, baseOf(p)
 }
 
 func parentOf(p string) string {

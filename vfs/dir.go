@@ -65,25 +65,23 @@ type Dir struct {
 // from the placeholder (learnt at time at), not from a bare common prefix.
 func (c *Conn) Dir(p string, info Info, at time.Time, known bool) *Dir {
 	c.mu.Lock()
-	d := c.dirs[p]
-	if d == nil {
+	d, found := c.nodes[p].(*Dir)
+	if !found {
 		d = &Dir{fs: c.fs, c: c, path: p, info: info}
 		if known {
 			d.infoAt = at // no stat of the placeholder (ensureInfo) before the TTL passes
 		}
-		c.dirs[p] = d
-		c.mu.Unlock()
-		return d
+		c.nodes[p] = d
 	}
 	c.mu.Unlock()
-	if known {
+	if found && known {
 		d.applyInfo(info, at)
 	}
 	return d
 }
 
 // Forget is the kernel forgetting the directory's node: it is unregistered.
-func (d *Dir) Forget() { unregister(d.c, d.c.dirs, d.Path(), d) }
+func (d *Dir) Forget() { d.c.unregister(d.Path(), d) }
 
 // Path is the directory's path in its connection ("" for the root).
 func (d *Dir) Path() string {
@@ -117,7 +115,7 @@ func (d *Dir) Lookup(ctx context.Context, name string) (Info, time.Time, error) 
 	p := ChildPath(d.Path(), name)
 	now := d.fs.Now()
 	d.c.mu.Lock()
-	f := d.c.files[p]
+	f, _ := d.c.nodes[p].(*File)
 	d.c.mu.Unlock()
 	if f != nil {
 		if info, ok := f.Local(); ok {
@@ -136,7 +134,7 @@ func (d *Dir) Lookup(ctx context.Context, name string) (Info, time.Time, error) 
 	if d.listInstead(now) {
 		entries, at, err := d.List(ctx)
 		if err == nil {
-			if e, ok := findEntry(entries, name); ok {
+			if e, ok := FindEntry(entries, name); ok {
 				return e.Info, at, nil
 			}
 			d.fs.meta.PutMissing(key)
@@ -170,7 +168,7 @@ func (d *Dir) fromListing(name string) (info Info, at time.Time, ok bool, err er
 	changed, found := d.changes[name]
 	if !found {
 		var e Entry
-		if e, found = findEntry(d.listing, name); found {
+		if e, found = FindEntry(d.listing, name); found {
 			changed = &e.Info
 		}
 	}
@@ -343,7 +341,7 @@ func (d *Dir) moved(p string) {
 }
 
 // findEntry returns the entry named name in a sorted listing.
-func findEntry(entries []Entry, name string) (Entry, bool) {
+func FindEntry(entries []Entry, name string) (Entry, bool) {
 	i, ok := findIndex(entries, name)
 	if !ok {
 		return Entry{}, false

@@ -10,8 +10,9 @@
 // FS is one mount: its connections (Conn: a bucket and a prefix), the lookup cache, the drain
 // gate and the uploads' transfer slots. Each Conn keeps a registry of the nodes the kernel
 // knows, by path: File (a regular file), Dir (a directory: the connection root "" or a prefix
-// "path/") and Leaf (a symlink or special file). A registered node is the one a lookup of its
-// path finds; the adapter's kernel nodes hold them and tell the core when the kernel forgets
+// "path/") and Leaf (a symlink or special file), one per path. A registered node is the one a
+// lookup of its path finds (a lookup that finds another kind there replaces it); the adapter's
+// kernel nodes hold them and tell the core when the kernel forgets
 // one (Forget). Renames move registered paths (a directory's with everything below it), so
 // open files follow their objects. Below the registry:
 //

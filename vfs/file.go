@@ -55,15 +55,15 @@ type File struct {
 // registers a new one.
 func (c *Conn) File(p string, info Info, at time.Time) *File {
 	c.mu.Lock()
-	f := c.files[p]
-	if f == nil {
+	f, found := c.nodes[p].(*File)
+	if !found {
 		f = &File{fs: c.fs, c: c, path: p, info: info, infoAt: at}
-		c.files[p] = f
-		c.mu.Unlock()
-		return f
+		c.nodes[p] = f
 	}
 	c.mu.Unlock()
-	f.refreshAt(info, at)
+	if found {
+		f.refreshAt(info, at)
+	}
 	return f
 }
 
@@ -71,7 +71,7 @@ func (c *Conn) File(p string, info Info, at time.Time) *File {
 // gone: it is detached).
 func (c *Conn) newFile(p string, info Info, at time.Time) *File {
 	f := &File{fs: c.fs, c: c, path: p, info: info, infoAt: at}
-	if old := replace(c, c.files, p, f); old != nil {
+	if old, ok := c.replace(p, f).(*File); ok {
 		old.detach()
 	}
 	return f
@@ -217,7 +217,7 @@ func (f *File) Forget() {
 	if st != nil {
 		st.Close()
 	}
-	unregister(f.c, f.c.files, p, f)
+	f.c.unregister(p, f)
 }
 
 // detach is the file losing its path to another (Unlink, a rename onto it, a new file made
@@ -238,7 +238,7 @@ func (f *File) detach() {
 	if drop != nil {
 		drop.Close()
 	}
-	unregister(f.c, f.c.files, p, f)
+	f.c.unregister(p, f)
 }
 
 // setStageLocked gives the file the staging file st (nil: none) and keeps its connection's

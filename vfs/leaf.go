@@ -10,8 +10,10 @@ import (
 // nothing but metadata (a symlink's target; a special file's type, permissions and device
 // number). The kernel serves a special file's opens; the mount only keeps attributes.
 type Leaf struct {
-	fs *FS
-	c  *Conn
+	fs   *FS
+	c    *Conn
+	kind Kind   // constant: a leaf of another kind or file type at its path is another leaf
+	typ  uint32 // the file type (S_IFIFO...), constant
 
 	// mu guards the fields below.
 	mu     sync.Mutex
@@ -24,30 +26,28 @@ type Leaf struct {
 // registers a new one (also when a special file's type changed).
 func (c *Conn) Leaf(p string, info Info, at time.Time) *Leaf {
 	c.mu.Lock()
-	l := c.leaves[p]
+	l, found := c.nodes[p].(*Leaf)
+	found = found && l.kind == info.Kind && l.typ == info.Posix.Type()
+	if !found {
+		l = c.newLeaf(p, info, at)
+		c.nodes[p] = l
+	}
 	c.mu.Unlock()
-	if l != nil && l.sameType(info) {
+	if found {
 		l.mu.Lock()
 		l.info, l.infoAt = info, at
 		l.mu.Unlock()
-		return l
 	}
-	l = &Leaf{fs: c.fs, c: c, path: p, info: info, infoAt: at}
-	c.mu.Lock()
-	c.leaves[p] = l
-	c.mu.Unlock()
 	return l
 }
 
-// sameType reports whether info is of the leaf's kind and file type.
-func (l *Leaf) sameType(info Info) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.info.Kind == info.Kind && l.info.Posix.Type() == info.Posix.Type()
+// newLeaf makes (does not register) the leaf at p described by info.
+func (c *Conn) newLeaf(p string, info Info, at time.Time) *Leaf {
+	return &Leaf{fs: c.fs, c: c, kind: info.Kind, typ: info.Posix.Type(), path: p, info: info, infoAt: at}
 }
 
 // Forget is the kernel forgetting the node: the leaf is unregistered.
-func (l *Leaf) Forget() { unregister(l.c, l.c.leaves, l.Path(), l) }
+func (l *Leaf) Forget() { l.c.unregister(l.Path(), l) }
 
 // Path is the leaf's path in its connection.
 func (l *Leaf) Path() string {

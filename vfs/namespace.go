@@ -101,7 +101,7 @@ func (d *Dir) Mknod(ctx context.Context, caller Caller, name string, mode, dev u
 	}
 	info := InfoFromAttrs(attrs)
 	if info.Kind == KindSpecial {
-		replace(d.c, d.c.leaves, p, &Leaf{fs: d.fs, c: d.c, path: p, info: info, infoAt: d.fs.Now()})
+		d.c.replace(p, d.c.newLeaf(p, info, d.fs.Now()))
 	} else {
 		d.c.newFile(p, info, d.fs.Now())
 	}
@@ -126,7 +126,7 @@ func (d *Dir) Mkdir(ctx context.Context, caller Caller, name string, mode uint32
 		return Info{}, err
 	}
 	info := DirInfo(&attrs)
-	replace(d.c, d.c.dirs, p, &Dir{fs: d.fs, c: d.c, path: p, info: info, infoAt: now, timesStored: now})
+	d.c.replace(p, &Dir{fs: d.fs, c: d.c, path: p, info: info, infoAt: now, timesStored: now})
 	d.c.created(p, info)
 	return info, nil
 }
@@ -147,13 +147,10 @@ func (d *Dir) Symlink(ctx context.Context, caller Caller, target, name string) (
 	}
 	info := InfoFromAttrs(attrs)
 	info.Kind, info.Target = KindSymlink, target
-	replace(d.c, d.c.leaves, p, &Leaf{fs: d.fs, c: d.c, path: p, info: info, infoAt: d.fs.Now()})
+	d.c.replace(p, d.c.newLeaf(p, info, d.fs.Now()))
 	d.c.created(p, info)
 	return info, nil
 }
-
-// Node is a registered File, Dir or Leaf.
-type Node interface{ Path() string }
 
 // Child returns the registered node of the entry name, described by info (learnt at time
 // at): the one registered at its path when it is of the same kind (it learns info), otherwise
@@ -170,39 +167,18 @@ func (d *Dir) Child(name string, info Info, at time.Time) Node {
 }
 
 // child is what a removal or rename needs to know of the entry name: what it is, and its file
-// when it is a registered one. When nodes of more than one kind are registered at its path
-// (an object replaced behind the mount by a directory, say), a lookup says which is current.
+// when it is a registered one.
 func (d *Dir) child(ctx context.Context, name string) (Info, *File, error) {
 	p := ChildPath(d.Path(), name)
 	d.c.mu.Lock()
-	f, sub, l := d.c.files[p], d.c.dirs[p], d.c.leaves[p]
+	n := d.c.nodes[p]
 	d.c.mu.Unlock()
-	kinds := 0
-	for _, registered := range []bool{f != nil, sub != nil, l != nil} {
-		if registered {
-			kinds++
-		}
-	}
-	if kinds > 1 {
-		info, _, err := d.Lookup(ctx, name)
-		if err != nil {
-			return Info{}, nil, err
-		}
-		switch info.Kind {
-		case KindFile:
-			sub, l = nil, nil
-		case KindDir:
-			f, l = nil, nil
-		default:
-			f, sub = nil, nil
-		}
-	}
-	switch {
-	case f != nil:
-		return f.Info(), f, nil
-	case l != nil:
-		return l.Attr(), nil, nil
-	case sub != nil:
+	switch n := n.(type) {
+	case *File:
+		return n.Info(), n, nil
+	case *Leaf:
+		return n.Attr(), nil, nil
+	case *Dir:
 		return Info{Kind: KindDir}, nil, nil
 	}
 	info, _, err := d.Lookup(ctx, name)

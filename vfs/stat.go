@@ -48,19 +48,33 @@ func (f *FS) Stat(info Info) Stat {
 		}
 		return def
 	}
+	st.Mode = info.FileType()
 	switch info.Kind {
 	case KindDir:
-		st.Mode = syscall.S_IFDIR | perm(f.cfg.DirMode)
+		st.Mode |= perm(f.cfg.DirMode)
 		st.Size = 4096 // unknown subdirectory count: nlink 1 tells find(1) not to rely on it
 	case KindSymlink:
-		st.Mode = syscall.S_IFLNK | 0o777
+		st.Mode |= 0o777
 		st.Size = uint64(len(info.Target))
 	case KindSpecial:
-		st.Mode = info.Posix.Type() | perm(f.cfg.FileMode)
+		st.Mode |= perm(f.cfg.FileMode)
 		st.Rdev = info.Posix.Rdev
 	default:
-		st.Mode = syscall.S_IFREG | perm(f.cfg.FileMode)
+		st.Mode |= perm(f.cfg.FileMode)
 		st.Size = uint64(max(info.Size, 0))
 	}
 	return st
+}
+
+// FileType is the st_mode file type bits (S_IFREG...) of what info describes.
+func (info Info) FileType() uint32 {
+	switch info.Kind {
+	case KindDir:
+		return syscall.S_IFDIR
+	case KindSymlink:
+		return syscall.S_IFLNK
+	case KindSpecial:
+		return info.Posix.Type()
+	}
+	return syscall.S_IFREG
 }
