@@ -88,6 +88,8 @@ type Options struct {
 	// tests and benchmarks override them, the defaults are what doc.go argues for.
 	randomPolicy randomPolicy
 	blockSize    int64
+	// partSize, when set, fixes the size of the GETs a chunk is fetched in (see link.partSize).
+	partSize int64
 	// beforeWrite, when set, runs before each write-behind of a chunk (tests: a slow disk).
 	beforeWrite func()
 	// syncCheck is the object size up to which OpenWhole checks unchecked units before it
@@ -170,6 +172,7 @@ type Cache struct {
 	flights  singleflight.Group
 	isClosed atomic.Bool
 	noPunch  atomic.Bool // the file system refused to punch a hole (warned once)
+	link     link        // what the chunk fetches learnt of the link to the Source (fetch.go)
 
 	// mu guards the fields below. It is never held across network or chunk-file I/O.
 	mu       sync.Mutex
@@ -190,6 +193,7 @@ type Cache struct {
 	genEpoch      map[objectID]int  // bumped when a generation fails its CRC check
 	sums          *simplelru.LRU[objectID, *genSums]
 	verifiedGens  *simplelru.LRU[objectID, []uint32] // generations that passed, with their chunk CRCs
+	failedGens    *simplelru.LRU[objectID, struct{}] // generations that failed since they last passed
 	lastWriteWarn time.Time
 
 	// The write-behind queue (mem.go): chunks in memory waiting to be written to disk.
@@ -274,6 +278,7 @@ func Open(opts Options) (*Cache, error) {
 	c.maxWindow = min(opts.Readahead, c.pool.max)
 	c.sums, _ = simplelru.NewLRU[objectID, *genSums](maxGenSums, nil)
 	c.verifiedGens, _ = simplelru.NewLRU[objectID, []uint32](maxGenSums, nil)
+	c.failedGens, _ = simplelru.NewLRU[objectID, struct{}](maxGenSums, nil)
 	c.writeWake = make(chan struct{}, 1)
 	c.stopWrites = make(chan struct{})
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())

@@ -715,8 +715,8 @@ func TestWrongBodyLengthIsAnError(t *testing.T) {
 }
 
 // TestSequentialReadahead: a sequential reader gets the next chunks fetched ahead of it, in a
-// window that starts at one chunk and doubles with each new chunk (nextWindow); a random reader
-// gets none.
+// window that starts at one chunk and doubles when the reader had to wait for bytes in the chunk
+// it leaves, and stays when it did not (nextWindow); a random reader gets none.
 func TestSequentialReadahead(t *testing.T) {
 	src := newFakeSource()
 	ref := pattern(4, 20*testChunk)
@@ -737,7 +737,8 @@ func TestSequentialReadahead(t *testing.T) {
 	if got := fetched(); len(got) != 2 || !got[0] || !got[1] {
 		t.Fatalf("after a read at 0: fetched chunks %v, want 0 and 1 (window 1)", got)
 	}
-	// Reading on into chunk 1 doubles the window: chunks 2 and 3 follow.
+	// Reading on into chunk 1 (the reader waited for chunk 0) doubles the window: chunks 2 and 3
+	// follow.
 	for off := int64(4096); off < testChunk+4096; off += 4096 {
 		if _, err := c.ReadAt(context.Background(), src, obj, p, off); err != nil {
 			t.Fatal(err)
@@ -746,14 +747,15 @@ func TestSequentialReadahead(t *testing.T) {
 	if got := fetched(); len(got) != 4 || !got[2] || !got[3] {
 		t.Fatalf("after reading into chunk 1: fetched chunks %v, want 0..3 (window 2)", got)
 	}
-	// Chunk 2 takes the window to its bound, 3: chunks 4 and 5 follow (3 is there already).
+	// Chunk 1 was there before the reader: it did not wait, so entering chunk 2 keeps the
+	// window at 2: chunk 4 follows (3 is there already).
 	for off := int64(testChunk + 4096); off < 2*testChunk+4096; off += 4096 {
 		if _, err := c.ReadAt(context.Background(), src, obj, p, off); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := fetched(); len(got) != 6 || !got[4] || !got[5] {
-		t.Fatalf("after reading into chunk 2: fetched chunks %v, want 0..5 (window 3)", got)
+	if got := fetched(); len(got) != 5 || !got[4] {
+		t.Fatalf("after reading into chunk 2: fetched chunks %v, want 0..4 (window 2)", got)
 	}
 	// A single read far away is not sequential: exactly one request, no readahead.
 	src.reset()
@@ -958,5 +960,52 @@ func TestReopenWithSmallerBound(t *testing.T) {
 	mustEqual(t, "newest chunks", p, ref[5*testChunk:])
 	if r := src.reqs(); len(r) != 0 {
 		t.Fatalf("the most recently filled chunks were evicted: %+v", r)
+	}
+}
+
+// TestNextWindow walks the prefetch policy through its cases: a reader that waits doubles its
+// window up to the bound; one that does not keeps it; a doubling that did not make the reader
+// faster is taken back and not tried again.
+func TestNextWindow(t *testing.T) {
+	const chunk = 8 << 20
+	t0 := time.Unix(1000, 0)
+	w := &windowState{size: 1, entered: t0}
+	step := func(d time.Duration, waited bool) int {
+		t.Helper()
+		w.waited = waited
+		t0 = t0.Add(d)
+		return nextWindow(w, 16, chunk, t0)
+	}
+	// 8 MiB in 160 ms, waiting: 2, then 4 with the rate doubled (80 ms).
+	if got := step(160*time.Millisecond, true); got != 2 {
+		t.Fatalf("after a wait: window %d, want 2", got)
+	}
+	if got := step(80*time.Millisecond, true); got != 4 {
+		t.Fatalf("after a wait that the doubling paid for: window %d, want 4", got)
+	}
+	// The reader keeps up without waiting: the window stays.
+	if got := step(40*time.Millisecond, false); got != 4 {
+		t.Fatalf("without a wait: window %d, want 4", got)
+	}
+	if got := step(40*time.Millisecond, true); got != 8 {
+		t.Fatalf("after a wait: window %d, want 8", got)
+	}
+	// The doubling to 8 brought nothing (same rate, still waiting): back to 4, and it stays.
+	if got := step(40*time.Millisecond, true); got != 4 {
+		t.Fatalf("after a doubling that did not pay: window %d, want 4", got)
+	}
+	for range 3 {
+		if got := step(40*time.Millisecond, true); got != 4 {
+			t.Fatalf("capped window grew again: %d, want 4", got)
+		}
+	}
+	// The bound holds.
+	w2 := &windowState{size: 1, entered: t0}
+	for i := range 10 {
+		w2.waited = true
+		t0 = t0.Add(time.Duration(100>>min(i, 6)) * time.Millisecond)
+		if got := nextWindow(w2, 3, chunk, t0); got > 3 {
+			t.Fatalf("window %d over its bound 3", got)
+		}
 	}
 }

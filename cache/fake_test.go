@@ -207,17 +207,27 @@ func chunkFiles(t testing.TB, dir string) (data []string, allocated int64) {
 // readAll reads obj sequentially through c in reads of size step and returns the bytes.
 func readAll(t testing.TB, c *Cache, src Source, obj Object, step int) []byte {
 	t.Helper()
+	out, err := readToEnd(c, src, obj, step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// readToEnd reads obj from start to end in reads of step bytes, and returns what it read up to
+// the first error other than io.EOF.
+func readToEnd(c *Cache, src Source, obj Object, step int) ([]byte, error) {
 	var out []byte
 	buf := make([]byte, step)
 	for off := int64(0); ; off += int64(step) {
 		n, err := c.ReadAt(context.Background(), src, obj, buf, off)
-		out = append(out, buf[:n]...)
 		if err == io.EOF {
-			return out
+			return append(out, buf[:n]...), nil
 		}
 		if err != nil {
-			t.Fatalf("ReadAt(%d): %v", off, err)
+			return out, fmt.Errorf("ReadAt(%d): %w", off, err)
 		}
+		out = append(out, buf[:n]...)
 	}
 }
 

@@ -2,15 +2,10 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/plxfs/plxfs/internal/crc32c"
 )
 
 // memChunk is one chunk of one object generation in memory: arriving from the Source, complete,
@@ -28,7 +23,7 @@ type memChunk struct {
 	// Guarded by Cache.mu.
 	state    chunkState
 	refs     int           // holders of buf: the table, the fetch, the writer, replies in flight
-	filled   int64         // bytes arrived (published in steps of publishStep)
+	parts    []fetchPart   // the ranged GETs that bring its bytes, in order (see fetch.go)
 	err      error         // the fetch's error, once failed
 	wake     chan struct{} // closed (and replaced) when filled grows or the state changes
 	waiters  int           // readers waiting for bytes now
@@ -38,11 +33,22 @@ type memChunk struct {
 	epoch    int           // Cache.genEpoch of the generation when the fetch started
 	cancel   context.CancelFunc
 
-	crc uint32 // CRC32C of buf[:filled]; written by the fetch only, read after it ends
+	crc uint32 // CRC32C of buf, once every part arrived; written by the fetch only, read after it ends
 }
 
-// publishStep is how many newly arrived bytes a fetch accumulates before it wakes readers.
-const publishStep = 256 << 10
+// arrivedLocked reports whether bytes [lo, hi) of the chunk have arrived. Callers hold Cache.mu.
+func (m *memChunk) arrivedLocked(lo, hi int64) bool {
+	for i := range m.parts {
+		p := &m.parts[i]
+		if p.hi <= lo || p.lo >= hi {
+			continue
+		}
+		if p.lo+p.filled < min(hi, p.hi) {
+			return false
+		}
+	}
+	return true
+}
 
 // move changes m's state, refusing any move chunkMoves does not list. Callers hold Cache.mu.
 func (m *memChunk) move(to chunkState) {
@@ -198,7 +204,7 @@ func (c *Cache) startFetchLocked(src Source, obj Object, k key, demand bool) *me
 	}
 	n := k.length(obj.Size)
 	m := &memChunk{
-		k: k, obj: obj, n: n, buf: buf[:n],
+		k: k, obj: obj, n: n, buf: buf[:n], parts: c.link.split(n, c.opts.ChunkSize, c.opts.partSize),
 		whole: k.off() == 0 && n == obj.Size && obj.HasCRC32C, expect: obj.CRC32C,
 		state: stAbsent, refs: 2, wake: make(chan struct{}), // the table's and the fetch's
 	}
@@ -218,142 +224,12 @@ func (c *Cache) startFetchLocked(src Source, obj Object, k key, demand bool) *me
 	return m
 }
 
-// ErrChecksum is wrapped by read errors when the bytes received for a whole object did not
-// match the CRC32C that GCS holds for it, after retries.
-var ErrChecksum = errors.New("object bytes do not match their CRC32C")
-
-// crcAttempts bounds how often a whole object whose bytes fail their CRC check is fetched.
-const crcAttempts = 3
-
-// runFetch fills m from src, checks it and hands it to the write-behind queue.
-func (c *Cache) runFetch(ctx context.Context, src Source, m *memChunk) {
-	defer c.wg.Done()
-	defer m.cancel()
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = c.download(ctx, src, m)
-		if err != nil || !m.whole || m.crc == m.expect {
-			break
-		}
-		// Nothing was served or kept: only this fetch is retried.
-		c.countMismatch(m.obj, fmt.Sprintf("whole-object read, attempt %d of %d; fetching again before serving a byte", attempt, crcAttempts), m.crc)
-		if attempt == crcAttempts {
-			err = fmt.Errorf("%w: gs://%s/%s generation %d, %d attempts", ErrChecksum, m.obj.Bucket, m.obj.Name, m.obj.Generation, crcAttempts)
-			break
-		}
-		c.mu.Lock()
-		m.filled = 0
-		c.mu.Unlock()
-		m.crc = 0
-	}
-	if err == nil && (!m.whole || m.n != m.obj.Size) {
-		// Noted before the readers wake: one that waits for the generation's check (verifyWhole)
-		// must find this chunk's CRC counted.
-		c.noteChunk(m.obj, m.k.Index, m.crc)
-	}
-	defer c.fetchesRunning.Add(-1) // after the write is queued (see waitIdle in the tests)
-	c.mu.Lock()
-	if err != nil {
-		if m.waiters == 0 && ctx.Err() != nil && c.baseCtx.Err() == nil {
-			m.move(stAbsent) // cancelled with nobody waiting (StopPrefetch)
-		} else {
-			m.err = err
-			m.move(stFailed)
-		}
-		c.untableLocked(m)
-		c.unrefLocked(m)
-		c.mu.Unlock()
-		return
-	}
-	m.move(stInMemory)
-	c.unrefLocked(m)
-	c.mu.Unlock()
-	c.queueWrite(m)
-}
-
-// maxResumes bounds how often one chunk fetch continues after a body that broke off (a reset,
-// a truncated response, a stall the Source gave up on), from the byte where it stopped.
-const maxResumes = 3
-
-// download reads m's bytes from src into m.buf, publishing progress to readers, and resumes a
-// body that broke off from where it stopped. It checks the length: short (after resumes) and
-// long bodies are errors.
-func (c *Cache) download(ctx context.Context, src Source, m *memChunk) error {
-	var crc uint32
-	var filled int64
-	for resumes := 0; ; resumes++ {
-		err := c.downloadFrom(ctx, src, m, &filled, &crc)
-		if err == nil || ctx.Err() != nil || resumes == maxResumes || errors.Is(err, ErrLongBody) || filled == 0 && !retryable(err) {
-			m.crc = crc
-			return err
-		}
-		c.resumes.Add(1)
-	}
-}
-
-// retryable reports whether a failed request is worth sending again from the same offset:
-// anything but a refusal to open the range (the Source retries those itself).
-func retryable(err error) bool { return errors.Is(err, ErrShortBody) || errors.Is(err, errBodyBroke) }
-
-var errBodyBroke = errors.New("response body broke off")
-
-// downloadFrom sends one range request for the bytes of m from *filled on and copies them in.
-func (c *Cache) downloadFrom(ctx context.Context, src Source, m *memChunk, filled *int64, crc *uint32) error {
-	off := m.k.off() + *filled
-	want := m.n - *filled
-	c.fetches.Add(1)
-	c.inFlight.Add(1)
-	defer c.inFlight.Add(-1)
-	n := want
-	if off == 0 && want == m.obj.Size {
-		// The whole object: asked for as such (no range), the request every server handles
-		// best, and the one on which a GCS client checks the object's CRC32C itself.
-		n = -1
-	}
-	rc, err := src.NewRangeReader(ctx, m.obj.Name, m.obj.Generation, off, n)
-	if err != nil {
-		return fmt.Errorf("fetch bytes %d-%d: %w", off, off+want-1, err)
-	}
-	defer rc.Close()
-	published := *filled
-	for *filled < m.n {
-		k, rerr := rc.Read(m.buf[*filled:])
-		if k > 0 {
-			*crc = crc32.Update(*crc, crc32c.Table, m.buf[*filled:*filled+int64(k)])
-			*filled += int64(k)
-			c.fetched.Add(int64(k))
-			// The last bytes are published after the length check below.
-			if *filled-published >= publishStep && *filled < m.n {
-				published = *filled
-				c.mu.Lock()
-				m.filled = published
-				m.notify()
-				c.mu.Unlock()
-			}
-		}
-		if rerr == io.EOF && *filled < m.n {
-			return fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, *filled, m.n)
-		}
-		if rerr != nil && rerr != io.EOF {
-			return fmt.Errorf("%w at byte %d: %v", errBodyBroke, m.k.off()+*filled, rerr)
-		}
-	}
-	var probe [1]byte
-	if k, _ := io.ReadFull(rc, probe[:]); k > 0 {
-		return fmt.Errorf("%w: more than the %d bytes asked for", ErrLongBody, want)
-	}
-	c.mu.Lock()
-	m.filled = m.n
-	m.notify()
-	c.mu.Unlock()
-	return nil
-}
-
 // memPiece is a part of a read served from a chunk in memory; it holds a reference to the
 // chunk's buffer until released.
 type memPiece struct {
 	m      *memChunk
 	lo, hi int64 // offsets within the chunk
+	final  bool  // the object's last bytes: served once the chunk's fetch has ended (checkEnd)
 }
 
 func (p memPiece) bytes() []byte { return p.m.buf[p.lo:p.hi] }

@@ -53,13 +53,23 @@ func (c *Cache) read(ctx context.Context, src Source, obj Object, p []byte, off 
 			return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
 		}
 	}
-	seq, window := c.observe(obj, off, end)
+	seq, window, w := c.observe(obj, off, end)
 	var sp *Span
 	var err error
 	if seq {
-		sp, err = c.readChunks(ctx, src, obj, p, off, end, spanOK, window)
+		var waited bool
+		sp, err = c.readChunks(ctx, src, obj, p, off, end, spanOK, window, &waited)
+		if waited {
+			c.noteWait(w)
+		}
 	} else {
 		err = c.readRandomRange(ctx, src, obj, p, off, end)
+	}
+	if err == nil && end == obj.Size {
+		if err = c.checkEnd(obj); err != nil && sp != nil {
+			sp.Close()
+			sp = nil
+		}
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
@@ -100,8 +110,8 @@ type part struct {
 // read from the data file; missing chunks are fetched into memory, and, when window > 0, so
 // are the window chunks after the last one the read touches. With spanOK the reply is a Span
 // of the bytes where they lie (memory or data file), copying nothing; otherwise the bytes are
-// copied into p.
-func (c *Cache) readChunks(ctx context.Context, src Source, obj Object, p []byte, off, end int64, spanOK bool, window int) (*Span, error) {
+// copied into p. *waited (when waited is not nil) is set if the read had to wait for bytes.
+func (c *Cache) readChunks(ctx context.Context, src Source, obj Object, p []byte, off, end int64, spanOK bool, window int, waited *bool) (*Span, error) {
 	cs := c.opts.ChunkSize
 	for attempt := 0; ; attempt++ {
 		parts := c.plan(src, obj, off, end)
@@ -109,7 +119,7 @@ func (c *Cache) readChunks(ctx context.Context, src Source, obj Object, p []byte
 			c.prefetch(src, obj, (end-1)/cs+1, window)
 			window = 0
 		}
-		sp, err := c.serveParts(ctx, src, obj, p, off, parts, spanOK)
+		sp, err := c.serveParts(ctx, src, obj, p, off, parts, spanOK, waited)
 		if errors.Is(err, errGone) && attempt < maxAttempts {
 			continue // a chunk in memory was dropped (its generation failed its check): anew
 		}
@@ -151,11 +161,14 @@ func (c *Cache) plan(src Source, obj Object, off, end int64) []part {
 
 // serveParts waits for the parts of a read and returns them as a Span (spanOK) or copies them
 // into p. Every reference plan took is released here, or by the returned Span's Close.
-func (c *Cache) serveParts(ctx context.Context, src Source, obj Object, p []byte, off int64, parts []part, spanOK bool) (sp *Span, err error) {
+func (c *Cache) serveParts(ctx context.Context, src Source, obj Object, p []byte, off int64, parts []part, spanOK bool, waited *bool) (sp *Span, err error) {
 	held := make([]memPiece, 0, len(parts))
 	for _, pt := range parts {
 		if pt.m != nil {
-			held = append(held, memPiece{m: pt.m, lo: pt.lo - pt.k.off(), hi: pt.hi - pt.k.off()})
+			// The last bytes of an object of several chunks wait for their chunk's fetch to
+			// end, so that its CRC is counted before the read's end check (checkEnd).
+			final := pt.hi == obj.Size && obj.HasCRC32C && obj.Size > c.opts.ChunkSize
+			held = append(held, memPiece{m: pt.m, lo: pt.lo - pt.k.off(), hi: pt.hi - pt.k.off(), final: final})
 		}
 	}
 	defer func() {
@@ -181,7 +194,7 @@ func (c *Cache) serveParts(ctx context.Context, src Source, obj Object, p []byte
 		case pt.m != nil:
 			piece := held[next]
 			next++
-			if err = c.waitBytes(ctx, piece); err == nil {
+			if err = c.waitBytes(ctx, piece, waited); err == nil {
 				if spanOK {
 					vecs = append(vecs, piece.bytes())
 				} else {
@@ -212,8 +225,8 @@ func (c *Cache) serveParts(ctx context.Context, src Source, obj Object, p []byte
 // waitBytes waits until the bytes of piece may be served: they have arrived (for a chunk that
 // is the whole object, they have passed the CRC check too). The caller holds a reference on
 // the chunk. A failed fetch returns its error; a chunk dropped because its generation failed
-// its check returns errGone.
-func (c *Cache) waitBytes(ctx context.Context, piece memPiece) error {
+// its check returns errGone. *waited (when waited is not nil) is set if it had to wait.
+func (c *Cache) waitBytes(ctx context.Context, piece memPiece, waited *bool) error {
 	m := piece.m
 	c.mu.Lock()
 	for {
@@ -226,12 +239,15 @@ func (c *Cache) waitBytes(ctx context.Context, piece memPiece) error {
 			c.mu.Unlock()
 			return errGone
 		}
-		if m.state.readable(m.whole) && m.filled >= piece.hi {
+		if m.state.readable(m.whole) && m.arrivedLocked(piece.lo, piece.hi) && !(piece.final && m.state == stFetching) {
 			break
 		}
 		ch := m.wake
 		m.waiters++
 		c.mu.Unlock()
+		if waited != nil {
+			*waited = true
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -398,7 +414,7 @@ func (c *Cache) readRandom(ctx context.Context, src Source, obj Object, ck key, 
 // readChunkCopy copies bytes [pos, pos+len(buf)) of obj, all in one chunk, into buf through the
 // chunk read path (memory, data file, or a fetch into memory), without prefetch.
 func (c *Cache) readChunkCopy(ctx context.Context, src Source, obj Object, buf []byte, pos int64) error {
-	_, err := c.readChunks(ctx, src, obj, buf, pos, pos+int64(len(buf)), false, 0)
+	_, err := c.readChunks(ctx, src, obj, buf, pos, pos+int64(len(buf)), false, 0, nil)
 	return err
 }
 
@@ -419,7 +435,7 @@ func (c *Cache) readUnit(ctx context.Context, src Source, obj Object, k key, buf
 			gone := !c.lru.Contains(k) && c.busy[k] == 0
 			c.mu.Unlock()
 			if gone {
-				_, err := c.readChunks(ctx, src, obj, buf, k.off()+off, k.off()+off+int64(len(buf)), false, 0)
+				_, err := c.readChunks(ctx, src, obj, buf, k.off()+off, k.off()+off+int64(len(buf)), false, 0, nil)
 				return err
 			}
 		}

@@ -1,5 +1,7 @@
 package cache
 
+import "time"
+
 // objectID names one object generation for access-pattern tracking.
 type objectID struct {
 	bucket, name string
@@ -20,11 +22,12 @@ const (
 
 // stream is one reader's position in an object.
 type stream struct {
-	end     int64  // highest end offset read so far
-	matches int    // reads that continued the stream after it started
-	fromTop bool   // the stream started at offset 0
-	used    uint64 // last-use tick, to replace the least recently used stream
-	window  int    // chunks prefetched ahead of the reader (see nextWindow)
+	end     int64       // highest end offset read so far
+	matches int         // reads that continued the stream after it started
+	fromTop bool        // the stream started at offset 0
+	used    uint64      // last-use tick, to replace the least recently used stream
+	last    time.Time   // when it was last read
+	win     windowState // the chunks prefetched ahead of the reader (see nextWindow)
 }
 
 // streams tracks the sequential readers of one object generation.
@@ -37,9 +40,12 @@ type streams struct {
 // observe records a read of [off, end) of obj. seq reports that it continues a stream (or
 // starts one at offset 0): it is served by whole chunks. window is the number of chunks to
 // prefetch after the one the read ends in: 0 until the stream is established (started at
-// offset 0, or continued at least twice), then as nextWindow says.
-func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int) {
+// offset 0, or continued at least twice), then as nextWindow says. w is the stream's window,
+// for noteWait (nil when seq is false).
+func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, w *windowState) {
 	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	now := time.Now()
+	cs := c.opts.ChunkSize
 	c.seqMu.Lock()
 	defer c.seqMu.Unlock()
 	st, ok := c.seq.Get(id)
@@ -48,19 +54,28 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int) {
 		c.seq.Add(id, st)
 	}
 	st.tick++
-	near := min(maxSeqWindow, c.opts.ChunkSize/4)
+	near := min(maxSeqWindow, cs/4)
 	for i := range st.s[:st.n] {
 		s := &st.s[i]
 		if off >= s.end-near && off <= s.end+near {
-			newChunk := (end-1)/c.opts.ChunkSize > (s.end-1)/c.opts.ChunkSize
+			newChunk := (end-1)/cs > (s.end-1)/cs
 			s.end = max(s.end, end)
 			s.matches++
 			s.used = st.tick
-			if !s.fromTop && s.matches < 2 {
-				return true, 0
+			if now.Sub(s.last) > idleReset {
+				s.win = windowState{size: 1, entered: now} // the reader paused: start small again
 			}
-			s.window = nextWindow(s.window, c.maxWindow, newChunk)
-			return true, s.window
+			s.last = now
+			if !s.fromTop && s.matches < 2 {
+				return true, 0, &s.win
+			}
+			if s.win.size == 0 {
+				s.win = windowState{size: 1, entered: now}
+			}
+			if newChunk {
+				nextWindow(&s.win, c.maxWindow, cs, now)
+			}
+			return true, min(s.win.size, c.maxWindow), &s.win
 		}
 	}
 	slot := st.n
@@ -74,10 +89,20 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int) {
 			}
 		}
 	}
-	st.s[slot] = stream{end: end, fromTop: off == 0, used: st.tick}
+	st.s[slot] = stream{end: end, fromTop: off == 0, used: st.tick, last: now}
 	if off != 0 {
-		return false, 0
+		return false, 0, nil
 	}
-	st.s[slot].window = nextWindow(0, c.maxWindow, false)
-	return true, st.s[slot].window
+	st.s[slot].win = windowState{size: 1, entered: now}
+	return true, min(1, c.maxWindow), &st.s[slot].win
+}
+
+// noteWait records that the reader of stream window w waited for bytes to arrive.
+func (c *Cache) noteWait(w *windowState) {
+	if w == nil {
+		return
+	}
+	c.seqMu.Lock()
+	w.waited = true
+	c.seqMu.Unlock()
 }

@@ -78,8 +78,8 @@ func TestWholeObjectCorruptionNeverServed(t *testing.T) {
 
 // TestCorruptChunkIsNotKept: a chunk of a large object arrives with a flipped byte. It is
 // served (nothing can be checked before the object is complete), but once every chunk is in,
-// the combined CRC32C fails, everything of the generation is dropped, and the next read gets
-// the right bytes from GCS.
+// the combined CRC32C fails: the read that reaches the end fails, everything of the generation
+// is dropped, and the next read gets the right bytes from GCS.
 func TestCorruptChunkIsNotKept(t *testing.T) {
 	src := newFakeSource()
 	ref := pattern(7, 6*testChunk+123)
@@ -94,9 +94,21 @@ func TestCorruptChunkIsNotKept(t *testing.T) {
 	// No prefetch: chunks arrive in the reader's order, so the damaged one is served (and
 	// written behind) before the last chunk completes the check.
 	c := openTest(t, Options{ChunkSize: testChunk, Readahead: -1})
-	first := readAll(t, c, src, obj, 10000)
-	if bytes.Equal(first, ref) {
+	// The reader is served the damaged chunk, but the read that reaches the end of the object
+	// fails with ErrChecksum instead of ending the file: it never gets EOF after wrong bytes.
+	first, endErr := readToEnd(c, src, obj, 10000)
+	if int64(len(first)) < obj.Size-10000 {
+		t.Fatalf("failed before the end: %v", endErr)
+	}
+	if !errors.Is(endErr, ErrChecksum) {
+		t.Fatalf("the read that reached the end: %v, want ErrChecksum", endErr)
+	}
+	if bytes.Equal(first, ref[:len(first)]) {
 		t.Fatal("the corrupt chunk was not served: the test injects nothing")
+	}
+	// So does any later read that reaches the end, until the generation passes its check.
+	if _, err := c.ReadAt(context.Background(), src, obj, make([]byte, 100), obj.Size-100); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("a later read of the end: %v, want ErrChecksum", err)
 	}
 	waitIdle(t, c)
 	if st := c.Stats(); st.ChecksumMismatches != 1 {
@@ -137,7 +149,10 @@ func TestCorruptRefetchOfVerifiedGenerationIsNotKept(t *testing.T) {
 		}
 		return bytes.NewReader(b)
 	}
-	readAll(t, c, src, obj, 10000) // chunk 2 is served as it arrives, damaged
+	// Chunk 2 is served as it arrives, damaged; the read that reaches the end fails.
+	if _, err := readToEnd(c, src, obj, 10000); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("the read that reached the end: %v, want ErrChecksum", err)
+	}
 	waitIdle(t, c)
 	if flips.Load() == 0 {
 		t.Fatal("chunk 2 was not fetched again: the test injects nothing")

@@ -98,6 +98,7 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 	c.sums.Remove(id)
 	if sum == obj.CRC32C {
 		c.verifiedGens.Add(id, g.crc)
+		c.failedGens.Remove(id)
 		c.mu.Unlock()
 		return
 	}
@@ -105,11 +106,43 @@ func (c *Cache) noteChunk(obj Object, idx int64, crc uint32) {
 	c.mismatch(obj, "chunks combined", sum)
 }
 
-// mismatch handles bytes of obj that did not match its CRC32C: it is logged and counted, and
-// everything held of the generation (chunks in memory and units on disk) is dropped.
+// mismatch handles bytes of obj that did not match its CRC32C: it is logged and counted,
+// everything held of the generation (chunks in memory and units on disk) is dropped, and the
+// generation is marked failed until it passes a check again (see checkEnd).
 func (c *Cache) mismatch(obj Object, what string, got uint32) {
 	c.countMismatch(obj, what+"; dropping what is held of this generation, the next read fetches it again", got)
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	c.mu.Lock()
+	c.failedGens.Add(id, struct{}{})
+	c.verifiedGens.Remove(id) // learnt again from the next complete set of chunks
+	c.mu.Unlock()
 	c.poison(obj)
+}
+
+// checkEnd is the check of a read that reaches the end of obj: when obj is larger than a chunk
+// and the CRC32C of its chunks, combined, did not match the object's since the generation last
+// passed a check, a reader that read it from the start has been served wrong bytes somewhere,
+// and gets ErrChecksum (EIO) instead of the end of the file. A generation whose chunks are not
+// all known (a reader that skipped some; chunks evicted before they were counted) cannot be
+// judged and passes, as before.
+func (c *Cache) checkEnd(obj Object) error {
+	if !obj.HasCRC32C || obj.Size <= c.opts.ChunkSize {
+		return nil // one chunk: checked whole before a byte was served
+	}
+	id := objectID{obj.Bucket, obj.Name, obj.Generation}
+	failed := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.failedGens.Contains(id)
+	}
+	if !failed() {
+		c.noteChunk(obj, -1, 0) // chunks cached on disk may complete the set, and fail it
+	}
+	if failed() {
+		return fmt.Errorf("%w: gs://%s/%s generation %d: its chunks combined do not match the object's CRC32C; what was read of it may be wrong (the damaged bytes were dropped: read it again)",
+			ErrChecksum, obj.Bucket, obj.Name, obj.Generation)
+	}
+	return nil
 }
 
 // countMismatch logs and counts bytes of obj that did not match its CRC32C.
@@ -190,6 +223,7 @@ func (c *Cache) verifyWhole(ctx context.Context, src Source, obj Object) error {
 			if sum == obj.CRC32C {
 				c.mu.Lock()
 				c.verifiedGens.Add(id, crcs)
+				c.failedGens.Remove(id)
 				var bad []key
 				for _, k := range c.lru.Keys() {
 					if k.object() == id && k.Unit == c.opts.ChunkSize {
