@@ -45,11 +45,11 @@ type Object struct {
 const (
 	DefaultMaxBytes     int64 = 10 << 30
 	DefaultChunkSize    int64 = 8 << 20
-	DefaultReadahead          = 8
+	DefaultReadahead          = 16
 	DefaultFetchTimeout       = 2 * time.Minute
 	// DefaultPrefetchMemory is the default memory budget of the read path: chunks arriving
 	// from GCS, waiting for their readers and on their way to disk.
-	DefaultPrefetchMemory int64 = 32 << 20
+	DefaultPrefetchMemory int64 = 64 << 20
 )
 
 // Options configure a Cache. Zero values select the documented defaults.

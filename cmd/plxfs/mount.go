@@ -58,9 +58,9 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "cache-dir", EnvVars: []string{"PLXFS_CACHE_DIR"}, Usage: "`DIR` for cached chunks and staged writes (default: $XDG_CACHE_HOME/plxfs or ~/.cache/plxfs); one daemon per directory"},
 			&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on cached chunk bytes on disk (`SIZE` such as 10GiB, 500MiB)"},
 			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "cache chunk `SIZE`: the fetch unit of sequential reads"},
-			&cli.IntFlag{Name: "readahead", Value: cache.DefaultReadahead, Usage: "most chunks fetched into memory ahead of a sequential reader: the window starts at one chunk and doubles up to this (0 disables)"},
+			&cli.IntFlag{Name: "readahead", Value: cache.DefaultReadahead, Usage: "most chunks fetched into memory ahead of a sequential reader (each as parallel GETs sized to the link): the window starts at one chunk and doubles while the reader waits for bytes and the doubling makes it faster, within --prefetch-memory (0 disables)"},
 			&cli.BoolFlag{Name: "verify-reads", Usage: "make a read of an object larger than a chunk wait until the whole object has been fetched and has passed its CRC32C check (chunks are otherwise served as they arrive, and checked once all have been seen)"},
-			&cli.StringFlag{Name: "prefetch-memory", Value: "32MiB", Usage: "memory `SIZE` for chunks arriving from GCS and on their way to the cache (a hard bound, at least two chunks; counted in the daemon's ~100 MiB)"},
+			&cli.StringFlag{Name: "prefetch-memory", Value: "auto", Usage: "memory `SIZE` for chunks arriving from GCS and on their way to the cache (a hard bound, at least two chunks): more fills a faster link; auto is 64MiB, or a quarter of the cgroup memory limit (a pod's limits.memory) when that is less"},
 			&cli.DurationFlag{Name: "ttl", Value: fs.DefaultTTL, Usage: "how long names, attributes and listings are reused before asking GCS again (0 disables caching)"},
 			&cli.IntFlag{Name: "stat-cache-entries", Value: fs.DefaultStatCacheEntries, Usage: "bound on cached lookups (positive); negative lookups are bounded separately"},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse every change with EROFS"},
@@ -179,7 +179,7 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		mc.cache.Readahead = -1 // cache.Options: negative disables; 0 would mean the default
 	}
 	mc.cache.VerifyReads = c.Bool("verify-reads")
-	if mc.cache.PrefetchMemory, err = parseSize("--prefetch-memory", c.String("prefetch-memory")); err != nil {
+	if mc.cache.PrefetchMemory, err = parsePrefetchMemory(c.String("prefetch-memory")); err != nil {
 		return mc, err
 	}
 	mc.cache.Dir = filepath.Join(mc.cacheDir, "chunks")
