@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -31,11 +32,25 @@ const (
 	DefaultDirMode          = 0o755
 )
 
+// ReadCache is what the core needs of the read cache: reads of object generations through it
+// (ReadSpan may answer with the bytes' place instead of a copy), the whole cached file for
+// the kernel to read itself, an end to a closed file's prefetch, and the write-through of a
+// generation just uploaded. *cache.Cache implements it.
+type ReadCache interface {
+	ReadAt(ctx context.Context, src cache.Source, obj cache.Object, p []byte, off int64) (int, error)
+	ReadSpan(ctx context.Context, src cache.Source, obj cache.Object, p []byte, off int64) (*cache.Span, int, error)
+	OpenWhole(obj cache.Object) (*cache.Whole, bool)
+	StopPrefetch(obj cache.Object)
+	Fill(obj cache.Object, r io.ReaderAt) error
+}
+
+var _ ReadCache = (*cache.Cache)(nil)
+
 // Config configures the core: the filesystem's behaviour without the kernel's part. Package
 // fs fills in the defaults of its Options before it makes one.
 type Config struct {
 	// Cache serves every read of object bytes. Required.
-	Cache *cache.Cache
+	Cache ReadCache
 	// StagingDir holds the staging files of files being written. Required unless ReadOnly.
 	StagingDir string
 	// TTL bounds how long metadata is reused without asking the bucket (0: DefaultTTL; < 0:
