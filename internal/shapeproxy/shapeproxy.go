@@ -95,8 +95,11 @@ func (l Link) validate() error {
 }
 
 const (
-	downBufSize = 256 << 10 // server to client: one read, one reservation, one write per buffer
+	downBufSize = 256 << 10 // server to client: one read and one write per buffer
 	upBufSize   = 64 << 10  // client to server: requests are small
+	// downTurn is the bytes a connection asks the buckets for at a time, and their burst: a
+	// turn costs a timer and a wake-up, which a small machine feels at hundreds a second.
+	downTurn = 1 << 20
 	// upQueue bounds the segments of one connection in the delay line (at most 16 MiB):
 	// like a TCP window, it caps a connection's upload at upQueue×upBufSize per Latency.
 	upQueue = 256
@@ -142,7 +145,7 @@ func Listen(addr, target string, link Link) (*Proxy, error) {
 		link:   link,
 		target: target,
 		ln:     ln,
-		down:   limiter(link.Total, downBufSize),
+		down:   limiter(link.Total, downTurn),
 		up:     limiter(link.UpTotal, upBufSize),
 		done:   make(chan struct{}),
 		conns:  map[net.Conn]struct{}{},
@@ -256,7 +259,7 @@ func (p *Proxy) serve(c net.Conn) {
 	defer p.untrack(c, s)
 	errc := make(chan error, 2)
 	go func() { errc <- p.upstream(c, s, ready, limiter(p.link.UpPerConn, upBufSize)) }()
-	go func() { errc <- p.downstream(s, c, limiter(p.link.PerConn, downBufSize)) }()
+	go func() { errc <- p.downstream(s, c, limiter(p.link.PerConn, downTurn)) }()
 	for range 2 {
 		if err := <-errc; err != nil {
 			// One side failed (or Close closed it): end the other direction too, resetting
@@ -270,7 +273,7 @@ func (p *Proxy) serve(c net.Conn) {
 }
 
 // downstream copies server to client within the caps. At the server's EOF it half-closes the
-// client side. The buckets are asked for one whole buffer at a time (a turn) when the first
+// client side. The buckets are asked for downTurn bytes at a time (a turn) when the first
 // bytes of a turn were read, and the turn's further reads are capped to what it has left:
 // every backlogged connection gets the same bytes per turn however its reads split, so
 // reservations granted in turn share Total evenly (charging each read's own size would favour
@@ -282,13 +285,13 @@ func (p *Proxy) downstream(s, c net.Conn, perConn *rate.Limiter) error {
 	buf := *bp
 	credit := 0 // bytes of the current turn not sent yet
 	for {
-		n, rerr := s.Read(buf[:cmp.Or(credit, len(buf))])
+		n, rerr := s.Read(buf[:min(cmp.Or(credit, len(buf)), len(buf))])
 		if n > 0 {
 			if credit == 0 {
-				if !p.wait(perConn, p.down, len(buf)) {
+				if !p.wait(perConn, p.down, downTurn) {
 					return net.ErrClosed
 				}
-				credit = len(buf)
+				credit = downTurn
 			}
 			credit -= n
 			if _, err := c.Write(buf[:n]); err != nil {

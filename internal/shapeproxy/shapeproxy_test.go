@@ -210,13 +210,13 @@ func drain(t *testing.T, c net.Conn, start time.Time) (time.Duration, int) {
 	return time.Since(start), int(n)
 }
 
-// One connection carries no more than PerConn bytes/s (beyond one buffer of burst).
+// One connection carries no more than PerConn bytes/s (beyond one turn of burst).
 func TestPerConnectionCap(t *testing.T) {
-	const size, perConn = 4 << 20, 8 * MiB
+	const size, perConn = 8 << 20, 16 * MiB
 	p := proxy(t, server(t, sender(size)), Link{Name: "test", PerConn: perConn})
 	start := time.Now()
 	d, n := drain(t, dial(t, p), start)
-	ideal := time.Duration(float64(size-downBufSize) / perConn * float64(time.Second))
+	ideal := time.Duration(float64(size-downTurn) / perConn * float64(time.Second))
 	t.Logf("%d bytes in %v: %.1f MiB/s (cap %d MiB/s)", n, d, float64(n)/MiB/d.Seconds(), perConn/MiB)
 	if n != size {
 		t.Fatalf("%d bytes, want %d", n, size)
@@ -233,7 +233,7 @@ func TestPerConnectionCap(t *testing.T) {
 // fair share. The server starts sending once all are connected, and turns are granted in
 // turn, so the first to finish is about a turn (of 8) ahead of the last.
 func TestTotalCapShared(t *testing.T) {
-	const conns, size, perConn, total = 16, 2 << 20, 8 * MiB, 32 * MiB
+	const conns, size, perConn, total = 16, 8 << 20, 32 * MiB, 128 * MiB
 	var accepted sync.WaitGroup
 	accepted.Add(conns)
 	send := sender(size)
@@ -264,7 +264,7 @@ func TestTotalCapShared(t *testing.T) {
 	}
 	wg.Wait()
 	d := time.Since(start)
-	ideal := time.Duration(float64(conns*size-downBufSize) / total * float64(time.Second))
+	ideal := time.Duration(float64(conns*size-downTurn) / total * float64(time.Second))
 	t.Logf("%d × %d bytes in %v: %.1f MiB/s (cap %d MiB/s); connections took %v to %v", conns, size, d, float64(conns*size)/MiB/d.Seconds(), total/MiB, slices.Min(took), slices.Max(took))
 	if d < ideal*95/100 {
 		t.Errorf("%d connections carried %d bytes in %v, faster than the %d MiB/s total cap allows (%v)", conns, conns*size, d, total/MiB, ideal)
