@@ -98,8 +98,10 @@ const (
 	downBufSize = 256 << 10 // server to client: one read and one write per buffer
 	upBufSize   = 64 << 10  // client to server: requests are small
 	// downTurn is the bytes a connection asks the buckets for at a time, and their burst: a
-	// turn costs a timer and a wake-up, which a small machine feels at hundreds a second.
-	downTurn = 1 << 20
+	// turn costs a timer and a wake-up (1,600 a second at 400 MiB/s), and its bytes pass at
+	// the end of the time the turn takes on the connection (5 ms at 50 MiB/s), so it is also
+	// how much later than on a real link the first bytes of a response can arrive.
+	downTurn = 256 << 10
 	// upQueue bounds the segments of one connection in the delay line (at most 16 MiB):
 	// like a TCP window, it caps a connection's upload at upQueue×upBufSize per Latency.
 	upQueue = 256
@@ -157,7 +159,7 @@ func Listen(addr, target string, link Link) (*Proxy, error) {
 	return p, nil
 }
 
-// limiter is a token bucket of bps bytes/s holding one buffer's worth, or nil for no cap.
+// limiter is a token bucket of bps bytes/s holding one turn's worth (the shared caps), or nil for no cap.
 func limiter(bps int64, burst int) *rate.Limiter {
 	if bps <= 0 {
 		return nil
@@ -258,8 +260,8 @@ func (p *Proxy) serve(c net.Conn) {
 	}
 	defer p.untrack(c, s)
 	errc := make(chan error, 2)
-	go func() { errc <- p.upstream(c, s, ready, limiter(p.link.UpPerConn, upBufSize)) }()
-	go func() { errc <- p.downstream(s, c, limiter(p.link.PerConn, downTurn)) }()
+	go func() { errc <- p.upstream(c, s, ready, newPacer(p.link.UpPerConn)) }()
+	go func() { errc <- p.downstream(s, c, newPacer(p.link.PerConn)) }()
 	for range 2 {
 		if err := <-errc; err != nil {
 			// One side failed (or Close closed it): end the other direction too, resetting
@@ -279,7 +281,7 @@ func (p *Proxy) serve(c net.Conn) {
 // reservations granted in turn share Total evenly (charging each read's own size would favour
 // the connections whose socket buffers the kernel grew first). A turn's unused rest carries
 // over to the connection's next response.
-func (p *Proxy) downstream(s, c net.Conn, perConn *rate.Limiter) error {
+func (p *Proxy) downstream(s, c net.Conn, perConn *pacer) error {
 	bp := p.downBufs.Get().(*[]byte)
 	defer p.downBufs.Put(bp)
 	buf := *bp
@@ -318,7 +320,7 @@ type segment struct {
 // upstream copies client to server through the delay line: a reader stamps each segment with
 // its due time (read time + Latency, no earlier than ready + Latency) and a writer sends each
 // when due. At the client's EOF, once every segment is sent, it half-closes the server side.
-func (p *Proxy) upstream(c, s net.Conn, ready time.Time, perConn *rate.Limiter) error {
+func (p *Proxy) upstream(c, s net.Conn, ready time.Time, perConn *pacer) error {
 	q := make(chan segment, upQueue)
 	stop := make(chan struct{}) // the writer gave up: the reader must not block on q
 	defer close(stop)
@@ -379,20 +381,55 @@ func (p *Proxy) upstream(c, s net.Conn, ready time.Time, perConn *rate.Limiter) 
 	return closeWrite(s)
 }
 
-// wait takes n bytes' tokens (one buffer: never more than a bucket's burst) from the
-// connection's bucket and the shared one (either may be nil) and sleeps until both allow them. It returns false if the proxy closed meanwhile.
-func (p *Proxy) wait(perConn, shared *rate.Limiter, n int) bool {
+// pacer is one connection's cap in one direction: a clock of when the bytes it passed so far
+// are through at its rate. Unlike a token bucket it keeps no credit while the connection is
+// idle, so a response that starts after a pause still takes its size ÷ rate, as it does on a
+// warm TCP connection: a bucket holding a turn's worth would pass short responses at once and
+// make small requests look free.
+type pacer struct {
+	rate float64 // bytes per second
+	end  time.Time
+}
+
+// newPacer returns a pacer of bps bytes/s, or nil for no cap.
+func newPacer(bps int64) *pacer {
+	if bps <= 0 {
+		return nil
+	}
+	return &pacer{rate: float64(bps)}
+}
+
+// turn returns when n more bytes, asked for at now, are through.
+func (q *pacer) turn(now time.Time, n int) time.Time {
+	if q.end.Before(now) {
+		q.end = now
+	}
+	q.end = q.end.Add(time.Duration(float64(n) / q.rate * float64(time.Second)))
+	return q.end
+}
+
+// wait passes a turn of n bytes through the connection's pacer and the shared bucket (either
+// may be nil): it sleeps until the turn is through the connection at its rate and the shared
+// bucket allows it. It returns false if the proxy closed meanwhile.
+func (p *Proxy) wait(perConn *pacer, shared *rate.Limiter, n int) bool {
 	now := time.Now()
-	var d time.Duration
-	for _, l := range [2]*rate.Limiter{perConn, shared} {
-		if l == nil {
-			continue
-		}
-		if r := l.ReserveN(now, n); r.OK() {
-			d = max(d, r.DelayFrom(now))
+	until := now
+	if perConn != nil {
+		until = perConn.turn(now, n)
+	}
+	if shared != nil {
+		if r := shared.ReserveN(now, n); r.OK() {
+			until = later(until, now.Add(r.DelayFrom(now)))
 		}
 	}
-	return p.sleepUntil(now.Add(d))
+	return p.sleepUntil(until)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // sleepUntil sleeps until t; false if the proxy closed first.

@@ -210,13 +210,13 @@ func drain(t *testing.T, c net.Conn, start time.Time) (time.Duration, int) {
 	return time.Since(start), int(n)
 }
 
-// One connection carries no more than PerConn bytes/s (beyond one turn of burst).
+// One connection carries no more than PerConn bytes/s.
 func TestPerConnectionCap(t *testing.T) {
 	const size, perConn = 8 << 20, 16 * MiB
 	p := proxy(t, server(t, sender(size)), Link{Name: "test", PerConn: perConn})
 	start := time.Now()
 	d, n := drain(t, dial(t, p), start)
-	ideal := time.Duration(float64(size-downTurn) / perConn * float64(time.Second))
+	ideal := time.Duration(float64(size) / perConn * float64(time.Second))
 	t.Logf("%d bytes in %v: %.1f MiB/s (cap %d MiB/s)", n, d, float64(n)/MiB/d.Seconds(), perConn/MiB)
 	if n != size {
 		t.Fatalf("%d bytes, want %d", n, size)
@@ -335,5 +335,39 @@ func TestDialErrorAndClose(t *testing.T) {
 	}
 	if err := <-done; err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("read of a connection the proxy closed: %v, want an error or EOF", err)
+	}
+}
+
+// A connection keeps no credit while idle: short responses on a warm connection, each after a
+// pause, still take their size ÷ PerConn (a token bucket with a turn's burst passed them at
+// once, which made small ranged GETs look free).
+func TestNoCreditWhileIdle(t *testing.T) {
+	const size, perConn, rounds = 512 << 10, 8 * MiB, 3
+	req := make([]byte, 1)
+	p := proxy(t, server(t, func(c net.Conn) {
+		for {
+			if _, err := io.ReadFull(c, req); err != nil {
+				return
+			}
+			if _, err := c.Write(randBytes(size, 1)); err != nil {
+				return
+			}
+		}
+	}), Link{Name: "test", PerConn: perConn})
+	c := dial(t, p)
+	buf := make([]byte, size)
+	ideal := time.Duration(float64(size) / perConn * float64(time.Second))
+	for i := range rounds {
+		time.Sleep(3 * ideal) // idle long enough for a bucket to refill
+		start := time.Now()
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d < ideal*95/100 {
+			t.Errorf("response %d after a pause: %d bytes in %v, faster than %d MiB/s allows (%v)", i, size, d, perConn/MiB, ideal)
+		}
 	}
 }
