@@ -35,13 +35,17 @@ fuzz: ## run each fuzz target for a few seconds (100,000 inputs each)
 	./.ci/fuzz 100000x
 
 # The mount benchmarks (integration/mount_bench_test.go) build fake-gcs-server and run it as its
-# own process. PLXFS_BENCH_RUNS, PLXFS_BENCH_MIB, PLXFS_BENCH_FILES and PLXFS_BENCH_ENTRIES shrink
-# them; PLXFS_BENCH_PPROF=DIR saves CPU profiles of the daemon there.
+# own process. The read benchmark runs once for each link profile of PLXFS_BENCH_PROFILES
+# (default loopback,region,slow): loopback talks to the emulator directly; region (20 ms to the
+# first byte, +40 ms a new connection, 50 MiB/s a connection, 400 MiB/s in all) and slow (60 ms,
+# +120 ms, 25 MiB/s, 200 MiB/s) put internal/shapeproxy, as its own process, in front of it for
+# the daemon and the direct baselines alike. PLXFS_BENCH_RUNS, PLXFS_BENCH_MIB, PLXFS_BENCH_FILES
+# and PLXFS_BENCH_ENTRIES shrink them; PLXFS_BENCH_PPROF=DIR saves CPU profiles of the daemon there.
 bench: ## benchmarks: ratios to the direct GCS client, measured in the same run
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/ ./transfer/ ./cache/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 150m ./integration/ ./transfer/ ./cache/
 
-bench-quick: ## the mount benchmarks, one run at small sizes (while developing)
-	PLXFS_BENCH_RUNS=1 PLXFS_BENCH_MIB=128 PLXFS_BENCH_FILES=200 PLXFS_BENCH_ENTRIES=1000 \
+bench-quick: ## the mount benchmarks, one run at small sizes, reads on the region link only (while developing)
+	PLXFS_BENCH_RUNS=1 PLXFS_BENCH_MIB=128 PLXFS_BENCH_FILES=200 PLXFS_BENCH_ENTRIES=1000 PLXFS_BENCH_PROFILES=region \
 		$(GO) test -run '^$$' -bench Mount -benchtime 1x -timeout 20m ./integration/
 
 demo: build ## mount a generated demo dataset from an embedded emulator at $(MNT) (Ctrl-C to stop)

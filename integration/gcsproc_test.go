@@ -28,50 +28,65 @@ import (
 // nor its scheduler (EMULATOR.md). Objects are seeded and read through its HTTP API, with a
 // plain HTTP client: that client is also the "direct GET" baseline.
 type gcsProc struct {
-	host   string // "127.0.0.1:PORT"
+	host   string // "127.0.0.1:PORT", the emulator's or, seen through a link, the proxy's
 	cmd    *exec.Cmd
 	root   string
 	client *http.Client
 	exited chan struct{}
+	proxy  *shapeProc // the shaping proxy in front (see through), nil for a direct view
 }
 
-var (
-	fakeGCSOnce sync.Once
-	fakeGCSDir  string // "" until built
-	fakeGCSBin  string
-	fakeGCSErr  error
-)
+// directClient is the plain HTTP client of the direct baselines: up to 64 connections kept.
+func directClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 64,
+		DisableCompression:  true,
+	}}
+}
 
-// removeFakeGCS removes the built emulator, if any. TestMain calls it after the run.
-func removeFakeGCS() {
-	if fakeGCSDir != "" {
-		os.RemoveAll(fakeGCSDir)
+// toolBins are the helper programs the benchmarks run as processes (fake-gcs-server, the
+// shaping proxy), built on first use into one temporary directory that TestMain removes.
+var toolBins struct {
+	sync.Mutex
+	dir   string // "" until the first build
+	built map[string]string
+}
+
+// removeToolBins removes the built helpers, if any. TestMain calls it after the run.
+func removeToolBins() {
+	if toolBins.dir != "" {
+		os.RemoveAll(toolBins.dir)
 	}
 }
 
-// fakeGCSBinary builds github.com/fsouza/fake-gcs-server, at the version go.mod requires,
-// into a temporary directory shared by every benchmark of the run (TestMain removes it).
-func fakeGCSBinary() (string, error) {
-	fakeGCSOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "plxfs-fake-gcs-")
+// toolBinary builds the main package pkg (at the version go.mod requires) once per test binary
+// and returns the program's path.
+func toolBinary(pkg string) (string, error) {
+	toolBins.Lock()
+	defer toolBins.Unlock()
+	if bin, ok := toolBins.built[pkg]; ok {
+		return bin, nil
+	}
+	if toolBins.dir == "" {
+		dir, err := os.MkdirTemp("", "plxfs-bench-tools-")
 		if err != nil {
-			fakeGCSErr = err
-			return
+			return "", err
 		}
-		fakeGCSDir = dir
-		fakeGCSBin = filepath.Join(dir, "fake-gcs-server")
-		out, err := exec.Command("go", "build", "-o", fakeGCSBin, "github.com/fsouza/fake-gcs-server").CombinedOutput()
-		if err != nil {
-			fakeGCSErr = fmt.Errorf("building fake-gcs-server: %v\n%s", err, out)
-		}
-	})
-	return fakeGCSBin, fakeGCSErr
+		toolBins.dir, toolBins.built = dir, map[string]string{}
+	}
+	bin := filepath.Join(toolBins.dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+	}
+	toolBins.built[pkg] = bin
+	return bin, nil
 }
 
 // startGCSProc starts the emulator process with the given buckets; it is killed when tb ends.
 func startGCSProc(tb testing.TB, buckets ...string) *gcsProc {
 	tb.Helper()
-	bin, err := fakeGCSBinary()
+	bin, err := toolBinary("github.com/fsouza/fake-gcs-server")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -84,24 +99,19 @@ func startGCSProc(tb testing.TB, buckets ...string) *gcsProc {
 		tb.Fatal(err)
 	}
 	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	// -public-host makes XML reads (/<bucket>/<object>, which plxfs's client uses) work;
-	// -external-url points resumable-upload sessions back at it.
+	// -public-host makes XML reads (/<bucket>/<object>, which plxfs's client uses) work; without
+	// a port it matches any port of 127.0.0.1, so reads through a shaping proxy (shapeProc) work
+	// too. -external-url points resumable-upload sessions back at it, not at a proxy.
 	cmd := exec.Command(bin, "-backend", "filesystem", "-filesystem-root", root,
 		"-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(port),
-		"-public-host", host, "-external-url", "http://"+host, "-log-level", "error")
+		"-public-host", "127.0.0.1", "-external-url", "http://"+host, "-log-level", "error")
 	cmd.SysProcAttr = dieWithTest()
 	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	g := &gcsProc{host: host, cmd: cmd, root: root, exited: make(chan struct{}), client: &http.Client{
-		Transport: &http.Transport{
-			MaxIdleConns:        64,
-			MaxIdleConnsPerHost: 64,
-			DisableCompression:  true,
-		},
-	}}
+	g := &gcsProc{host: host, cmd: cmd, root: root, exited: make(chan struct{}), client: directClient()}
 	go func() {
 		cmd.Wait()
 		close(g.exited)

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	removeFakeGCS()
+	removeToolBins()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
