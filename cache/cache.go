@@ -157,6 +157,13 @@ type Stats struct {
 	WriteErrors        int64 // chunks not cached because writing them failed (disk full, I/O error)
 	ChecksumMismatches int64 // fetched bytes that did not match the object's CRC32C
 	MemoryBytes        int64 // chunk buffers in use (the prefetch memory budget's use)
+
+	// What the fetches learnt of the link (see fetch.go): the moving averages of a GET's delay
+	// to its response and of its transfer rate (0 before a sample), and the size of the parts
+	// a chunk is fetched in now.
+	LinkFirstByte time.Duration
+	LinkRate      int64
+	PartSize      int64
 }
 
 // Cache is a chunked, size-bounded LRU disk cache of object bytes. It is safe for concurrent use.
@@ -383,6 +390,7 @@ func (c *Cache) Stats() Stats {
 	bytes, chunks := c.bytes, c.lru.Len()
 	memBytes := int64(c.pool.out) * c.pool.size
 	c.mu.Unlock()
+	firstByte, linkRate := c.link.shape()
 	return Stats{
 		Bytes:           bytes,
 		Chunks:          chunks,
@@ -401,6 +409,10 @@ func (c *Cache) Stats() Stats {
 		WriteErrors:        c.writeErrors.Load(),
 		ChecksumMismatches: c.crcMismatches.Load(),
 		MemoryBytes:        memBytes,
+
+		LinkFirstByte: firstByte,
+		LinkRate:      linkRate,
+		PartSize:      c.link.partSize(c.opts.ChunkSize),
 	}
 }
 

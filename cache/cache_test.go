@@ -964,48 +964,44 @@ func TestReopenWithSmallerBound(t *testing.T) {
 }
 
 // TestNextWindow walks the prefetch policy through its cases: a reader that waits doubles its
-// window up to the bound; one that does not keeps it; a doubling that did not make the reader
-// faster is taken back and not tried again.
+// window up to the bound; one that does not keeps it.
 func TestNextWindow(t *testing.T) {
-	const chunk = 8 << 20
-	t0 := time.Unix(1000, 0)
-	w := &windowState{size: 1, entered: t0}
-	step := func(d time.Duration, waited bool) int {
-		t.Helper()
+	w := &windowState{size: 1}
+	step := func(waited bool) int {
 		w.waited = waited
-		t0 = t0.Add(d)
-		return nextWindow(w, 16, chunk, t0)
+		return nextWindow(w, 6)
 	}
-	// 8 MiB in 160 ms, waiting: 2, then 4 with the rate doubled (80 ms).
-	if got := step(160*time.Millisecond, true); got != 2 {
-		t.Fatalf("after a wait: window %d, want 2", got)
-	}
-	if got := step(80*time.Millisecond, true); got != 4 {
-		t.Fatalf("after a wait that the doubling paid for: window %d, want 4", got)
-	}
-	// The reader keeps up without waiting: the window stays.
-	if got := step(40*time.Millisecond, false); got != 4 {
-		t.Fatalf("without a wait: window %d, want 4", got)
-	}
-	if got := step(40*time.Millisecond, true); got != 8 {
-		t.Fatalf("after a wait: window %d, want 8", got)
-	}
-	// The doubling to 8 brought nothing (same rate, still waiting): back to 4, and it stays.
-	if got := step(40*time.Millisecond, true); got != 4 {
-		t.Fatalf("after a doubling that did not pay: window %d, want 4", got)
-	}
-	for range 3 {
-		if got := step(40*time.Millisecond, true); got != 4 {
-			t.Fatalf("capped window grew again: %d, want 4", got)
+	for i, c := range []struct {
+		waited bool
+		want   int
+	}{{true, 2}, {false, 2}, {true, 4}, {false, 4}, {true, 6}, {true, 6}, {false, 6}} {
+		if got := step(c.waited); got != c.want {
+			t.Fatalf("step %d (waited %v): window %d, want %d", i, c.waited, got, c.want)
 		}
 	}
-	// The bound holds.
-	w2 := &windowState{size: 1, entered: t0}
-	for i := range 10 {
-		w2.waited = true
-		t0 = t0.Add(time.Duration(100>>min(i, 6)) * time.Millisecond)
-		if got := nextWindow(w2, 3, chunk, t0); got > 3 {
-			t.Fatalf("window %d over its bound 3", got)
-		}
+}
+
+// TestForwardSkipKeepsStream: a reader of an established stream that skips a few MiB forward
+// (within half a chunk) keeps its stream and its window; a reader that has not established one
+// is told apart from random reads within maxSeqWindow, as before.
+func TestForwardSkipKeepsStream(t *testing.T) {
+	const cs = 8 << 20
+	c := openTest(t, Options{ChunkSize: cs})
+	obj := Object{Bucket: "b", Name: "skip", Generation: 1, Size: 64 << 20}
+	for off := int64(0); off < 2*cs; off += 1 << 20 {
+		c.observe(obj, off, off+1<<20)
+	}
+	_, before, w := c.observe(obj, 2*cs, 2*cs+1<<20)
+	w.waited = true
+	seq, after, _ := c.observe(obj, 2*cs+4<<20, 2*cs+5<<20) // 3 MiB skipped
+	if !seq || after < before {
+		t.Fatalf("after a 3 MiB skip: seq %v, window %d (was %d), want the stream kept", seq, after, before)
+	}
+	// A new reader 2 MiB past another's start is not taken for a stream.
+	if seq, _, _ := c.observe(obj, 40<<20, 40<<20+4096); seq {
+		t.Fatal("a read far from every stream counted as sequential")
+	}
+	if seq, _, _ := c.observe(obj, 42<<20, 42<<20+4096); seq {
+		t.Fatal("a second read 2 MiB further counted as sequential: random readers look sequential")
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -52,37 +52,67 @@ const (
 	linkSampleMin = 256 << 10
 )
 
-// link learns the shape of the link to the Source from the GETs of chunk fetches: the delay
-// to the first byte (the response's headers) and the transfer rate of one GET, as moving
-// averages (each new sample weighs 1/8). Fields are atomics: samples race, and a lost update
-// only slows the learning.
+// link learns the shape of the link to the Source from the GETs of chunk fetches: its
+// first-byte delay, the shortest delay to a response among the last linkWindow GETs (a GET
+// that waited for a new connection, or whose goroutine ran late on a busy machine, took
+// longer, and the shortest is the link's own), and the transfer rate of one GET, a moving
+// average (each new sample weighs 1/8) of its bytes over the time they took beyond that
+// delay. Timing the body from its response would not do: bytes that reached the socket
+// while the goroutine was not running arrive at once and make the link look faster than it is.
 type link struct {
-	ttfb atomic.Int64 // nanoseconds; 0 until the first sample
-	rate atomic.Int64 // bytes per second of one GET's body; 0 until the first sample
+	mu    sync.Mutex // guards the fields below; a leaf lock (taken under Cache.mu)
+	delay [linkWindow]time.Duration
+	n     int   // samples in delay
+	rate  int64 // bytes per second of one GET; 0 until the first sample
 }
 
-func ewma(v *atomic.Int64, sample int64) {
-	if old := v.Load(); old == 0 {
-		v.Store(sample)
+// linkWindow is how many recent GETs the first-byte delay is the shortest of.
+const linkWindow = 32
+
+// observe records one GET: first is its delay to the response, body its bytes, and total the
+// time from the request to its last byte.
+func (l *link) observe(first time.Duration, body int64, total time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.delay[l.n%linkWindow] = max(first, time.Microsecond)
+	l.n++
+	if body < linkSampleMin {
+		return
+	}
+	took := total - l.firstByteLocked()
+	if took <= 0 {
+		return
+	}
+	sample := int64(float64(body) / took.Seconds())
+	if l.rate == 0 {
+		l.rate = sample
 	} else {
-		v.Store(old + (sample-old)/8)
+		l.rate += (sample - l.rate) / 8
 	}
 }
 
-// observe records one GET: first is its delay to the response, body its bytes, and took the
-// time they took to arrive after that.
-func (l *link) observe(first time.Duration, body int64, took time.Duration) {
-	ewma(&l.ttfb, int64(max(first, time.Microsecond)))
-	if body >= linkSampleMin && took > 0 {
-		ewma(&l.rate, int64(float64(body)/took.Seconds()))
+func (l *link) firstByteLocked() time.Duration {
+	var d time.Duration
+	for _, s := range l.delay[:min(l.n, linkWindow)] {
+		if d == 0 || s < d {
+			d = s
+		}
 	}
+	return d
+}
+
+// shape returns the link's first-byte delay and one GET's rate (zeros before any sample).
+func (l *link) shape() (time.Duration, int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstByteLocked(), l.rate
 }
 
 // partSize is the size of the parts a chunk of chunk bytes is fetched in: the bytes one GET
 // carries during one first-byte delay, rounded up to partAlign, within [minPart, chunk]. Before
 // anything is learnt a chunk is fetched in four parts; on a local server in one.
 func (l *link) partSize(chunk int64) int64 {
-	ttfb, rate := time.Duration(l.ttfb.Load()), l.rate.Load()
+	ttfb, rate := l.shape()
 	switch {
 	case ttfb == 0 || rate == 0:
 		return min(max(chunk/4, minPart), chunk)
@@ -260,7 +290,7 @@ func (c *Cache) downloadFrom(ctx context.Context, src Source, m *memChunk, p *fe
 	if k, _ := io.ReadFull(rc, probe[:]); k > 0 {
 		return fmt.Errorf("%w: more than the %d bytes asked for", ErrLongBody, want)
 	}
-	c.link.observe(first.Sub(start), *done-from, time.Since(first))
+	c.link.observe(first.Sub(start), *done-from, time.Since(start))
 	c.mu.Lock()
 	p.filled = size
 	m.notify()

@@ -123,20 +123,29 @@ func TestLinkPartSize(t *testing.T) {
 	if got := l.partSize(chunk); got != 2<<20 {
 		t.Fatalf("before any sample: %d, want 2 MiB", got)
 	}
-	l.observe(time.Millisecond, 8<<20, 8*time.Millisecond) // loopback: 1 ms, 1 GiB/s
+	l.observe(time.Millisecond, 8<<20, 9*time.Millisecond) // loopback: 1 ms, 1 GiB/s
 	if got := l.partSize(chunk); got != chunk {
 		t.Fatalf("local server: %d, want the chunk", got)
 	}
 	var r link
 	for range 50 {
-		r.observe(40*time.Millisecond, 2<<20, 40*time.Millisecond) // 40 ms, 50 MiB/s
+		r.observe(40*time.Millisecond, 2<<20, 80*time.Millisecond) // 40 ms, 50 MiB/s
 	}
 	if got := r.partSize(chunk); got != 2<<20 {
 		t.Fatalf("40 ms, 50 MiB/s: %d, want 2 MiB", got)
 	}
+	// Late goroutines and new connections make some responses look slower, and their bodies
+	// then arrive at once: the shortest delay is the link's, and the rate counts from it, so
+	// the rate learnt stays at most the link's.
+	for range 5 {
+		r.observe(90*time.Millisecond, 2<<20, 92*time.Millisecond)
+	}
+	if d, rate := r.shape(); d != 40*time.Millisecond || rate > 50<<20 || rate < 35<<20 {
+		t.Fatalf("after late answers: delay %v, rate %d, want 40ms and at most 50 MiB/s", d, rate)
+	}
 	var s link
 	for range 50 {
-		s.observe(20*time.Millisecond, 1<<20, 100*time.Millisecond) // 20 ms, 10 MiB/s
+		s.observe(20*time.Millisecond, 1<<20, 120*time.Millisecond) // 20 ms, 10 MiB/s
 	}
 	if got := s.partSize(chunk); got != minPart {
 		t.Fatalf("20 ms, 10 MiB/s: %d, want the minimum", got)

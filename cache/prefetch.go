@@ -9,56 +9,39 @@ import "time"
 // nextWindow is the policy, the one place it is decided. A stream starts with a window of one
 // chunk. Each time the reader enters a new chunk:
 //   - if it had to wait for bytes since it entered the last one, the link is not keeping up
-//     with it: the window doubles (up to max: Options.Readahead, bounded by the memory budget);
-//   - but if the last doubling did not make the reader faster (its rate over the chunk it
-//     just finished grew by less than rateGain), the link (or the Source) is what limits it:
-//     that doubling is taken back and the window stays there, holding no more memory than the
-//     rate it gets needs;
+//     with it: the window doubles (up to the bound: Options.Readahead, and the memory budget,
+//     which stops prefetch when it is full);
 //   - if it did not wait, the window stays: a reader slower than the link (a training step
 //     that computes between reads) holds only the chunks it is about to read.
 //
 // A read that does not continue a stream (a seek) starts a new stream with a window of one
-// chunk; a stream read again after idleReset starts from one chunk too. Random readers (reads
-// that never continue a stream) get no prefetch at all and are served by small blocks (see
-// readRandom). A reader that only wants the first megabytes of a file (a header, `file`,
-// `head`) costs at most one chunk beyond what it read.
-
-// rateGain is the growth in a reader's rate that a doubled window must bring to be kept.
-const rateGain = 1.1
+// chunk; a stream read again after idleReset (the reader stopped) starts from one chunk too.
+// Random readers (reads that never continue a stream) get no prefetch at all and are served by
+// small blocks (see readRandom). A reader that only wants the first megabytes of a file (a
+// header, `file`, `head`) costs at most one chunk beyond what it read.
+//
+// A doubling that did not make the reader faster (the link or the Source is what limits it)
+// could be taken back to save memory; the rate of one reader over one chunk proved far too
+// noisy for that (a prefetched chunk reads in a millisecond, the next one waits), so the
+// memory budget is the bound.
 
 // idleReset is the pause after which a stream's window starts again from one chunk.
 const idleReset = time.Second
 
 // windowState is the prefetch window of one stream.
 type windowState struct {
-	size     int       // chunks fetched ahead of the reader
-	capped   int       // > 0: the size at which doubling stopped paying
-	waited   bool      // the reader waited for bytes since it entered its current chunk
-	entered  time.Time // when the reader entered its current chunk
-	lastRate float64   // the reader's rate over its previous chunk, bytes/s
-	grown    bool      // the window doubled when the reader entered its current chunk
+	size   int  // chunks fetched ahead of the reader
+	waited bool // the reader waited for bytes since it entered its current chunk
 }
 
-// nextWindow updates w as the reader enters a new chunk (of chunk bytes) at now, and returns
-// the new size, at most limit.
-func nextWindow(w *windowState, limit int, chunk int64, now time.Time) int {
-	rate := 0.0
-	if d := now.Sub(w.entered); d > 0 && !w.entered.IsZero() {
-		rate = float64(chunk) / d.Seconds()
-	}
-	switch {
-	case w.grown && w.waited && w.lastRate > 0 && rate < w.lastRate*rateGain:
-		w.size = (w.size + 1) / 2 // the doubling did not pay: take it back
-		w.capped = w.size
-		w.grown = false
-	case w.waited && (w.capped == 0 || w.size < w.capped):
+// nextWindow updates w as the reader enters a new chunk and returns the new size, at most
+// limit.
+func nextWindow(w *windowState, limit int) int {
+	if w.waited {
 		w.size *= 2
-		w.grown = true
-	default:
-		w.grown = false
 	}
 	w.size = max(min(w.size, limit), 1)
-	w.lastRate, w.entered, w.waited = rate, now, false
+	w.waited = false
 	return w.size
 }
 

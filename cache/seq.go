@@ -18,6 +18,12 @@ const (
 	// slightly out of order; 1 MiB either side covers that without taking nearby random reads
 	// for a stream. With chunks smaller than 4 MiB the window is a quarter chunk.
 	maxSeqWindow = 1 << 20
+	// maxSeqSkip is how far past where an established stream (started at 0, or continued
+	// twice) ended a read may start and still continue it (at most half a chunk; a stream is
+	// established within maxSeqWindow, so random readers are told apart as before): on a fast link the kernel's concurrent readahead requests arrive
+	// further apart than maxSeqWindow, and a reader that skips a few MiB forward (a record it
+	// does not need) keeps its stream and its window rather than start a new one at one chunk.
+	maxSeqSkip = 4 << 20
 )
 
 // stream is one reader's position in an object.
@@ -54,26 +60,30 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, w *wi
 		c.seq.Add(id, st)
 	}
 	st.tick++
-	near := min(maxSeqWindow, cs/4)
+	near, skip := min(maxSeqWindow, cs/4), min(maxSeqSkip, cs/2)
 	for i := range st.s[:st.n] {
 		s := &st.s[i]
-		if off >= s.end-near && off <= s.end+near {
+		reach := near
+		if s.fromTop || s.matches >= 2 {
+			reach = skip // an established stream
+		}
+		if off >= s.end-near && off <= s.end+reach {
 			newChunk := (end-1)/cs > (s.end-1)/cs
 			s.end = max(s.end, end)
 			s.matches++
 			s.used = st.tick
 			if now.Sub(s.last) > idleReset {
-				s.win = windowState{size: 1, entered: now} // the reader paused: start small again
+				s.win = windowState{size: 1} // the reader paused: start small again
 			}
 			s.last = now
 			if !s.fromTop && s.matches < 2 {
 				return true, 0, &s.win
 			}
 			if s.win.size == 0 {
-				s.win = windowState{size: 1, entered: now}
+				s.win = windowState{size: 1}
 			}
 			if newChunk {
-				nextWindow(&s.win, c.maxWindow, cs, now)
+				nextWindow(&s.win, c.maxWindow)
 			}
 			return true, min(s.win.size, c.maxWindow), &s.win
 		}
@@ -93,7 +103,7 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, w *wi
 	if off != 0 {
 		return false, 0, nil
 	}
-	st.s[slot].win = windowState{size: 1, entered: now}
+	st.s[slot].win = windowState{size: 1}
 	return true, min(1, c.maxWindow), &st.s[slot].win
 }
 

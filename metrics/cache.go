@@ -42,12 +42,20 @@ var (
 		"Background fetches started by readahead.", nil, nil)
 	descCacheFetchesInFlight = prometheus.NewDesc("plxfs_cache_fetches_in_flight",
 		"Range requests of the cache in progress.", nil, nil)
+	descCacheMemoryBytes = prometheus.NewDesc("plxfs_cache_memory_bytes",
+		"Chunk buffers in use by the read path (within --prefetch-memory).", nil, nil)
+	descLinkFirstByte = prometheus.NewDesc("plxfs_cache_link_first_byte_seconds",
+		"Moving average of the delay to a chunk GET's response, as the fetches learnt it.", nil, nil)
+	descLinkRate = prometheus.NewDesc("plxfs_cache_link_get_bytes_per_second",
+		"Moving average of one chunk GET's transfer rate, as the fetches learnt it.", nil, nil)
+	descPartSize = prometheus.NewDesc("plxfs_cache_fetch_part_bytes",
+		"Size of the parallel GETs a chunk is fetched in now.", nil, nil)
 )
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheBytes, descCacheChunks, descCacheHits, descCacheMisses,
 		descCacheEvictions, descCacheDamaged, descCacheFetches, descCacheFetchedBytes,
-		descCacheReadaheads, descCacheFetchesInFlight} {
+		descCacheReadaheads, descCacheFetchesInFlight, descCacheMemoryBytes, descLinkFirstByte, descLinkRate, descPartSize} {
 		ch <- d
 	}
 	if c.maxBytes > 0 {
@@ -69,6 +77,10 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descCacheMaxBytes, float64(c.maxBytes))
 	}
 	gauge(descCacheFetchesInFlight, float64(s.FetchesInFlight))
+	gauge(descCacheMemoryBytes, float64(s.MemoryBytes))
+	gauge(descLinkFirstByte, s.LinkFirstByte.Seconds())
+	gauge(descLinkRate, float64(s.LinkRate))
+	gauge(descPartSize, float64(s.PartSize))
 	counter(descCacheHits, s.Hits)
 	counter(descCacheMisses, s.Misses)
 	counter(descCacheEvictions, s.Evictions)
