@@ -45,7 +45,7 @@ var (
 	descCacheMemoryBytes = prometheus.NewDesc("plxfs_cache_memory_bytes",
 		"Chunk buffers in use by the read path (within --prefetch-memory).", nil, nil)
 	descLinkFirstByte = prometheus.NewDesc("plxfs_cache_link_first_byte_seconds",
-		"Moving average of the delay to a chunk GET's response, as the fetches learnt it.", nil, nil)
+		"The shortest recent delay to a chunk GET's response: the link's first-byte delay, as the fetches learnt it.", nil, nil)
 	descLinkRate = prometheus.NewDesc("plxfs_cache_link_get_bytes_per_second",
 		"Moving average of one chunk GET's transfer rate, as the fetches learnt it.", nil, nil)
 	descPartSize = prometheus.NewDesc("plxfs_cache_fetch_part_bytes",

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -13,7 +14,8 @@ import (
 
 func TestCacheCollectorExportsStats(t *testing.T) {
 	stats := cache.Stats{Bytes: 8192, Chunks: 2, Hits: 5, Misses: 3, Fetches: 4, BytesFetched: 7000,
-		Evictions: 1, Damaged: 6, Readaheads: 9, FetchesInFlight: 2}
+		Evictions: 1, Damaged: 6, Readaheads: 9, FetchesInFlight: 2,
+		MemoryBytes: 16 << 20, LinkFirstByte: 25 * time.Millisecond, LinkRate: 50 << 20, PartSize: 1 << 20}
 	c := metrics.NewCacheCollector(func() cache.Stats { return stats }, 1<<20)
 	want := `
 # HELP plxfs_cache_bytes Disk space used by cached chunk files (4 KiB blocks).
@@ -28,6 +30,9 @@ plxfs_cache_damaged_total 6
 # HELP plxfs_cache_evictions_total Chunk files evicted to stay under the cache size bound.
 # TYPE plxfs_cache_evictions_total counter
 plxfs_cache_evictions_total 1
+# HELP plxfs_cache_fetch_part_bytes Size of the parallel GETs a chunk is fetched in now.
+# TYPE plxfs_cache_fetch_part_bytes gauge
+plxfs_cache_fetch_part_bytes 1.048576e+06
 # HELP plxfs_cache_fetched_bytes_total Bytes the cache received from GCS.
 # TYPE plxfs_cache_fetched_bytes_total counter
 plxfs_cache_fetched_bytes_total 7000
@@ -40,9 +45,18 @@ plxfs_cache_fetches_total 4
 # HELP plxfs_cache_hits_total Chunk reads served from a cached chunk file.
 # TYPE plxfs_cache_hits_total counter
 plxfs_cache_hits_total 5
+# HELP plxfs_cache_link_first_byte_seconds The shortest recent delay to a chunk GET's response: the link's first-byte delay, as the fetches learnt it.
+# TYPE plxfs_cache_link_first_byte_seconds gauge
+plxfs_cache_link_first_byte_seconds 0.025
+# HELP plxfs_cache_link_get_bytes_per_second Moving average of one chunk GET's transfer rate, as the fetches learnt it.
+# TYPE plxfs_cache_link_get_bytes_per_second gauge
+plxfs_cache_link_get_bytes_per_second 5.24288e+07
 # HELP plxfs_cache_max_bytes Bound on the disk space of cached chunk files (--cache-size).
 # TYPE plxfs_cache_max_bytes gauge
 plxfs_cache_max_bytes 1.048576e+06
+# HELP plxfs_cache_memory_bytes Chunk buffers in use by the read path (within --prefetch-memory).
+# TYPE plxfs_cache_memory_bytes gauge
+plxfs_cache_memory_bytes 1.6777216e+07
 # HELP plxfs_cache_misses_total Chunk reads that started or joined a fetch from GCS.
 # TYPE plxfs_cache_misses_total counter
 plxfs_cache_misses_total 3

@@ -34,6 +34,7 @@
 //	plxfs_gcs_write_bytes_total                   counter
 //	plxfs_cache_served_bytes_total                counter (Observer.CacheServed)
 //	plxfs_cache_bytes, plxfs_cache_max_bytes, plxfs_cache_chunks, plxfs_cache_fetches_in_flight   gauges
+//	plxfs_cache_memory_bytes, plxfs_cache_link_first_byte_seconds, plxfs_cache_link_get_bytes_per_second, plxfs_cache_fetch_part_bytes   gauges (the read path: memory in use, what the fetches learnt of the link, the part size)
 //	plxfs_cache_{hits,misses,evictions,damaged,fetches,fetched_bytes,readaheads}_total            counters
 //	plxfs_uploads_in_flight, plxfs_open_handles   gauges
 //	plxfs_uploads_total, plxfs_upload_bytes_total, plxfs_upload_failures_total                     counters
