@@ -66,7 +66,7 @@ func (c *Cache) read(ctx context.Context, src Source, obj Object, p []byte, off 
 		err = c.readRandomRange(ctx, src, obj, p, off, end)
 	}
 	if err == nil && end == obj.Size {
-		if err = c.checkEnd(obj); err != nil && sp != nil {
+		if err = c.checkEnd(ctx, obj); err != nil && sp != nil {
 			sp.Close()
 			sp = nil
 		}

@@ -125,7 +125,7 @@ func (c *Cache) mismatch(obj Object, what string, got uint32) {
 // and gets ErrChecksum (EIO) instead of the end of the file. A generation whose chunks are not
 // all known (a reader that skipped some; chunks evicted before they were counted) cannot be
 // judged and passes, as before.
-func (c *Cache) checkEnd(obj Object) error {
+func (c *Cache) checkEnd(ctx context.Context, obj Object) error {
 	if !obj.HasCRC32C || obj.Size <= c.opts.ChunkSize {
 		return nil // one chunk: checked whole before a byte was served
 	}
@@ -136,13 +136,53 @@ func (c *Cache) checkEnd(obj Object) error {
 		return c.failedGens.Contains(id)
 	}
 	if !failed() {
-		c.noteChunk(obj, -1, 0) // chunks cached on disk may complete the set, and fail it
+		// Chunks still arriving (the kernel's readahead can ask for the end while an earlier
+		// chunk's parts are in flight) are waited for, so that they are counted; then chunks
+		// cached on disk may complete the set, and fail it.
+		if err := c.waitFetches(ctx, id); err != nil {
+			return err
+		}
+		c.noteChunk(obj, -1, 0)
 	}
 	if failed() {
 		return fmt.Errorf("%w: gs://%s/%s generation %d: its chunks combined do not match the object's CRC32C; what was read of it may be wrong (the damaged bytes were dropped: read it again)",
 			ErrChecksum, obj.Bucket, obj.Name, obj.Generation)
 	}
 	return nil
+}
+
+// waitFetches waits until no chunk of generation id is being fetched into memory (counting as
+// a waiter, so that StopPrefetch leaves them running).
+func (c *Cache) waitFetches(ctx context.Context, id objectID) error {
+	for {
+		c.mu.Lock()
+		var m *memChunk
+		for k, x := range c.mem {
+			if k.object() == id && x.state == stFetching {
+				m = x
+				break
+			}
+		}
+		if m == nil {
+			c.mu.Unlock()
+			return nil
+		}
+		ch := m.wake
+		m.waiters++
+		c.mu.Unlock()
+		var err error
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		c.mu.Lock()
+		m.waiters--
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // countMismatch logs and counts bytes of obj that did not match its CRC32C.
