@@ -79,6 +79,7 @@ func csiCommand() *cli.Command {
 }
 
 func runCSI(c *cli.Context) error {
+	keepRunningOnClosedOutput()
 	if c.NArg() > 0 {
 		return usageErrorf("csi takes no arguments (got %q)", c.Args().First())
 	}

@@ -73,6 +73,7 @@ func localFlag(c *cli.Context, name string) string {
 }
 
 func runDemo(c *cli.Context, mnt string) error {
+	keepRunningOnClosedOutput()
 	config, keep := localFlag(c, "config"), c.String("keep")
 	if config == "" && c.Bool("sample") {
 		return usageErrorf("--sample goes with --config FILE (the generated dataset is always seeded)")

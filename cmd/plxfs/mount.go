@@ -284,6 +284,7 @@ func mountOwner(mnt string) string {
 }
 
 func runMount(c *cli.Context) error {
+	keepRunningOnClosedOutput()
 	mc, err := parseMountFlags(c)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -102,7 +103,7 @@ func getRuntime(c *cli.Context) (*runtime, error) {
 	if rts.rt != nil {
 		return rts.rt, nil
 	}
-	log, err := newLogger(rts.stderr, flagValue(c, "log-level", (*cli.Context).String), flagValue(c, "log-format", (*cli.Context).String))
+	log, err := newLogger(dropOnClosedPipe(rts.stderr), flagValue(c, "log-level", (*cli.Context).String), flagValue(c, "log-format", (*cli.Context).String))
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func getRuntime(c *cli.Context) (*runtime, error) {
 	return rts.rt, nil
 }
 
-func newLogger(w *os.File, level, format string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, usageErrorf("--log-level %q: use debug, info, warn or error", level)
