@@ -219,7 +219,7 @@ func (rt *runtime) Connection(name string) (connspec.Connection, error) {
 	}
 	conns, err := cat.Select([]string{name})
 	if err != nil {
-		return connspec.Connection{}, usageError{err.Error()}
+		return connspec.Connection{}, err
 	}
 	return conns[0], nil
 }
@@ -353,7 +353,8 @@ func (rt *runtime) Close() {
 	rt.clients = nil
 }
 
-// usageError marks errors that are the caller's words being off (exit code 2).
+// usageError marks errors that are the caller's words being off (exit code 2). Errors of
+// connspec's Select about a requested name are too (see isUsageError).
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -362,7 +363,10 @@ func usageErrorf(format string, args ...any) error {
 	return usageError{fmt.Sprintf(format, args...)}
 }
 
+// isUsageError decides, for every command, which errors exit 2: usage errors, and a
+// connection name that is unknown or not a gcs connection (--connections, run.connections, a
+// CONNECTION:PATH, init --connection, ...) wherever it was given.
 func isUsageError(err error) bool {
 	var u usageError
-	return errors.As(err, &u)
+	return errors.As(err, &u) || connspec.IsSelectionError(err)
 }
