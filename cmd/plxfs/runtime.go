@@ -247,6 +247,9 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 		}
 		client, err = gcs.NewClient(ctx, gcs.Options{Endpoint: rt.endpoint, ClientOptions: copts, UserAgent: "plxfs/" + version, Counters: rt.counters})
 		if err != nil {
+			if explained := cr.ExplainClientError(conn, err); explained != err {
+				return nil, explained
+			}
 			return nil, fmt.Errorf("connection %q: %w", conn.Name, err)
 		}
 		rt.clients[cr.Source] = client
