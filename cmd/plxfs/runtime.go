@@ -260,10 +260,11 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 // remote is a resolved remote argument: the bucket view its path is relative to, the path
 // without leading or trailing slashes, and what error messages say about it.
 type remote struct {
-	spec  string // as the user wrote it
-	b     store.Bucket
-	path  string
-	scope errScope
+	spec   string // as the user wrote it
+	b      store.Bucket
+	path   string
+	prefix string // of the bucket view b in the bucket ("" or "a/b/")
+	scope  errScope
 }
 
 // fail explains err as a failure of doing (in words) on this remote; write says whether the
@@ -313,7 +314,7 @@ func (rt *runtime) Remote(ctx context.Context, spec string) (*remote, error) {
 	}
 	scope := rt.scope(conn)
 	scope.Remote = spec
-	return &remote{spec: spec, b: store.WithPrefix(b, conn.Prefix), path: strings.Trim(p, "/"), scope: scope}, nil
+	return &remote{spec: spec, b: store.WithPrefix(b, conn.Prefix), path: strings.Trim(p, "/"), prefix: conn.Prefix, scope: scope}, nil
 }
 
 // scope is what error messages about conn say: its name, bucket, credential source,
