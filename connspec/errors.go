@@ -1,6 +1,7 @@
 package connspec
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -26,6 +27,16 @@ type Error struct {
 	Problem string
 	// Fix says what to do, in the imperative ("rename one of them").
 	Fix string
+	// Selection marks Select's errors about a requested name (not in the catalog, or not a
+	// gcs connection): the request is wrong, not the file. See IsSelectionError.
+	Selection bool
+}
+
+// IsSelectionError reports whether err holds (wraps or joins) an error of Select about a
+// requested connection name: one that is not in the catalog or is not a gcs connection.
+func IsSelectionError(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Selection
 }
 
 func (e *Error) Error() string {

@@ -1,62 +1,45 @@
 package connspec
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
 
-// seedDoc is Polyaxon's GCS connections page, which CI places in shared/ beside the clone.
-var seedDoc = filepath.Join("..", "..", "shared", "polyaxon-gcs-connections.md")
+// examplesDir holds the examples of Polyaxon's public documentation of GCS connections
+// ("Data on GCS"), written as users write them: connections and persistence lists
+// (connection-*.yaml, persistence-*.yaml) and run: sections of polyaxonfiles (run-*.yaml).
+var examplesDir = filepath.Join("testdata", "polyaxon")
 
-type yamlBlock struct {
-	line int // 1-based line of the block's first YAML line in the document
-	text string
-}
-
-var fenceRE = regexp.MustCompile("(?m)^```([a-zA-Z]*)[ \t]*$")
-
-// yamlBlocks returns every ```yaml block of a Markdown document.
-func yamlBlocks(doc string) []yamlBlock {
-	var blocks []yamlBlock
-	locs := fenceRE.FindAllStringSubmatchIndex(doc, -1)
-	for i := 0; i+1 < len(locs); i += 2 {
-		open, end := locs[i], locs[i+1]
-		if doc[open[2]:open[3]] != "yaml" {
-			continue
-		}
-		body := doc[open[1]+1 : end[0]]
-		blocks = append(blocks, yamlBlock{line: strings.Count(doc[:open[1]], "\n") + 2, text: body})
-	}
-	return blocks
-}
-
-// TestSeedDocExamples parses every YAML example of the seed documentation: connections and
-// persistence lists with ParseYAML, run: sections with ParsePolyaxonfile. The document must be
-// there: a missing seed is a failure, not a skip.
-func TestSeedDocExamples(t *testing.T) {
-	data, err := os.ReadFile(seedDoc)
+// TestPolyaxonDocExamples parses every example: catalogs with ParseYAML, run: sections with
+// ParsePolyaxonfile.
+func TestPolyaxonDocExamples(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join(examplesDir, "*.yaml"))
 	if err != nil {
-		t.Fatalf("the seed documentation must be beside the repository (CI puts shared/ next to the clone): %v", err)
+		t.Fatal(err)
 	}
-	blocks := yamlBlocks(string(data))
 	var catalogs, polyaxonfiles int
-	for _, b := range blocks {
-		name := fmt.Sprintf("%s:%d", filepath.Base(seedDoc), b.line)
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(path)
 		switch {
-		case strings.HasPrefix(b.text, "connections:") || strings.HasPrefix(b.text, "persistence:"):
+		case strings.HasPrefix(name, "connection-") || strings.HasPrefix(name, "persistence-"):
 			catalogs++
 			t.Run(name, func(t *testing.T) {
-				cat, err := ParseYAML(name, []byte(b.text))
+				cat, err := ParseYAML(name, data)
 				if err != nil {
 					t.Fatal(err)
 				}
 				conns, err := cat.Select(nil)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if len(conns) == 0 {
+					t.Fatal("no connection read")
 				}
 				for _, c := range conns {
 					if c.Name == "" || c.Bucket != "gcs-datasets" || c.Secret == nil || c.Secret.Name != "gcs-secret" || c.Secret.MountPath == "" {
@@ -67,15 +50,15 @@ func TestSeedDocExamples(t *testing.T) {
 					}
 				}
 			})
-		case strings.HasPrefix(b.text, "run:"):
+		case strings.HasPrefix(name, "run-"):
 			polyaxonfiles++
 			t.Run(name, func(t *testing.T) {
-				pf, err := ParsePolyaxonfile(name, []byte(b.text))
+				pf, err := ParsePolyaxonfile(name, data)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if len(pf.Connections) == 0 && len(pf.Init) == 0 {
-					t.Errorf("nothing read from %q", b.text)
+					t.Errorf("nothing read from %q", data)
 				}
 				for _, in := range pf.Init {
 					if in.Connection != "gcs-dataset1" || len(in.Dirs) == 0 || len(in.Files) == 0 {
@@ -84,20 +67,11 @@ func TestSeedDocExamples(t *testing.T) {
 				}
 			})
 		default:
-			t.Errorf("%s: unexpected YAML example (neither connections nor run): %q", name, b.text)
+			t.Errorf("%s: neither a connections nor a run example (name it connection-*, persistence-* or run-*)", path)
 		}
 	}
-	// The seed has three connection examples and three run examples; fewer means the
-	// extraction broke, not that there is less to test.
+	// The documentation has three connection examples and three run examples.
 	if catalogs < 3 || polyaxonfiles < 3 {
-		t.Errorf("found %d connection examples and %d run examples in %s; want at least 3 of each", catalogs, polyaxonfiles, seedDoc)
-	}
-}
-
-func TestYAMLBlocks(t *testing.T) {
-	doc := "text\n```yaml\na: 1\n```\n\n```bash\nls\n```\n```yaml\nb: 2\nc: 3\n```\n"
-	got := yamlBlocks(doc)
-	if len(got) != 2 || got[0].text != "a: 1\n" || got[0].line != 3 || got[1].text != "b: 2\nc: 3\n" || got[1].line != 10 {
-		t.Errorf("yamlBlocks = %+v", got)
+		t.Errorf("found %d connection examples and %d run examples in %s; want at least 3 of each", catalogs, polyaxonfiles, examplesDir)
 	}
 }

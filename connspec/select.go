@@ -48,14 +48,14 @@ func (c *Catalog) Select(names []string) ([]Connection, error) {
 		i, ok := byName[name]
 		if !ok {
 			errs = append(errs, &Error{Pos: src, Subject: connSubject(name, 0), Connection: name,
-				Problem: "not found", Fix: c.knownNames()})
+				Problem: "not found", Fix: c.knownNames(), Selection: true})
 			continue
 		}
 		conn := c.Connections[i]
 		if !conn.Mountable() {
 			errs = append(errs, &Error{Pos: conn.Pos, Subject: connSubject(name, 0), Connection: name, Field: "kind",
 				Problem: fmt.Sprintf("kind %q is not supported by plxfs, which mounts gcs connections only", conn.Kind),
-				Fix:     "remove it from the selection (run.connections or --connections)"})
+				Fix:     "remove it from the selection (run.connections or --connections)", Selection: true})
 			continue
 		}
 		out = append(out, conn)

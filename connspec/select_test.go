@@ -1,6 +1,7 @@
 package connspec
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -53,6 +54,9 @@ func TestSelect(t *testing.T) {
 				if lines := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(lines, tc.wantErr) {
 					t.Fatalf("errors:\n got %q\nwant %q", lines, tc.wantErr)
 				}
+				if !IsSelectionError(fmt.Errorf("wrapped: %w", err)) {
+					t.Errorf("IsSelectionError(%v) = false: a wrong name in the selection is the caller's error", err)
+				}
 				return
 			}
 			if err != nil {
@@ -80,6 +84,9 @@ func TestSelect(t *testing.T) {
 		want := `o.yaml: no gcs connections; only s (s3); add a connection with kind: gcs and schema.bucket: gs://BUCKET`
 		if err == nil || err.Error() != want {
 			t.Errorf("error:\n got %v\nwant %s", err, want)
+		}
+		if IsSelectionError(err) {
+			t.Errorf("IsSelectionError(%v) = true: no name was asked for, the file lacks a gcs connection", err)
 		}
 	})
 	t.Run("empty catalog", func(t *testing.T) {

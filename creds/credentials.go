@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"google.golang.org/api/option"
+
+	"github.com/plxfs/plxfs/connspec"
 )
 
 // Credentials types besides the key types (TypeServiceAccount, TypeAuthorizedUser,
@@ -35,6 +37,25 @@ type Credentials struct {
 	Project string
 
 	key []byte // the validated key JSON for the key types; nil otherwise
+	// unmounted are the connection's secret and configMap whose mountPath does not exist
+	// (skipped, as Polyaxon skips them); see ExplainClientError.
+	unmounted []mount
+}
+
+// ExplainClientError explains err, a failure to create a storage client with c for conn, when
+// Application Default Credentials were used only because conn's secret (or configMap)
+// mountPath does not exist: the SDK's "could not find default credentials" then hides the
+// real problem, a secret that is not mounted. It names the connection, the mountPath and what
+// to check. Any other error is returned as it is.
+func (c Credentials) ExplainClientError(conn connspec.Connection, err error) error {
+	if err == nil || c.Type != TypeADC || len(c.unmounted) == 0 {
+		return err
+	}
+	m := c.unmounted[0]
+	return &Error{Connection: conn.Name, Pos: conn.Pos, Source: m.label, Err: fmt.Errorf(
+		"%s was not found, and no other credentials were (none in the connection or the environment, no Application Default Credentials); "+
+			"check that the %s is mounted at %s (Kubernetes: the pod's volumes and volumeMounts), or set GC_KEY_PATH to a key file",
+		m.path, m.kind, m.path)}
 }
 
 // String returns Source.

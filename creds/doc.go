@@ -26,7 +26,9 @@
 //  3. The process environment, for the same names.
 //  4. ${POLYAXON_CONTEXT_ROOT:-/plx-context}/.gc/gc-secret.json, if it exists.
 //  5. Application Default Credentials (Type "adc"; workload identity on GKE). Resolve does not
-//     look for them; the Google client does, when the storage client is created.
+//     look for them; the Google client does, when the storage client is created. When it finds
+//     none and the connection's secret or configMap mountPath did not exist, the client's
+//     error is to be passed through Credentials.ExplainClientError, which says so.
 //
 // Key-path names, in order: GC_KEY_PATH, GOOGLE_KEY_PATH, GOOGLE_APPLICATION_CREDENTIALS.
 // Key-JSON names: GC_KEYFILE_DICT, GOOGLE_KEYFILE_DICT. Within one source every key-path name

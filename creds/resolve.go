@@ -61,7 +61,7 @@ func Resolve(conn connspec.Connection, env Env, opts Options) (Credentials, erro
 		}
 	}
 
-	c := Credentials{Source: "application default credentials", Type: TypeADC}
+	c := Credentials{Source: "application default credentials", Type: TypeADC, unmounted: r.unmounted}
 	if found != nil {
 		k, err := r.load(found)
 		if err != nil {
@@ -91,8 +91,9 @@ func Resolve(conn connspec.Connection, env Env, opts Options) (Credentials, erro
 }
 
 type resolver struct {
-	conn connspec.Connection
-	env  Env
+	conn      connspec.Connection
+	env       Env
+	unmounted []mount // mountPaths that do not exist
 }
 
 // candidate is a key found but not yet loaded: a key file path or key JSON bytes.
@@ -102,8 +103,9 @@ type candidate struct {
 	json   []byte
 }
 
-// mount is an existing secret/configMap mountPath of the connection.
+// mount is a secret/configMap mountPath of the connection.
 type mount struct {
+	kind  string // "secret" or "configMap"
 	label string // "secret gcs-secret mounted at /etc/gcs"
 	path  string
 	isDir bool
@@ -131,13 +133,14 @@ func (r *resolver) mounts() ([]mount, error) {
 		label += " mounted at " + m.ref.MountPath
 		fi, err := r.env.Stat(m.ref.MountPath)
 		if errors.Is(err, fs.ErrNotExist) {
+			r.unmounted = append(r.unmounted, mount{kind: m.kind, label: label, path: m.ref.MountPath})
 			continue
 		}
 		if err != nil {
 			return nil, r.fail(label, fmt.Errorf("cannot stat %s: %w; make the mount readable by plxfs",
 				m.ref.MountPath, unwrapPath(err)))
 		}
-		out = append(out, mount{label: label, path: m.ref.MountPath, isDir: fi.IsDir()})
+		out = append(out, mount{kind: m.kind, label: label, path: m.ref.MountPath, isDir: fi.IsDir()})
 	}
 	return out, nil
 }

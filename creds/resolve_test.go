@@ -706,3 +706,58 @@ func TestNames(t *testing.T) {
 		t.Errorf("fileNames does not dedupe: %q", got)
 	}
 }
+
+// A connection whose secret is not mounted resolves to ADC (as Polyaxon does); when the client
+// then finds no ADC, the error says which connection's secret was not found where, not the
+// SDK's "could not find default credentials". Other failures and other sources pass through.
+func TestExplainClientErrorForAnUnmountedSecret(t *testing.T) {
+	sdk := errors.New("dialing: credentials: could not find default credentials. See https://example for more information")
+	c := conn(withSecret("/etc/gcs"))
+	cr, err := Resolve(c, EnvFrom(nil, fstest.MapFS{}), Options{})
+	if err != nil || cr.Type != TypeADC {
+		t.Fatalf("Resolve = %+v, %v; want ADC", cr, err)
+	}
+	got := cr.ExplainClientError(c, sdk)
+	var ce *Error
+	if !errors.As(got, &ce) {
+		t.Fatalf("error %v is not a *Error", got)
+	}
+	for _, want := range []string{`connection "ds1" (conns.yaml:7)`, "secret gcs-secret mounted at /etc/gcs", "/etc/gcs was not found",
+		"check that the secret is mounted at /etc/gcs", "volumeMounts", "GC_KEY_PATH"} {
+		if !strings.Contains(got.Error(), want) {
+			t.Errorf("error %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got.Error(), "could not find default credentials") || strings.Contains(got.Error(), "\n") {
+		t.Errorf("error %q: want one line without the SDK's words", got)
+	}
+
+	// The configMap alone missing is named the same way.
+	cm := conn(func(c *connspec.Connection) { c.ConfigMap = &connspec.Ref{Name: "gcs-key-path", MountPath: "/etc/cm"} })
+	cr, _ = Resolve(cm, EnvFrom(nil, fstest.MapFS{}), Options{})
+	if got := cr.ExplainClientError(cm, sdk); !strings.Contains(got.Error(), "check that the configMap is mounted at /etc/cm") {
+		t.Errorf("configMap: %v", got)
+	}
+	// Mounted secret, no mountPath at all, or not ADC: the error is passed on as it is.
+	for name, tc := range map[string]struct {
+		c   connspec.Connection
+		env Env
+	}{
+		"secret mounted but empty": {conn(withSecret("/etc/gcs")), EnvFrom(nil, fstest.MapFS{"etc/gcs/other": text("x")})},
+		"no mountPath":             {conn(nil), EnvFrom(nil, fstest.MapFS{})},
+	} {
+		cr, err := Resolve(tc.c, tc.env, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := cr.ExplainClientError(tc.c, sdk); got != sdk {
+			t.Errorf("%s: %v, want the error unchanged", name, got)
+		}
+	}
+	if got := (Credentials{Type: TypeServiceAccount}).ExplainClientError(c, sdk); got != sdk {
+		t.Errorf("service account: %v, want the error unchanged", got)
+	}
+	if got := cr.ExplainClientError(c, nil); got != nil {
+		t.Errorf("nil error became %v", got)
+	}
+}

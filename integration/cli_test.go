@@ -290,3 +290,62 @@ func TestCompletionScripts(t *testing.T) {
 		t.Errorf("download flag candidates: %q", res.Stdout)
 	}
 }
+
+// TestUnknownConnectionExits2 holds README's rule "an unknown connection is a usage error"
+// for every command that takes a connection name, wherever the name is given (an argument,
+// --connections, a polyaxonfile's run.connections), and for a selected connection plxfs
+// cannot mount (kind s3): exit 2, the name in the message, nothing done.
+func TestUnknownConnectionExits2(t *testing.T) {
+	srv := startEmulator(t, emulator.Options{Buckets: []string{storageBucket}})
+	conf := writeFile(t, "conns.yaml", "connections:\n"+
+		"- name: ds\n  kind: gcs\n  schema: {bucket: \"gs://"+storageBucket+"/pre\"}\n"+
+		"- name: s3data\n  kind: s3\n  schema: {bucket: \"s3://b\"}\n")
+	common := []string{"--config", conf, "--endpoint", srv.URL()}
+	pf := writeFile(t, "pf.yaml", "run:\n  kind: job\n  connections: [ds, nope]\n")
+	local := writeFile(t, "f.txt", "f")
+	mnt := t.TempDir()
+	for _, name := range []string{"nope", "s3data"} {
+		sel := []string{"--connections", "ds," + name}
+		for _, tc := range []struct {
+			what string
+			args []string
+		}{
+			{"ls", []string{"ls", name + ":x"}},
+			{"rm", []string{"rm", name + ":x"}},
+			{"upload", []string{"upload", local, name + ":x"}},
+			{"download", []string{"download", name + ":x", t.TempDir()}},
+			{"init", []string{"init", "--connection", name, "--path", t.TempDir()}},
+			{"connections check NAME", []string{"connections", "check", name}},
+			{"connections check --connections", append([]string{"connections", "check"}, sel...)},
+			{"connections list --connections", append([]string{"connections", "list"}, sel...)},
+			{"mount --connections", append([]string{"mount", "--cache-dir", t.TempDir()}, append(sel, mnt)...)},
+			{"kube sidecar --connections", append([]string{"kube", "sidecar", "--image", "plxfs:x"}, sel...)},
+			{"kube csi --connections", append([]string{"kube", "csi", "--image", "plxfs:x"}, sel...)},
+		} {
+			t.Run(name+"/"+tc.what, func(t *testing.T) {
+				res := runPlxfs(t, nil, append(tc.args, common...)...)
+				if res.Code != 2 || !strings.Contains(res.Stderr, `connection "`+name+`"`) {
+					t.Errorf("plxfs %v: exit %d, stderr %q; want exit 2 naming connection %q", tc.args, res.Code, res.Stderr, name)
+				}
+			})
+		}
+	}
+	t.Run("polyaxonfile run.connections", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"mount", "--polyaxonfile", pf, "--cache-dir", t.TempDir(), mnt},
+			{"connections", "list", "--polyaxonfile", pf},
+			{"kube", "sidecar", "--image", "plxfs:x", "--polyaxonfile", pf},
+		} {
+			res := runPlxfs(t, nil, append(args, common...)...)
+			if res.Code != 2 || !strings.Contains(res.Stderr, `connection "nope"`) {
+				t.Errorf("plxfs %v: exit %d, stderr %q; want exit 2 naming connection \"nope\"", args, res.Code, res.Stderr)
+			}
+		}
+	})
+	if ok, _ := isMounted(mnt); ok {
+		t.Error("mounted despite the unknown connection")
+	}
+	if names, _ := srv.ObjectNames(storageBucket, ""); len(names) != 0 {
+		t.Errorf("objects written despite the unknown connection: %v", names)
+	}
+}

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +18,8 @@ func TestDemo(t *testing.T) {
 	cmd := exec.Command(plxfsBin, "demo", "--files", "60", "--large-mib", "9", mnt)
 	cmd.SysProcAttr = dieWithTest()
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{} // read while the demo writes
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +44,10 @@ func TestDemo(t *testing.T) {
 
 	if res := runPlxfs(t, nil, "wait", "--timeout", "30s", mnt); res.Code != 0 {
 		t.Fatalf("plxfs wait: exit %d %s\ndemo stderr:\n%s", res.Code, res.Stderr, stderr.String())
+	}
+	// Its hints work from any directory: the binary's absolute path (not on $PATH here).
+	if !strings.Contains(stderr.String(), "\n  "+plxfsBin+" ls --config ") {
+		t.Errorf("the demo's hints do not name %s:\n%s", plxfsBin, stderr.String())
 	}
 	entries, err := os.ReadDir(mnt)
 	if err != nil {

@@ -149,3 +149,48 @@ func TestRmDirectoryWithoutRIsUsage(t *testing.T) {
 		t.Errorf("download of a directory: %d %q", code, errOut)
 	}
 }
+
+// A failure line names what failed once: "plxfs: ds:run1/missing.txt: no such object", not
+// the name again in the cause.
+func TestInitFailureNamesOnce(t *testing.T) {
+	e := newStorageEnv(t)
+	e.put(t, "pre/run1/a.txt", "a")
+	for _, tc := range []struct{ flag, what, want string }{
+		{"--files", "run1/missing.txt", "plxfs: ds:run1/missing.txt: no such object\n"},
+		{"--dirs", "run1/none", "plxfs: ds:run1/none: no objects below this directory\n"},
+	} {
+		code, _, errOut := e.plxfs(t, "init", "--connection", "ds", tc.flag, tc.what, "--path", t.TempDir())
+		if code != 1 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, tc.what) != 1 {
+			t.Errorf("init %s %s: exit %d, stderr %q; want 1 and %q, naming it once", tc.flag, tc.what, code, errOut, tc.want)
+		}
+	}
+}
+
+// demo's hints name a command that works from any directory: plxfs when $PATH finds this
+// very executable, else its absolute path.
+func TestSelfCommand(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	if got := selfCommand(); got != exe || !filepath.IsAbs(got) {
+		t.Errorf("not on $PATH: %q, want %q", got, exe)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(exe, filepath.Join(dir, "plxfs")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	if got := selfCommand(); got != "plxfs" {
+		t.Errorf("on $PATH: %q, want plxfs", got)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "plxfs"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", other)
+	if got := selfCommand(); got != exe {
+		t.Errorf("another plxfs on $PATH: %q, want %q", got, exe)
+	}
+}

@@ -138,7 +138,7 @@ func checkConnections(c *cli.Context, rt *runtime) error {
 			return err
 		}
 		if conns, err = cat.Select(c.Args().Slice()); err != nil {
-			return usageError{err.Error()}
+			return err
 		}
 	} else if conns, err = rt.Selected(); err != nil {
 		return err

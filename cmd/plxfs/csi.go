@@ -79,6 +79,7 @@ func csiCommand() *cli.Command {
 }
 
 func runCSI(c *cli.Context) error {
+	keepRunningOnClosedOutput()
 	if c.NArg() > 0 {
 		return usageErrorf("csi takes no arguments (got %q)", c.Args().First())
 	}
@@ -202,10 +203,16 @@ func kubeCSICommand() *cli.Command {
 connections ConfigMap the driver reads, the node DaemonSet (privileged plxfs with /dev/fuse and
 Bidirectional mount propagation, plus node-driver-registrar), and an example pod that reads the
 first connection through an inline volume. Each connection's secret with a mountPath is mounted
-in the driver at that path, as in a sidecar.`,
+in the driver at that path, as in a sidecar.
+
+A pod reads secrets and configMaps from its own namespace only: the driver (--namespace,
+kube-system) needs the connections' secrets and configMaps there, while Polyaxon keeps them in
+its own (--secrets-namespace, polyaxon). When the two differ, the output starts with the
+kubectl commands that copy them; or run the driver where they are (--namespace polyaxon).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "image", EnvVars: []string{"PLXFS_IMAGE"}, Usage: "the plxfs container `IMAGE`"},
-			&cli.StringFlag{Name: "namespace", Value: "kube-system", Usage: "`NAMESPACE` of the DaemonSet"},
+			&cli.StringFlag{Name: "namespace", Value: "kube-system", Usage: "`NAMESPACE` of the DaemonSet; its pods read the connections' secrets and configMaps there"},
+			&cli.StringFlag{Name: "secrets-namespace", Value: kubernetes.DefaultSecretsNamespace, Usage: "`NAMESPACE` the connections' secrets and configMaps are in (Polyaxon's); when it is not --namespace, the output starts with the commands that copy them"},
 			&cli.StringFlag{Name: "cache-size", Value: kubernetes.DefaultCSICache, Usage: "the node's cache bound (`SIZE`), shared by every volume"},
 			&cli.StringFlag{Name: "memory", Value: kubernetes.DefaultCSIMemory, Usage: "memory request and limit of the driver (a Kubernetes `QUANTITY`)"},
 			&cli.StringFlag{Name: "registrar-image", Value: kubernetes.DefaultRegistrar, Usage: "node-driver-registrar `IMAGE`"},
@@ -233,7 +240,7 @@ in the driver at that path, as in a sidecar.`,
 			if err != nil {
 				return err
 			}
-			out, err := kubernetes.BuildCSI(conns, kubernetes.CSIOptions{Image: c.String("image"), Namespace: c.String("namespace"),
+			out, err := kubernetes.BuildCSI(conns, kubernetes.CSIOptions{Image: c.String("image"), Namespace: c.String("namespace"), SecretsNamespace: c.String("secrets-namespace"),
 				CacheSize: c.String("cache-size"), Memory: c.String("memory"), Registrar: c.String("registrar-image"),
 				ConfigMapName: c.String("config-map-name")})
 			if err != nil {

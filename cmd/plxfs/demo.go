@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -73,6 +74,7 @@ func localFlag(c *cli.Context, name string) string {
 }
 
 func runDemo(c *cli.Context, mnt string) error {
+	keepRunningOnClosedOutput()
 	config, keep := localFlag(c, "config"), c.String("keep")
 	if config == "" && c.Bool("sample") {
 		return usageErrorf("--sample goes with --config FILE (the generated dataset is always seeded)")
@@ -160,7 +162,7 @@ func runDemo(c *cli.Context, mnt string) error {
   %[2]s ls --config %[3]s --endpoint %[4]s %[5]s:
   %[2]s upload -r ./some-dir --config %[3]s --endpoint %[4]s %[5]s:
 Ctrl-C unmounts.
-`, mnt, os.Args[0], config, srv.URL(), first)
+`, mnt, selfCommand(), config, srv.URL(), first)
 	args := []string{"plxfs", "mount", "--config", config, "--endpoint", srv.URL(),
 		"--cache-dir", cacheDir,
 		"--log-level", flagValue(c, "log-level", (*cli.Context).String),
@@ -247,4 +249,21 @@ func seedDemo(srv *emulator.Server, files int, largeMiB int64) error {
 		}
 	}
 	return nil
+}
+
+// selfCommand is how to run this plxfs from any directory: "plxfs" when that is what $PATH
+// finds, else the executable's absolute path (os.Args[0] may be relative: bin/plxfs).
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "plxfs"
+	}
+	if onPath, err := exec.LookPath("plxfs"); err == nil {
+		a, errA := os.Stat(onPath)
+		b, errB := os.Stat(exe)
+		if errA == nil && errB == nil && os.SameFile(a, b) {
+			return "plxfs"
+		}
+	}
+	return exe
 }

@@ -184,12 +184,12 @@ func runInitJob(c *cli.Context, rt *runtime, job initJob, opts transfer.Options)
 			if dir {
 				s, err = transfer.DownloadTree(ctx, b, from, local, opts)
 				if err == nil && s.Files+int64(s.Skipped+s.Failed) == 0 {
-					err = fmt.Errorf("nothing under %s:%s/", conn.Name, from)
+					err = errors.New("no objects below this directory") // the failure line names it
 				}
 			} else {
 				s, err = transfer.DownloadFile(ctx, b, from, local, opts)
 				if errors.Is(err, store.ErrNotExist) {
-					err = fmt.Errorf("no such object %s:%s", conn.Name, from)
+					err = errors.New("no such object") // the failure line names it
 				}
 			}
 			if err != nil && classify(err).kind != kindUnknown {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,6 +44,7 @@ key material); a warning names them.`,
 				&cli.BoolFlag{Name: "read-only", Usage: "mount the connections read-only (datasets): writes fail with EROFS, and the kernel reads wholly cached files straight from the cache"},
 				&cli.StringFlag{Name: "cache-size", Value: kubernetes.DefaultCacheSize, Usage: "the mount's --cache-size: bound on cached data in the cache emptyDir (node disk, not memory; `SIZE` such as 10GiB)"},
 				&cli.StringFlag{Name: "memory", Value: kubernetes.DefaultMemory, Usage: "memory request and limit of plxfs containers (a Kubernetes `QUANTITY`)"},
+				&cli.DurationFlag{Name: "grace-period", Value: kubernetes.DefaultGrace, Usage: "the mount's --grace-period (pending uploads after SIGTERM); the pod's terminationGracePeriodSeconds is set 20s above it"},
 			},
 			Action: kubeSidecar,
 		}, kubeCSICommand()},
@@ -58,6 +60,9 @@ func kubeSidecar(c *cli.Context) error {
 	}
 	if _, err := parseSize("--cache-size", c.String("cache-size")); err != nil {
 		return err
+	}
+	if g := c.Duration("grace-period"); g < time.Second {
+		return usageErrorf("--grace-period %v: use a duration of at least 1s, such as 2m", g)
 	}
 	rt, err := getRuntime(c)
 	if err != nil {
@@ -80,6 +85,7 @@ func kubeSidecar(c *cli.Context) error {
 		Init:          c.Bool("init"),
 		Memory:        c.String("memory"),
 		CacheSize:     c.String("cache-size"),
+		GracePeriod:   c.Duration("grace-period"),
 	})
 	if err != nil {
 		return err

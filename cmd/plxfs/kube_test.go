@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/deploy/kubernetes"
@@ -86,6 +88,15 @@ func TestKubeSidecar(t *testing.T) {
 			if len(spec.InitContainers) != 2 || !slices.Contains(spec.InitContainers[1].Args, "/data/gcs-outputs") {
 				t.Errorf("want two plxfs init containers copying into /data/NAME, got %+v", spec.InitContainers)
 			}
+			if spec.TerminationGracePeriodSeconds != nil {
+				t.Errorf("init containers upload nothing at exit, yet terminationGracePeriodSeconds is %d", *spec.TerminationGracePeriodSeconds)
+			}
+		}},
+		{"grace period", []string{"--grace-period", "5m"}, all, func(t *testing.T, spec corev1.PodSpec) {
+			checkGrace(t, spec, spec.InitContainers[0], "5m0s", 320)
+		}},
+		{"default grace period", []string{"--native=false"}, all, func(t *testing.T, spec corev1.PodSpec) {
+			checkGrace(t, spec, spec.Containers[0], kubernetes.DefaultGrace.String(), 120)
 		}},
 		{"cache size", []string{"--cache-size", "20GiB"}, all, func(t *testing.T, spec corev1.PodSpec) {
 			args := spec.InitContainers[0].Args
@@ -168,7 +179,8 @@ func TestKubeSidecarErrors(t *testing.T) {
 		{"no image", []string{"--config", file}, 2, "needs --image"},
 		{"argument", []string{"--config", file, "--image", "i", "extra"}, 2, "takes no arguments"},
 		{"two secrets, one path", []string{"--config", clash, "--image", "i"}, 1, `connection "gcs-outputs": secret.mountPath "/etc/gcs" is also the mountPath of secret gcs-secret`},
-		{"selected s3", []string{"--config", file, "--image", "i", "--connections", "s3-dataset1"}, 1, "s3-dataset1"},
+		{"selected s3", []string{"--config", file, "--image", "i", "--connections", "s3-dataset1"}, 2, "s3-dataset1"},
+		{"grace period below 1s", []string{"--config", file, "--image", "i", "--grace-period", "0s"}, 2, "--grace-period 0s"},
 		{"bad memory", []string{"--config", file, "--image", "i", "--memory", "lots"}, 1, `memory "lots"`},
 		{"bad cache size", []string{"--config", file, "--image", "i", "--cache-size", "huge"}, 2, `--cache-size "huge"`},
 	}
@@ -260,5 +272,68 @@ func parsePlxfsArgs(t *testing.T, where string, args []string) {
 	}
 	if n, ok := positionals[args[0]]; ok && fs.NArg() != n {
 		t.Errorf("%s: plxfs %s: %d arguments after the flags, want %d", where, strings.Join(args, " "), fs.NArg(), n)
+	}
+}
+
+// checkGrace checks that the mount gets --grace-period grace and the pod
+// terminationGracePeriodSeconds seconds, which leaves it the time to use it.
+func checkGrace(t *testing.T, spec corev1.PodSpec, mount corev1.Container, grace string, seconds int64) {
+	t.Helper()
+	if i := slices.Index(mount.Args, "--grace-period"); i < 0 || mount.Args[i+1] != grace {
+		t.Errorf("mount args %q: want --grace-period %s", mount.Args, grace)
+	}
+	if g := spec.TerminationGracePeriodSeconds; g == nil || *g != seconds {
+		t.Errorf("terminationGracePeriodSeconds %v, want %d (the grace period and a margin to unmount)", g, seconds)
+	}
+}
+
+// TestKubeCSINamespaces: the driver's pods read the connections' secrets and configMaps from
+// the driver's namespace; Polyaxon keeps them in its own. When the two differ, the output
+// starts with a copy command for each (and a warning says so); when they are the same there
+// is nothing to copy.
+func TestKubeCSINamespaces(t *testing.T) {
+	file := writeKubeConnections(t)
+	refs := []string{"secret gcs-secret", "configmap gcs-key-path", "secret gcs-outputs-secret"}
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		namespace string
+		copyFrom  string // "": no copies
+	}{
+		{"defaults: kube-system, secrets in polyaxon", nil, "kube-system", "polyaxon"},
+		{"driver in polyaxon", []string{"--namespace", "polyaxon"}, "polyaxon", ""},
+		{"secrets already in kube-system", []string{"--secrets-namespace", "kube-system"}, "kube-system", ""},
+		{"elsewhere", []string{"--namespace", "storage", "--secrets-namespace", "ml"}, "storage", "ml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, append([]string{"kube", "csi", "--config", file, "--image", "plxfs:1"}, tc.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var ds appsv1.DaemonSet
+			for _, doc := range strings.Split(out, "\n---\n") {
+				if strings.Contains(doc, "\nkind: DaemonSet\n") {
+					if err := yaml.UnmarshalStrict([]byte(doc), &ds); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if ds.Namespace != tc.namespace {
+				t.Errorf("DaemonSet in namespace %q, want %q", ds.Namespace, tc.namespace)
+			}
+			header, _, _ := strings.Cut(out, "\napiVersion:")
+			for _, ref := range refs {
+				kind, name, _ := strings.Cut(ref, " ")
+				cmd := "kubectl get " + kind + " " + name + " -n " + tc.copyFrom + " -o yaml | "
+				switch {
+				case tc.copyFrom == "" && strings.Contains(out, "kubectl get"):
+					t.Errorf("copy commands printed with secrets in the driver's namespace:\n%s", header)
+				case tc.copyFrom != "" && (!strings.Contains(header, "#   "+cmd) || !strings.Contains(header, "kubectl apply -n "+tc.namespace+" -f -")):
+					t.Errorf("the output's header lacks the copy of %s from %s to %s:\n%s", ref, tc.copyFrom, tc.namespace, header)
+				case tc.copyFrom != "" && !strings.Contains(errOut, ref):
+					t.Errorf("the warning does not name %s:\n%s", ref, errOut)
+				}
+			}
+		})
 	}
 }

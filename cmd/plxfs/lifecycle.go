@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -141,4 +146,39 @@ func exitOnFile(ctx context.Context, path string, interval time.Duration) <-chan
 		}
 	}()
 	return done
+}
+
+// keepRunningOnClosedOutput makes a write to a closed stdout or stderr fail with EPIPE instead
+// of killing the process: `plxfs mount … 2>&1 | tee log` stopped with Ctrl-C kills tee first,
+// and a daemon that died of its next log line would leave a stale mount and its temporary
+// files behind. Go's runtime kills a program on EPIPE at fd 1 or 2 unless the program asked
+// for SIGPIPE; it asks with Notify rather than Ignore, because an ignored signal stays ignored
+// in the programs it starts (fusermount3) and a caught one does not. The daemon commands
+// (mount, demo, csi) call it first; the other commands keep dying quietly on a closed pipe
+// (`plxfs ls | head`).
+func keepRunningOnClosedOutput() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) // never read: a full channel drops
+	log.SetOutput(dropOnClosedPipe(os.Stderr))                // go-fuse's --debug-fuse trace
+}
+
+// closedPipeWriter passes writes on until the first EPIPE (its reader is gone for good), then
+// drops them: a daemon whose log reader left logs nothing more, at no cost, instead of failing
+// every line. Warnings and errors still reach plxfs status (control.ErrorRing).
+type closedPipeWriter struct {
+	w    io.Writer
+	gone atomic.Bool
+}
+
+func dropOnClosedPipe(w io.Writer) io.Writer { return &closedPipeWriter{w: w} }
+
+func (w *closedPipeWriter) Write(p []byte) (int, error) {
+	if w.gone.Load() {
+		return len(p), nil
+	}
+	n, err := w.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		w.gone.Store(true)
+		return len(p), nil
+	}
+	return n, err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/fs"
+	"github.com/plxfs/plxfs/internal/control"
 	"github.com/plxfs/plxfs/metrics"
 	"github.com/plxfs/plxfs/store"
 )
@@ -284,6 +285,7 @@ func mountOwner(mnt string) string {
 }
 
 func runMount(c *cli.Context) error {
+	keepRunningOnClosedOutput()
 	mc, err := parseMountFlags(c)
 	if err != nil {
 		return err
@@ -356,7 +358,9 @@ func runMount(c *cli.Context) error {
 	status := &statusSource{Mountpoint: mc.mountpoint, ReadOnly: mc.fs.ReadOnly, Started: started,
 		Connections: statusConnections(rt, conns), CacheDir: mc.cacheDir, CacheMax: mc.cache.MaxBytes,
 		CacheStats: ch.Stats, Metrics: m, Errors: errRing, Pending: fsys.Pending}
-	stopObs, err := startObservability(ctx, rt, observeOptionsFrom(c, mc.mountpoint, m, status.Status))
+	obs := observeOptionsFrom(c, mc.mountpoint, m, status.Status)
+	obs.Changed = func(changes []control.Change) { forgetChanged(fsys, conns, changes, log) }
+	stopObs, err := startObservability(ctx, rt, obs)
 	if err != nil {
 		return err
 	}

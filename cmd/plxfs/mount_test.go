@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,5 +98,35 @@ func TestParseMountFlagErrors(t *testing.T) {
 func TestMountOwnerStable(t *testing.T) {
 	if mountOwner("/mnt/a") != mountOwner("/mnt/a") || mountOwner("/mnt/a") == mountOwner("/mnt/b") {
 		t.Fatal("the owner id must be stable per mountpoint and differ between mountpoints")
+	}
+}
+
+// countingWriter counts the writes that reach it and fails them all with err.
+type countingWriter struct {
+	n   int
+	err error
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n++; return 0, w.err }
+
+// A log whose reader is gone costs one failed write, not one per line, and never reports an
+// error to the logger; other errors are passed on.
+func TestDropOnClosedPipe(t *testing.T) {
+	under := &countingWriter{err: &os.PathError{Op: "write", Path: "/dev/stderr", Err: syscall.EPIPE}}
+	w := dropOnClosedPipe(under)
+	for i := 0; i < 100; i++ {
+		if n, err := w.Write([]byte("line\n")); n != 5 || err != nil {
+			t.Fatalf("write %d to a closed pipe: %d, %v; want 5, nil", i, n, err)
+		}
+	}
+	if under.n != 1 {
+		t.Errorf("%d writes reached the closed pipe, want 1", under.n)
+	}
+	other := &countingWriter{err: syscall.EIO}
+	w = dropOnClosedPipe(other)
+	for i := 0; i < 2; i++ {
+		if _, err := w.Write([]byte("x")); !errors.Is(err, syscall.EIO) {
+			t.Errorf("write %d: %v, want EIO passed on", i, err)
+		}
 	}
 }

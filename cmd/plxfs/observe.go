@@ -49,6 +49,7 @@ type observeOptions struct {
 	Mountpoint   string // absolute
 	Metrics      *metrics.Metrics
 	Status       func() control.Status
+	Changed      func([]control.Change) // nil: the socket refuses to be told of changes
 }
 
 // observeOptionsFrom reads the observability flags of the mount command.
@@ -132,7 +133,7 @@ func startObservability(ctx context.Context, rt *runtime, opts observeOptions) (
 			log.Warn("no status socket: plxfs status will not find this daemon (give --status-socket PATH)", "err", err)
 			err = nil
 		default:
-			srv := control.Serve(ln, opts.Status)
+			srv := control.ServeHandlers(ln, control.Handlers{Status: opts.Status, Changed: opts.Changed})
 			closers = append(closers, func() { srv.Close() })
 			log.Info("serving status", "socket", path)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -102,7 +103,7 @@ func getRuntime(c *cli.Context) (*runtime, error) {
 	if rts.rt != nil {
 		return rts.rt, nil
 	}
-	log, err := newLogger(rts.stderr, flagValue(c, "log-level", (*cli.Context).String), flagValue(c, "log-format", (*cli.Context).String))
+	log, err := newLogger(dropOnClosedPipe(rts.stderr), flagValue(c, "log-level", (*cli.Context).String), flagValue(c, "log-format", (*cli.Context).String))
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func getRuntime(c *cli.Context) (*runtime, error) {
 	return rts.rt, nil
 }
 
-func newLogger(w *os.File, level, format string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, usageErrorf("--log-level %q: use debug, info, warn or error", level)
@@ -218,7 +219,7 @@ func (rt *runtime) Connection(name string) (connspec.Connection, error) {
 	}
 	conns, err := cat.Select([]string{name})
 	if err != nil {
-		return connspec.Connection{}, usageError{err.Error()}
+		return connspec.Connection{}, err
 	}
 	return conns[0], nil
 }
@@ -246,6 +247,9 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 		}
 		client, err = gcs.NewClient(ctx, gcs.Options{Endpoint: rt.endpoint, ClientOptions: copts, UserAgent: "plxfs/" + version, Counters: rt.counters})
 		if err != nil {
+			if explained := cr.ExplainClientError(conn, err); explained != err {
+				return nil, explained
+			}
 			return nil, fmt.Errorf("connection %q: %w", conn.Name, err)
 		}
 		rt.clients[cr.Source] = client
@@ -256,10 +260,11 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 // remote is a resolved remote argument: the bucket view its path is relative to, the path
 // without leading or trailing slashes, and what error messages say about it.
 type remote struct {
-	spec  string // as the user wrote it
-	b     store.Bucket
-	path  string
-	scope errScope
+	spec   string // as the user wrote it
+	b      store.Bucket
+	path   string
+	prefix string // of the bucket view b in the bucket ("" or "a/b/")
+	scope  errScope
 }
 
 // fail explains err as a failure of doing (in words) on this remote; write says whether the
@@ -309,7 +314,7 @@ func (rt *runtime) Remote(ctx context.Context, spec string) (*remote, error) {
 	}
 	scope := rt.scope(conn)
 	scope.Remote = spec
-	return &remote{spec: spec, b: store.WithPrefix(b, conn.Prefix), path: strings.Trim(p, "/"), scope: scope}, nil
+	return &remote{spec: spec, b: store.WithPrefix(b, conn.Prefix), path: strings.Trim(p, "/"), prefix: conn.Prefix, scope: scope}, nil
 }
 
 // scope is what error messages about conn say: its name, bucket, credential source,
@@ -352,7 +357,8 @@ func (rt *runtime) Close() {
 	rt.clients = nil
 }
 
-// usageError marks errors that are the caller's words being off (exit code 2).
+// usageError marks errors that are the caller's words being off (exit code 2). Errors of
+// connspec's Select about a requested name are too (see isUsageError).
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -361,7 +367,10 @@ func usageErrorf(format string, args ...any) error {
 	return usageError{fmt.Sprintf(format, args...)}
 }
 
+// isUsageError decides, for every command, which errors exit 2: usage errors, and a
+// connection name that is unknown or not a gcs connection (--connections, run.connections, a
+// CONNECTION:PATH, init --connection, ...) wherever it was given.
 func isUsageError(err error) bool {
 	var u usageError
-	return errors.As(err, &u)
+	return errors.As(err, &u) || connspec.IsSelectionError(err)
 }

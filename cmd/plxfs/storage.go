@@ -30,6 +30,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/plxfs/plxfs/connspec"
+	"github.com/plxfs/plxfs/internal/control"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/transfer"
 )
@@ -290,6 +291,9 @@ func runRm(c *cli.Context) error {
 		if err == nil && s.Files+int64(s.Skipped+s.Failed) == 0 && r.path != "" {
 			return rmOne(ctx, c, r, rep, opts)
 		}
+		if s.Files > 0 && !opts.DryRun {
+			tellMounts(ctx, rt.Logger(), []control.Change{changeOf(r, r.path, true)})
+		}
 		return rep.finish(s, r.failListing(fmt.Sprintf("deleting %q", spec), true, err))
 	}
 	if r.path == "" {
@@ -335,6 +339,9 @@ func rmOne(ctx context.Context, c *cli.Context, r *remote, rep *reporter, opts t
 		s.Failed, s.Failures = 1, []transfer.Failure{{Name: a.Name, Err: ev.Err}}
 	} else {
 		s.Files, s.Bytes = 1, a.Size
+		if !opts.DryRun {
+			tellMounts(ctx, opts.Logger, []control.Change{changeOf(r, p, false)})
+		}
 	}
 	return rep.finish(s, nil)
 }
@@ -490,6 +497,7 @@ func runUpload(c *cli.Context) error {
 		}
 	}
 	var total transfer.Summary
+	var changes []control.Change
 	start := time.Now()
 	for _, j := range jobs {
 		var s transfer.Summary
@@ -498,6 +506,9 @@ func runUpload(c *cli.Context) error {
 		} else {
 			s, err = transfer.UploadFile(ctx, r.b, j.local, j.remote, opts)
 		}
+		if s.Files > 0 {
+			changes = append(changes, changeOf(r, j.remote, j.dir))
+		}
 		total = addSummary(total, s)
 		if err != nil {
 			err = r.fail(fmt.Sprintf("uploading %q to %q", j.local, remoteName(r, j.remote)), true, err)
@@ -505,6 +516,9 @@ func runUpload(c *cli.Context) error {
 		}
 	}
 	total.Elapsed = time.Since(start)
+	if !opts.DryRun {
+		tellMounts(ctx, rt.Logger(), changes)
+	}
 	return rep.finish(total, err)
 }
 

@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -50,6 +51,12 @@ const (
 	probeTimeout     = "5s"               // plxfs wait --timeout in the startup probe
 	probeSeconds     = 10                 // the probe's own timeout, above probeTimeout
 	probeFailures    = 30                 // 30 probes of up to 5s: 2.5 minutes to mount
+
+	// DefaultGrace is the mount's --grace-period in a pod: how long pending uploads may take
+	// after SIGTERM. The pod's terminationGracePeriodSeconds is graceMargin more, so that the
+	// kubelet does not kill plxfs while it uploads.
+	DefaultGrace = 100 * time.Second
+	graceMargin  = 20 * time.Second
 )
 
 // Options says how plxfs runs in the pod. The zero value (plus Image) is a regular sidecar;
@@ -67,6 +74,9 @@ type Options struct {
 	// ReadOnly mounts with --read-only (datasets): changes fail with EROFS, and the kernel
 	// reads wholly cached files straight from the cache (FUSE passthrough).
 	ReadOnly bool
+	// GracePeriod is the mount's --grace-period; 0 means DefaultGrace. The pod spec's
+	// terminationGracePeriodSeconds is set to it plus a margin.
+	GracePeriod time.Duration
 }
 
 // Pod is what plxfs adds to a pod.
@@ -107,6 +117,12 @@ func Build(conns []connspec.Connection, opts Options) (*Pod, error) {
 	if opts.CacheSize == "" {
 		opts.CacheSize = DefaultCacheSize
 	}
+	if opts.GracePeriod == 0 {
+		opts.GracePeriod = DefaultGrace
+	}
+	if opts.GracePeriod < time.Second {
+		return nil, fmt.Errorf("grace period %v: give a duration of at least 1s, such as %v", opts.GracePeriod, DefaultGrace)
+	}
 	mem, err := resource.ParseQuantity(opts.Memory)
 	if err != nil || mem.Sign() <= 0 {
 		return nil, fmt.Errorf("memory %q: give a Kubernetes quantity such as %s", opts.Memory, DefaultMemory)
@@ -145,7 +161,7 @@ func (b *builder) mountPod(conns []connspec.Connection) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", b.opts.CacheSize, "--grace-period", "100s"}
+	args := []string{"mount", "--config", ConfigFile, "--ready-file", ReadyFile, "--cache-dir", CacheDir, "--cache-size", b.opts.CacheSize, "--grace-period", b.opts.GracePeriod.String()}
 	if !b.opts.Native {
 		args = append(args, "--exit-on-file", DoneFile)
 	}
@@ -195,6 +211,7 @@ func (b *builder) mountPod(conns []connspec.Connection) error {
 	b.spec.Volumes = append([]corev1.Volume{
 		emptyDir(mountVolume), emptyDir(runVolume), emptyDir(cacheVolume), b.configVolume(),
 	}, creds.volumes...)
+	b.spec.TerminationGracePeriodSeconds = ptr(terminationSeconds(b.opts.GracePeriod))
 	return nil
 }
 
@@ -239,6 +256,12 @@ func (b *builder) initPod(conns []connspec.Connection) error {
 	}}
 	b.spec.Volumes = append([]corev1.Volume{emptyDir(mountVolume), b.configVolume()}, b.spec.Volumes...)
 	return nil
+}
+
+// terminationSeconds is the pod's terminationGracePeriodSeconds for a mount whose
+// --grace-period is grace: grace (rounded up) plus graceMargin for the unmount and exit.
+func terminationSeconds(grace time.Duration) int64 {
+	return int64((grace + graceMargin + time.Second - 1) / time.Second)
 }
 
 func (b *builder) resources() corev1.ResourceRequirements {

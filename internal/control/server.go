@@ -17,22 +17,47 @@ import (
 // StatusPath is the HTTP path of the status document.
 const StatusPath = "/status"
 
-// Server answers GET /status on a listener (the daemon's unix socket) with status() as JSON.
+// Server answers GET /status on a listener (the daemon's unix socket) with status() as JSON,
+// and POST /changed (see Handlers).
 type Server struct {
 	srv  *http.Server
 	done chan struct{}
 }
 
-// Serve starts answering on ln in the background. status is called once per request and must
+// Handlers are what a daemon answers on its socket. Each is called once per request and must
 // be safe for concurrent use.
+type Handlers struct {
+	Status func() Status // GET /status
+	// Changed is told of objects that plxfs commands on this host changed (POST /changed,
+	// see TellChanged); nil: such requests are refused.
+	Changed func([]Change)
+}
+
+// Serve starts answering GET /status on ln in the background.
 func Serve(ln net.Listener, status func() Status) *Server {
+	return ServeHandlers(ln, Handlers{Status: status})
+}
+
+// ServeHandlers starts answering on ln in the background with h.
+func ServeHandlers(ln net.Listener, h Handlers) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		enc.Encode(status())
+		enc.Encode(h.Status())
 	})
+	if h.Changed != nil {
+		mux.HandleFunc("POST "+ChangedPath, func(w http.ResponseWriter, r *http.Request) {
+			var changes []Change
+			if err := json.NewDecoder(io.LimitReader(r.Body, maxChangedBody)).Decode(&changes); err != nil {
+				http.Error(w, "bad changes: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			h.Changed(changes)
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
 	s := &Server{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		done: make(chan struct{}),

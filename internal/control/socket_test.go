@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,66 @@ func TestGetStaleSocketIsNoDaemon(t *testing.T) {
 	ln.Close()
 	if _, err := control.Get(context.Background(), path); !errors.Is(err, control.ErrNoDaemon) {
 		t.Errorf("Get on a stale socket: %v, want ErrNoDaemon", err)
+	}
+}
+
+// A client finds the daemons by their socket directory and tells them of changes; a daemon
+// that takes none refuses, and a socket left by a killed daemon is no daemon.
+func TestTellChanged(t *testing.T) {
+	env := control.Env{RuntimeDir: shortTemp(t), TempDir: shortTemp(t), UID: os.Geteuid()}
+	path, err := control.DefaultSocket(env, "/mnt/plx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := control.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []control.Change, 1)
+	srv := control.ServeHandlers(ln, control.Handlers{Status: func() control.Status { return control.Status{} },
+		Changed: func(c []control.Change) { got <- c }})
+	defer srv.Close()
+	stale := filepath.Join(filepath.Dir(path), "stale.sock")
+	sl, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.(*net.UnixListener).SetUnlinkOnClose(false)
+	sl.Close()
+	os.WriteFile(filepath.Join(filepath.Dir(path), "notes.sock.txt"), nil, 0o600)
+
+	var socks []string // in this test's directory (as root, /run/plxfs is searched too)
+	for _, s := range control.Sockets(env) {
+		if filepath.Dir(s) == filepath.Dir(path) {
+			socks = append(socks, s)
+		}
+	}
+	slices.Sort(socks)
+	want := []string{path, stale}
+	slices.Sort(want)
+	if !slices.Equal(socks, want) {
+		t.Fatalf("Sockets = %v, want %v", socks, want)
+	}
+	changes := []control.Change{{Bucket: "b", Name: "p/a.txt"}, {Bucket: "b", Name: "p/dir", Tree: true}}
+	ctx := context.Background()
+	if err := control.TellChanged(ctx, path, changes); err != nil {
+		t.Fatal(err)
+	}
+	if c := <-got; !reflect.DeepEqual(c, changes) {
+		t.Errorf("the daemon was told %+v, want %+v", c, changes)
+	}
+	if err := control.TellChanged(ctx, stale, changes); !errors.Is(err, control.ErrNoDaemon) {
+		t.Errorf("telling a stale socket: %v, want ErrNoDaemon", err)
+	}
+
+	other := filepath.Join(shortTemp(t), "s.sock")
+	ln2, err := control.Listen(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := control.Serve(ln2, func() control.Status { return control.Status{} })
+	defer srv2.Close()
+	if err := control.TellChanged(ctx, other, changes); err == nil || errors.Is(err, control.ErrNoDaemon) {
+		t.Errorf("telling a daemon that takes no changes: %v, want a refusal", err)
 	}
 }
