@@ -23,13 +23,17 @@
 //     stored bytes. Neither is ever cached. store/gcs asks for stored bytes, so gzip objects
 //     cache and read as their compressed bytes, consistent with their size.
 //   - Streaming reads. Reads are matched against up to 8 "streams" per object generation
-//     (where each reader's last read ended, ±1 MiB, or ±ChunkSize/4 for small chunks). A read
+//     (where each reader's last read ended, ±1 MiB, or ±ChunkSize/4 for small chunks; an
+//     established stream also continues across a forward skip of up to half a chunk). A read
 //     that continues a stream, or starts at offset 0, is served by whole chunks fetched into
 //     memory (mem.go): readers get bytes as soon as they arrive from the Source, not when the
-//     chunk is on disk. Once a stream is established (started at 0, or continued twice) the
-//     chunks after it are prefetched into memory too, in a window that starts at one chunk and
-//     doubles with each new chunk the reader enters, up to Readahead chunks (nextWindow in
-//     prefetch.go states the policy). A complete chunk is queued for the write-behind workers
+//     chunk is on disk. A chunk is fetched as several ranged GETs at once, its parts, sized to
+//     the link (fetch.go): over a link where a GET waits tens of milliseconds for its first
+//     byte and one connection carries a fraction of the link, that is what fills it. Once a
+//     stream is established (started at 0, or continued twice) the chunks after it are
+//     prefetched into memory too, in a window that starts at one chunk and doubles each time
+//     the reader had to wait for bytes in the chunk it leaves (prefetch.go states the policy).
+//     A complete chunk is queued for the write-behind workers
 //     (writeWorkers of them), which take the oldest queued chunk still in memory and write it
 //     to its data file around the page cache (O_DIRECT: copying a chunk into page-cache pages
 //     and writing them back cost the daemon a third of its CPU on a cold read). The reader
@@ -115,7 +119,7 @@
 //
 // # Memory
 //
-// The read path's memory is a hard budget, Options.PrefetchMemory (32 MiB by default, at least
+// The read path's memory is a hard budget, Options.PrefetchMemory (64 MiB by default, at least
 // two chunks), counted in whole chunk buffers: chunks being fetched, waiting for their readers,
 // queued for or being written to disk, or referenced by a reply in flight. The buffers are
 // anonymous mappings outside the Go heap (memPool), so they do not count against the
@@ -189,10 +193,15 @@
 // adaptive. 256 KiB is one request whose transfer time (1.7 ms at 150 MiB/s) is small next to
 // GCS's first-byte latency, and it covers the kernel's default 128 KiB readahead.
 //
-// Readahead default 8 (Options.Readahead 0 means the default; negative disables it), bounded
-// by the budget: with the default 32 MiB and 8 MiB chunks, 4 chunks. The default budget is
-// 32 MiB because the daemon's peak RSS with 64 MiB was 121 MiB in the mount benchmark, over
-// its 100 MiB target, with no measurable gain in cold throughput on the 2-core machine. The mount's benchmark (integration, `make bench`) decides the figures; README has them.
+// Readahead default 16 chunks (Options.Readahead 0 means the default; negative disables it),
+// bounded by the budget: with the default 64 MiB and 8 MiB chunks, 8 chunks, of which the
+// window uses what the reader's waits ask for. The default budget is 64 MiB: on a link shaped
+// like GCS (20 ms to the first byte, 50 MiB/s a connection, 400 MiB/s in all) a reader needs
+// about the link's bandwidth × (first-byte delay + one part's transfer time) in flight, plus
+// the chunk it reads and those on their way to disk, and 32 MiB (4 chunks) left two thirds of
+// that link idle. The daemon's peak RSS with it stays within 160 MiB. `plxfs mount` sizes it
+// from a cgroup memory limit when there is one (--prefetch-memory auto). The mount's benchmark
+// (integration, `make bench`) decides the figures; README has them.
 //
 // Keys include the unit size. A daemon restarted with another ChunkSize must not read an old
 // 4 MiB chunk 3 as the new 8 MiB chunk 3; old chunks are dropped at Open.
