@@ -13,6 +13,7 @@ import (
 
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/creds"
+	"github.com/plxfs/plxfs/internal/bucketstack"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/store/gcs"
 )
@@ -90,6 +91,9 @@ type runtime struct {
 	// counters, when set before the first Bucket call (the mount sets it), counts what the
 	// storage clients do (upload outcome checks); nil counts nothing.
 	counters *store.Counters
+	// stack is the bucket stack of every Bucket (see bucketstack). The mount sets its own
+	// before the first Bucket call; the storage commands' (cliStack) is the default.
+	stack bucketstack.Options
 
 	mu      sync.Mutex
 	catalog *connspec.Catalog
@@ -132,6 +136,7 @@ func getRuntime(c *cli.Context) (*runtime, error) {
 		anonymous: flagValue(c, "anonymous", (*cli.Context).Bool),
 		env:       creds.OSEnv(),
 		clients:   map[string]*gcs.Client{},
+		stack:     cliStack,
 	}
 	return rts.rt, nil
 }
@@ -228,9 +233,14 @@ func (rt *runtime) Credentials(conn connspec.Connection) (creds.Credentials, err
 	return creds.Resolve(conn, rt.env, creds.Options{Anonymous: rt.anonymous, Emulator: rt.endpoint != ""})
 }
 
+// cliStack is the bucket stack of the storage commands: hedged metadata calls and reads, but
+// no per-call timeout (a download takes as long as it needs; a stalled read of a pinned
+// generation is resumed by the hedging) and no breaker (a command's calls are few).
+var cliStack = bucketstack.Options{OpTimeout: -1, NoBreaker: true}
+
 // Bucket returns the connection's whole bucket (not limited to its prefix), with the
-// connection's credentials. Callers that want the connection's view wrap it with
-// store.WithPrefix(b, conn.Prefix).
+// connection's credentials, through rt.stack. Callers that want the connection's view wrap it
+// with store.WithPrefix(b, conn.Prefix).
 func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.Bucket, error) {
 	cr, err := rt.Credentials(conn)
 	if err != nil {
@@ -250,7 +260,7 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 		}
 		rt.clients[cr.Source] = client
 	}
-	return client.Bucket(conn.Bucket), nil
+	return bucketstack.Wrap(client.Bucket(conn.Bucket), rt.stack), nil
 }
 
 // remote is a resolved remote argument: the bucket view its path is relative to, the path
