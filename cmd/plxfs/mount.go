@@ -129,8 +129,8 @@ type mountConfig struct {
 	mount       fs.MountOptions
 	readyFile   string
 	exitOnFile  string
-	nonempty    bool  // mount over a directory with entries
-	memoryLimit int64 // 0: none
+	nonempty    bool                // mount over a directory with entries
+	memoryLimit int64               // 0: none
 	stack       bucketstack.Options // Metrics and Logger set by runMount
 	grace       time.Duration
 }

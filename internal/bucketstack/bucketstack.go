@@ -2,16 +2,16 @@
 // a storage client's bucket and its callers, so that `plxfs mount` (and demo, which runs it),
 // every CSI volume and the storage commands get the same bounds on a backend in trouble:
 //
-//	caller → breaker → metrics → timeout → hedging → client (store/gcs)
+//		caller → breaker → metrics → timeout → hedging → client (store/gcs)
 //
-//   - store.WithHedging (innermost, on the client's bucket): a metadata call or read that has
-//     not answered within its adaptive deadline is sent again; when neither answers, the call
-//     fails after two deadlines (2 s with the defaults on a healthy backend).
-//   - store.WithTimeout: the outer bound of every quick call (--op-timeout).
-//   - metrics.Bucket: every request that goes to the backend, counted and timed.
-//   - store.WithBreaker (outermost): once a kind of call has failed for a few seconds, calls of
-//     that kind fail at once while a probe retries in the background. Calls it fails never
-//     reach the backend, so they are not counted as requests (Metrics counts them apart).
+//	  - store.WithHedging (innermost, on the client's bucket): a metadata call or read that has
+//	    not answered within its adaptive deadline is sent again; when neither answers, the call
+//	    fails after two deadlines (2 s with the defaults on a healthy backend).
+//	  - store.WithTimeout: the outer bound of every quick call (--op-timeout).
+//	  - metrics.Bucket: every request that goes to the backend, counted and timed.
+//	  - store.WithBreaker (outermost): once a kind of call has failed for a few seconds, calls of
+//	    that kind fail at once while a probe retries in the background. Calls it fails never
+//	    reach the backend, so they are not counted as requests (Metrics counts them apart).
 //
 // Options' zero value is a mount's stack; the storage commands turn off what a long transfer
 // must not have (the per-call timeout) and what a one-shot command does not need (the breaker).
