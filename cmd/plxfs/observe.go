@@ -246,6 +246,10 @@ func (s *statusSource) Status() control.Status {
 			UploadOutcomesLanded:  ms.Storage.OutcomeLanded,
 			HedgedRequests:        ms.Storage.Hedged,
 			StalledCalls:          ms.Storage.HedgeGaveUp,
+			CircuitsOpen:          ms.Storage.CircuitsOpen,
+			CircuitOpenings:       ms.Storage.CircuitOpenings,
+			FailedFast:            ms.Storage.FailedFast,
+			StaleServed:           ms.StaleServed,
 		}
 	}
 	if s.Pending != nil {
