@@ -233,10 +233,11 @@ func (rt *runtime) Credentials(conn connspec.Connection) (creds.Credentials, err
 	return creds.Resolve(conn, rt.env, creds.Options{Anonymous: rt.anonymous, Emulator: rt.endpoint != ""})
 }
 
-// cliStack is the bucket stack of the storage commands: hedged metadata calls and reads, but
-// no per-call timeout (a download takes as long as it needs; a stalled read of a pinned
-// generation is resumed by the hedging) and no breaker (a command's calls are few).
-var cliStack = bucketstack.Options{OpTimeout: -1, NoBreaker: true}
+// cliStack is the bucket stack of the storage commands: hedged metadata calls (a stalled stat
+// or listing fails in seconds instead of hanging the command), but no per-call timeout and no
+// hedged reads (a download takes as long as it needs, and resumes its own broken reads), and
+// no breaker (a command's calls are few).
+var cliStack = bucketstack.Options{OpTimeout: -1, MetadataHedgingOnly: true, NoBreaker: true}
 
 // Bucket returns the connection's whole bucket (not limited to its prefix), with the
 // connection's credentials, through rt.stack. Callers that want the connection's view wrap it
