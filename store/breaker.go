@@ -19,7 +19,7 @@ type BreakerOptions struct {
 	// Window is how long every call of a kind must have failed (counted from the start of the
 	// first failed call with no answer since) before the circuit opens (default 5 s).
 	Window time.Duration
-	// MinFailures is how many calls in a row must have failed too (default 3): one slow
+	// MinFailures is how many calls in a row must have failed too (default 5): one slow
 	// failure is not an outage.
 	MinFailures int
 	// ProbeEvery is how often an open circuit lets a call's request go to the backend, in the
@@ -33,7 +33,7 @@ type BreakerOptions struct {
 
 const (
 	defaultBreakerWindow      = 5 * time.Second
-	defaultBreakerMinFailures = 3
+	defaultBreakerMinFailures = 5
 	defaultBreakerProbeEvery  = time.Second
 	// probeTimeout bounds a probe whatever the stack below does.
 	probeTimeout = 30 * time.Second
