@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -319,6 +320,15 @@ func (c *Cache) writeChunk(m *memChunk) {
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if errors.Is(err, errGone) {
+		// Not a write error: the generation failed a check (its bytes were dropped) while
+		// this chunk was on its way to disk, so it is not stored.
+		m.move(stInMemory)
+		m.skipped = true
+		c.unrefLocked(m)
+		c.log.Debug("cache: chunk not stored: its generation failed a check meanwhile", "object", m.obj.Name, "generation", m.obj.Generation)
+		return
+	}
 	if err != nil {
 		m.move(stInMemory)
 		m.skipped = true

@@ -6,7 +6,9 @@
 //
 // One driver process per node serves every volume published on it. Each publication (one
 // target path) is its own fs.FS with its own FUSE server, storage client, staging directory
-// and metrics, built exactly as `plxfs mount` builds one, and all of them read through one
+// and metrics, built exactly as `plxfs mount` builds one (the storage client's bucket under the
+// same bucketstack: hedging, --op-timeout, metrics and the breaker, with the same flags
+// --hedge-floor and --op-timeout), and all of them read through one
 // cache.Cache. That is the reason for one process rather than one daemon per volume: the
 // cache directory is flock'ed by the process that owns it, and a shared cache is what makes
 // ten pods reading one dataset fetch each chunk once (cache keys carry the object generation,

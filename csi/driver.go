@@ -23,6 +23,7 @@ import (
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/creds"
 	"github.com/plxfs/plxfs/fs"
+	"github.com/plxfs/plxfs/internal/bucketstack"
 	"github.com/plxfs/plxfs/store"
 )
 
@@ -30,9 +31,11 @@ import (
 // volumes[].csi.driver.
 const DriverName = "plxfs.polyaxon.io"
 
-// OpenBucketFunc opens a bucket with a volume's credentials. The closer releases what was
-// opened (the storage client) once the volume is gone.
-type OpenBucketFunc func(ctx context.Context, bucket string, cr creds.Credentials) (store.Bucket, io.Closer, error)
+// OpenBucketFunc opens a bucket with a volume's credentials: the storage client's own bucket,
+// which counts what it does (upload outcome checks) into counters, the volume's. The driver
+// puts the bucket stack (package bucketstack) over it. The closer releases what was opened
+// (the storage client) once the volume is gone.
+type OpenBucketFunc func(ctx context.Context, bucket string, cr creds.Credentials, counters *store.Counters) (store.Bucket, io.Closer, error)
 
 // Options configure a Driver. Zero values select the documented defaults.
 type Options struct {
@@ -64,8 +67,10 @@ type Options struct {
 	FS fs.Options
 	// Debug logs every FUSE request of every volume.
 	Debug bool
-	// OpTimeout bounds each GCS call made for a file operation. Default 30s.
-	OpTimeout time.Duration
+	// Storage is the bucket stack of every volume (timeouts, hedging, breaker), the same as
+	// plxfs mount's; its zero value is a mount's defaults. Metrics and Logger are set per
+	// volume.
+	Storage bucketstack.Options
 	// Grace bounds how long an unpublish (or the driver's shutdown) waits for pending
 	// uploads. Default 2m.
 	Grace time.Duration
@@ -108,9 +113,6 @@ func New(opts Options) (*Driver, error) {
 	}
 	if opts.Env.ReadFile == nil {
 		opts.Env = creds.OSEnv()
-	}
-	if opts.OpTimeout <= 0 {
-		opts.OpTimeout = 30 * time.Second
 	}
 	if opts.Grace <= 0 {
 		opts.Grace = 2 * time.Minute

@@ -43,8 +43,8 @@ func startDriver(t *testing.T, buckets ...string) *testDriver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(ctx context.Context, bucket string, cr creds.Credentials) (store.Bucket, io.Closer, error) {
-		c, err := gcs.NewClient(ctx, gcs.Options{Endpoint: srv.URL()})
+	open := func(ctx context.Context, bucket string, cr creds.Credentials, counters *store.Counters) (store.Bucket, io.Closer, error) {
+		c, err := gcs.NewClient(ctx, gcs.Options{Endpoint: srv.URL(), Counters: counters})
 		if err != nil {
 			return nil, nil, err
 		}

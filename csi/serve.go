@@ -17,6 +17,7 @@ import (
 
 	"github.com/plxfs/plxfs/creds"
 	"github.com/plxfs/plxfs/fs"
+	"github.com/plxfs/plxfs/internal/bucketstack"
 	"github.com/plxfs/plxfs/metrics"
 	"github.com/plxfs/plxfs/store"
 )
@@ -58,7 +59,8 @@ func (d *Driver) publish(ctx context.Context, sp spec, rec record, env creds.Env
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %q: credentials: %v", rec.VolumeID, err)
 	}
 	rec.Credentials, rec.Bucket, rec.Prefix = cr.Source, sp.Conn.Bucket, sp.Conn.Prefix
-	b, closer, err := d.opts.OpenBucket(ctx, sp.Conn.Bucket, cr)
+	m := metrics.New()
+	client, closer, err := d.opts.OpenBucket(ctx, sp.Conn.Bucket, cr, m.StorageCounters())
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %q: opening gs://%s: %v", rec.VolumeID, sp.Conn.Bucket, err)
 	}
@@ -67,16 +69,19 @@ func (d *Driver) publish(ctx context.Context, sp spec, rec record, env creds.Env
 			closer.Close()
 		}
 	}()
-	lctx, cancel := context.WithTimeout(ctx, d.opts.OpTimeout)
+	// The same stack as plxfs mount's (bucketstack), counted in the volume's metrics.
+	so := d.opts.Storage
+	so.Metrics, so.Logger = m, log
+	b := bucketstack.Wrap(client, so)
+	lctx, cancel := context.WithTimeout(ctx, so.OpTimeoutOrDefault())
 	_, err = b.List(lctx, store.ListOptions{Prefix: sp.Conn.Prefix, Delimiter: "/", PageSize: 1})
 	cancel()
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "volume %q: cannot list gs://%s/%s with credentials from %s: %v", rec.VolumeID, sp.Conn.Bucket, sp.Conn.Prefix, cr.Source, err)
 	}
 
-	m := metrics.New()
 	o := d.opts.FS
-	o.Connections = []fs.Connection{{Name: volumeDir, Bucket: metrics.Bucket(store.WithTimeout(b, d.opts.OpTimeout), m), Prefix: sp.Conn.Prefix}}
+	o.Connections = []fs.Connection{{Name: volumeDir, Bucket: b, Prefix: sp.Conn.Prefix}}
 	o.Cache = d.opts.Cache
 	o.StagingDir = stagingDir
 	o.ReadOnly = sp.ReadOnly

@@ -21,17 +21,22 @@ import (
 // XML path /B/NAME.
 var metadataRequests = []string{"/storage/v1/"}
 
+// The bounds a stalled backend is held to, by a mount and by a CSI volume alike: a metadata
+// request stalled for stallFor fails an operation within stallBound (two hedge deadlines and
+// slack for a loaded machine); cached data is served within cachedBound.
+const (
+	stallFor    = 20 * time.Second
+	stallBound  = 5 * time.Second
+	cachedBound = 100 * time.Millisecond
+)
+
 // TestStallMetadataBounded stalls every metadata request for 20 s, as measured on a
 // backend in trouble: a stat of a new name and an ls of a new directory must end (with EIO)
 // within 5 s, and stat and read of cached files must stay under 0.1 s. With only the first
 // request of each kind stalled, hedges answer. A media request that stalls before its first
 // byte is hedged as well, and one that stalls mid-body is resumed from its offset.
 func TestStallMetadataBounded(t *testing.T) {
-	const (
-		stall       = 20 * time.Second
-		bound       = 5 * time.Second
-		cachedBound = 100 * time.Millisecond
-	)
+	const stall, bound = stallFor, stallBound
 	p := faultproxy.New(14)
 	srv := startEmulator(t, emulator.Options{Buckets: []string{relBucket}, Handler: p.Middleware})
 	warm := randData(1, 3<<20+5)

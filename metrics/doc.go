@@ -13,12 +13,14 @@
 //     (successful Open/Create/Tmpfile minus Release).
 //   - Bucket wraps a store.Bucket: one request per call by method and outcome, latency, and
 //     the bytes read from (and written to) GCS.
-//   - Metrics.StorageCounters is a store.Counters that store/gcs (upload outcome checks) and
-//     store.WithHedging (hedges, stalled calls) add to; it is read at scrape time.
+//   - Metrics.StorageCounters is a store.Counters that store/gcs (upload outcome checks),
+//     store.WithHedging (hedges, stalled calls) and store.WithBreaker (open circuits, calls
+//     failed at once) add to; it is read at scrape time.
 //   - NewCacheCollector reads cache.Stats at scrape time (func() cache.Stats, so any cache
 //     and any test double fit).
 //   - Observer is the small interface for what only the filesystem knows: when a file's
-//     upload starts and ends, and how many bytes the read cache returned to a read. *Metrics
+//     upload starts and ends, how many bytes the read cache returned to a read, and when a
+//     lookup was answered from stale metadata because the backend did not answer. *Metrics
 //     implements it; Nop is the do-nothing default.
 //
 // # Metrics
@@ -41,6 +43,9 @@
 //	plxfs_checksum_mismatch_total                 counter (Metrics.ChecksumMismatch, from the read path)
 //	plxfs_upload_outcome_checked_total{result}    counter (result: landed, not_landed; store/gcs)
 //	plxfs_hedged_requests_total, plxfs_hedge_wins_total, plxfs_stalled_calls_total   counters (store.WithHedging)
+//	plxfs_storage_circuits_open                   gauge (store.WithBreaker)
+//	plxfs_storage_circuit_openings_total, plxfs_storage_failed_fast_total            counters (store.WithBreaker)
+//	plxfs_stale_metadata_served_total             counter (Observer.StaleServed)
 //	go_*, process_*                               the Go runtime and process collectors
 //
 // The share of read bytes that did not need GCS is

@@ -44,7 +44,8 @@ type Metrics struct {
 
 	// Integrity and latency counters, also shown by plxfs status.
 	checksumMismatches atomic.Int64
-	storage            *store.Counters // filled by store/gcs and store.WithHedging
+	staleServed        atomic.Int64
+	storage            *store.Counters // filled by store/gcs, store.WithHedging and store.WithBreaker
 }
 
 // fuseBuckets spans a FUSE operation answered from memory (tens of µs) to one that waits for
@@ -153,6 +154,22 @@ func New() *Metrics {
 			Name: "plxfs_stalled_calls_total",
 			Help: "Storage calls (metadata requests, reads) that failed because no attempt answered within two hedge deadlines.",
 		}, storage(func(s store.CountersSnapshot) int64 { return s.HedgeGaveUp })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "plxfs_storage_circuits_open",
+			Help: "Circuits open now (per bucket, one for metadata calls and one for reads): the backend failed every call of that kind for a few seconds, so such calls fail at once (EIO) while a probe retries in the background.",
+		}, storage(func(s store.CountersSnapshot) int64 { return s.CircuitsOpen })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plxfs_storage_circuit_openings_total",
+			Help: "Times a circuit opened because the backend failed every call of its kind for a few seconds.",
+		}, storage(func(s store.CountersSnapshot) int64 { return s.CircuitOpenings })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plxfs_storage_failed_fast_total",
+			Help: "Storage calls failed at once, without a request, because their circuit was open.",
+		}, storage(func(s store.CountersSnapshot) int64 { return s.FailedFast })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "plxfs_stale_metadata_served_total",
+			Help: "Lookups and stats answered from what the mount last knew because the backend did not answer the revalidation (a stall or an outage); see SEMANTICS.md.",
+		}, loadFloat(&m.staleServed)),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -183,7 +200,9 @@ type Snapshot struct {
 	CacheServed     int64
 	// ChecksumMismatches counts fetched bytes that failed their CRC32C check.
 	ChecksumMismatches int64
-	// Storage is what store/gcs and store.WithHedging counted.
+	// StaleServed counts lookups and stats answered from stale metadata (Observer.StaleServed).
+	StaleServed int64
+	// Storage is what store/gcs, store.WithHedging and store.WithBreaker counted.
 	Storage store.CountersSnapshot
 }
 
@@ -199,6 +218,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		CacheServed:     m.cacheServed.Load(),
 
 		ChecksumMismatches: m.checksumMismatches.Load(),
+		StaleServed:        m.staleServed.Load(),
 		Storage:            m.storage.Snapshot(),
 	}
 }
@@ -225,6 +245,9 @@ type Observer interface {
 	UploadFinished(bytes int64, err error)
 	// CacheServed is called after the read cache returned n bytes for a FUSE read.
 	CacheServed(n int64)
+	// StaleServed is called when a lookup or stat is answered from what the mount last knew
+	// because the backend did not answer its revalidation.
+	StaleServed()
 }
 
 // Nop is an Observer that does nothing.
@@ -235,12 +258,16 @@ type nop struct{}
 func (nop) UploadStarted()              {}
 func (nop) UploadFinished(int64, error) {}
 func (nop) CacheServed(int64)           {}
+func (nop) StaleServed()                {}
 
 // UploadStarted implements Observer.
 func (m *Metrics) UploadStarted() { m.uploadsInFlight.Add(1) }
 
 // CacheServed implements Observer.
 func (m *Metrics) CacheServed(n int64) { m.cacheServed.Add(n) }
+
+// StaleServed implements Observer.
+func (m *Metrics) StaleServed() { m.staleServed.Add(1) }
 
 func (m *Metrics) handleOpened()        { m.openHandles.Add(1) }
 func (m *Metrics) handleClosed()        { m.openHandles.Add(-1) }

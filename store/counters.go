@@ -12,6 +12,9 @@ type Counters struct {
 	hedged           atomic.Int64
 	hedgeWins        atomic.Int64
 	hedgeGaveUp      atomic.Int64
+	circuitsOpen     atomic.Int64
+	circuitOpenings  atomic.Int64
+	failedFastN      atomic.Int64
 }
 
 // CountersSnapshot is a copy of a Counters' values.
@@ -27,6 +30,10 @@ type CountersSnapshot struct {
 	HedgeWins int64
 	// HedgeGaveUp counts calls that failed because no attempt answered in time.
 	HedgeGaveUp int64
+	// CircuitsOpen is how many circuits of WithBreaker are open now (calls of their kind
+	// fail at once); CircuitOpenings counts how many times one opened; FailedFast counts the
+	// calls failed at once.
+	CircuitsOpen, CircuitOpenings, FailedFast int64
 }
 
 // OutcomeChecked is OutcomeLanded + OutcomeNotLanded.
@@ -43,6 +50,9 @@ func (c *Counters) Snapshot() CountersSnapshot {
 		Hedged:           c.hedged.Load(),
 		HedgeWins:        c.hedgeWins.Load(),
 		HedgeGaveUp:      c.hedgeGaveUp.Load(),
+		CircuitsOpen:     c.circuitsOpen.Load(),
+		CircuitOpenings:  c.circuitOpenings.Load(),
+		FailedFast:       c.failedFastN.Load(),
 	}
 }
 
@@ -73,5 +83,24 @@ func (c *Counters) hedgeWon() {
 func (c *Counters) gaveUp() {
 	if c != nil {
 		c.hedgeGaveUp.Add(1)
+	}
+}
+
+func (c *Counters) circuitOpened() {
+	if c != nil {
+		c.circuitsOpen.Add(1)
+		c.circuitOpenings.Add(1)
+	}
+}
+
+func (c *Counters) circuitClosed() {
+	if c != nil {
+		c.circuitsOpen.Add(-1)
+	}
+}
+
+func (c *Counters) failedFast() {
+	if c != nil {
+		c.failedFastN.Add(1)
 	}
 }

@@ -82,6 +82,9 @@ type Observer interface {
 	UploadObserver
 	// CacheServed is called after the read cache returned n bytes for a read.
 	CacheServed(n int64)
+	// StaleServed is called when a lookup or stat is answered from what the mount last knew
+	// because the backend did not answer its revalidation (see FS.staleOK).
+	StaleServed()
 }
 
 type nopObserver struct{}
@@ -89,6 +92,7 @@ type nopObserver struct{}
 func (nopObserver) UploadStarted()              {}
 func (nopObserver) UploadFinished(int64, error) {}
 func (nopObserver) CacheServed(int64)           {}
+func (nopObserver) StaleServed()                {}
 
 // Caller is who asks for a new file: its owner is recorded when it is not the mount's.
 type Caller struct {
@@ -123,6 +127,8 @@ type FS struct {
 	hiddenLogged map[string]struct{}        // names already reported as hidden (bounded)
 	incarnation  *lru.Cache[string, uint64] // a path's inode generation, moved on by removals
 	dirTimes     map[*Dir]struct{}          // directories whose new times are not stored yet
+	staleLogged  time.Time                  // when serving stale metadata was last logged
+	staleSince   int                        // stale answers since (see servedStale)
 }
 
 // maxHiddenLogged bounds the set of hidden names remembered so that each is logged once.

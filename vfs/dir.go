@@ -107,12 +107,26 @@ func (d *Dir) Attr(ctx context.Context) Info {
 // wrapping store.ErrNotExist (with the time the absence was learnt). It asks, in order: a
 // file with local state (being written, or an orphan), the lookup cache, the cached listing,
 // and finally the bucket (Objects.Stat; after LookupListThreshold of those within a TTL, a
-// listing of the whole directory instead).
+// listing of the whole directory instead). When the bucket does not answer (a stall, an
+// outage), what the connection last knew of the name is returned, as it was learnt (see
+// stale.go); the error only when it knows nothing.
 func (d *Dir) Lookup(ctx context.Context, name string) (Info, time.Time, error) {
 	if HideReason(name) != "" || connspec.ObjectNameOK(name) != nil {
 		return Info{}, time.Time{}, ErrHiddenName
 	}
 	p := ChildPath(d.Path(), name)
+	info, at, err := d.lookup(ctx, name, p)
+	if noAnswer(ctx, err) {
+		if known, knownAt, ok := d.c.lastKnown(p); ok {
+			d.fs.servedStale(d.c, p, knownAt, err)
+			return known, knownAt, nil
+		}
+	}
+	return info, at, err
+}
+
+// lookup is Lookup of a valid name at path p, without the stale fallback.
+func (d *Dir) lookup(ctx context.Context, name, p string) (Info, time.Time, error) {
 	now := d.fs.Now()
 	d.c.mu.Lock()
 	f, _ := d.c.nodes[p].(*File)

@@ -159,7 +159,8 @@ func (f *File) refreshAt(info Info, at time.Time) {
 
 // Attr is what stat(2) reports: through an open handle h (nil for none), its pinned
 // generation; else the staged content; an unlinked file (unlinked: nlink 0); what the file
-// learnt within the TTL; else what a stat of the object says. The kernel cuts reads at the
+// learnt within the TTL; else what a stat of the object says (what it knows when the backend
+// does not answer: stale.go). The kernel cuts reads at the
 // size it last heard, so the size is the one reads serve.
 func (f *File) Attr(ctx context.Context, h *OpenFile) (info Info, unlinked bool, err error) {
 	f.mu.Lock()
@@ -188,6 +189,14 @@ func (f *File) Attr(ctx context.Context, h *OpenFile) (info Info, unlinked bool,
 	if err != nil {
 		if errors.Is(err, store.ErrNotExist) {
 			f.fs.meta.PutMissing(key)
+		}
+		if noAnswer(ctx, err) {
+			// The backend did not answer: what the file knows stands (see stale.go).
+			f.mu.Lock()
+			at := f.infoAt
+			f.mu.Unlock()
+			f.fs.servedStale(f.c, p, at, err)
+			return f.Info(), false, nil
 		}
 		return Info{}, false, err
 	}

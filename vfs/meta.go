@@ -49,12 +49,10 @@ func (m *MetaCache) Get(key string) (info Info, at time.Time, found, missing boo
 		return Info{}, time.Time{}, false, false
 	}
 	now := m.now()
-	if e, ok := m.pos.Get(key); ok {
-		if now.Before(e.expires) {
-			return e.info, e.expires.Add(-m.ttl), true, false
-		}
-		m.pos.Remove(key)
-	}
+	if e, ok := m.pos.Get(key); ok && now.Before(e.expires) {
+		return e.info, e.expires.Add(-m.ttl), true, false
+	} // an expired positive entry stays (bounded by the LRU) for Last
+
 	if exp, ok := m.neg.Get(key); ok {
 		if now.Before(exp) {
 			return Info{}, exp.Add(-m.ttl), false, true
@@ -62,6 +60,20 @@ func (m *MetaCache) Get(key string) (info Info, at time.Time, found, missing boo
 		m.neg.Remove(key)
 	}
 	return Info{}, time.Time{}, false, false
+}
+
+// Last returns the positive entry of key however old, and when it was learnt: what the mount
+// last knew of a name, for when the backend does not answer its revalidation (see
+// FS.servedStale). A negative entry, a Forget or an eviction leaves nothing.
+func (m *MetaCache) Last(key string) (info Info, at time.Time, ok bool) {
+	if m.ttl <= 0 {
+		return Info{}, time.Time{}, false
+	}
+	e, ok := m.pos.Peek(key)
+	if !ok {
+		return Info{}, time.Time{}, false
+	}
+	return e.info, e.expires.Add(-m.ttl), true
 }
 
 // PutFound records that key exists with info.

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"path"
 	"strings"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -243,42 +244,45 @@ func (o *Objects) deleteAll(ctx context.Context, objs []store.Attrs) error {
 
 // Stat asks the bucket what the name at path is: a directory if any object has the prefix "path/"
 // (a directory wins over an object of the same name), else the object "path", else nothing.
-// Both questions are asked at once. Nothing there: an error wrapping store.ErrNotExist.
+// Both questions are asked at once, and each answer counts on its own: a listing that shows a
+// directory is enough whatever the stat did, and an object the stat found is the answer when
+// the listing failed (the directory of the same name it would have shown is an unusual
+// layout; the next lookup after the TTL asks again). Only when neither answers is the lookup
+// failed. Nothing there: an error wrapping store.ErrNotExist.
 func (o *Objects) Stat(ctx context.Context, path string) (Info, error) {
 	full := o.Name(path)
 	var (
-		isDir       bool
-		placeholder *store.Attrs
-		attrs       store.Attrs
-		statErr     error
+		isDir            bool
+		placeholder      *store.Attrs
+		attrs            store.Attrs
+		listErr, statErr error
+		wg               sync.WaitGroup
 	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		page, err := o.bucket.List(gctx, store.ListOptions{Prefix: full + "/", Delimiter: "/", PageSize: 1})
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		page, err := o.bucket.List(ctx, store.ListOptions{Prefix: full + "/", Delimiter: "/", PageSize: 1})
 		if err != nil {
-			return err
+			listErr = err
+			return
 		}
 		isDir = len(page.Objects) > 0 || len(page.Prefixes) > 0
 		if len(page.Objects) > 0 && page.Objects[0].Name == full+"/" {
 			placeholder = &page.Objects[0]
 		}
-		return nil
-	})
-	g.Go(func() error {
-		attrs, statErr = o.bucket.Stat(gctx, full)
-		if statErr != nil && !errors.Is(statErr, store.ErrNotExist) {
-			return statErr
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
-		return Info{}, err
-	}
-	if isDir {
+	}()
+	go func() {
+		defer wg.Done()
+		attrs, statErr = o.bucket.Stat(ctx, full)
+	}()
+	wg.Wait()
+	switch {
+	case listErr == nil && isDir:
 		return DirInfo(placeholder), nil
+	case statErr == nil:
+		return InfoFromAttrs(attrs), nil // found, whatever the listing did
+	case listErr != nil:
+		return Info{}, listErr // no object, or no answer: a directory is not ruled out
 	}
-	if statErr != nil {
-		return Info{}, statErr
-	}
-	return InfoFromAttrs(attrs), nil
+	return Info{}, statErr // ErrNotExist: neither an object nor a directory; or no answer
 }

@@ -277,14 +277,29 @@ func TestStat(t *testing.T) {
 	if _, err := o.Stat(ctx, "none"); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("Stat of nothing: %v", err)
 	}
+
+	// Each answer counts on its own: a failed listing does not fail the lookup of an object
+	// the stat found, but a name the stat did not find may still be a directory; a failed
+	// stat does not fail the lookup of a directory the listing showed.
 	boom := errors.New("boom")
+	failing := memstore.OpList
 	b.SetFault(func(op memstore.Op, name string) error {
-		if op == memstore.OpList {
+		if op == failing {
 			return boom
 		}
 		return nil
 	})
+	if info, err := o.Stat(ctx, "f"); err != nil || info.Kind != KindFile || info.Size != 4 {
+		t.Errorf("Stat of a file while listings fail = %+v, %v; want the file", info, err)
+	}
+	if _, err := o.Stat(ctx, "none"); !errors.Is(err, boom) || errors.Is(err, store.ErrNotExist) {
+		t.Errorf("Stat of nothing while listings fail: %v; want the listing's error, not ErrNotExist", err)
+	}
+	failing = memstore.OpStat
+	if info, err := o.Stat(ctx, "d"); err != nil || info.Kind != KindDir {
+		t.Errorf("Stat of a directory while stats fail = %+v, %v; want the directory", info, err)
+	}
 	if _, err := o.Stat(ctx, "f"); !errors.Is(err, boom) {
-		t.Errorf("Stat with a failing listing: %v", err)
+		t.Errorf("Stat of a file while stats fail: %v; want the stat's error", err)
 	}
 }

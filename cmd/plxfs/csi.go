@@ -63,13 +63,13 @@ func csiCommand() *cli.Command {
 			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "cache chunk `SIZE`"},
 			&cli.DurationFlag{Name: "ttl", Value: fs.DefaultTTL, Usage: "default metadata TTL of volumes (a volume's ttl attribute overrides it)"},
 			&cli.DurationFlag{Name: "grace-period", Value: 2 * time.Minute, Usage: "how long an unpublish (or SIGTERM) waits for pending uploads"},
-			&cli.DurationFlag{Name: "op-timeout", Value: 30 * time.Second, Usage: "bound on each GCS call made for a file operation"},
 			&cli.StringFlag{Name: "storage-endpoint", Usage: "storage endpoint `URL` (an emulator; no credentials are sent then). --endpoint is the CSI socket here; $STORAGE_EMULATOR_HOST works too"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics of every volume (labelled volume, target) at http://`ADDR`/metrics"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request of every volume"},
 		},
 		Action: runCSI,
 	}
+	cmd.Flags = append(cmd.Flags, stackFlags()...)
 	for _, f := range commonFlags() {
 		if f.Names()[0] != "endpoint" {
 			cmd.Flags = append(cmd.Flags, f)
@@ -125,7 +125,11 @@ func runCSI(c *cli.Context) error {
 		return usageErrorf("--state-dir: %v", err)
 	}
 	co.Dir = filepath.Join(cacheDir, "chunks")
-	co.FetchTimeout = c.Duration("op-timeout")
+	stack, err := stackOptions(c)
+	if err != nil {
+		return err
+	}
+	co.FetchTimeout = stack.OpTimeout
 	ch, err := cache.Open(co)
 	if err != nil {
 		return err
@@ -135,8 +139,8 @@ func runCSI(c *cli.Context) error {
 	if ttl == 0 {
 		ttl = -1
 	}
-	open := func(ctx context.Context, bucket string, cr creds.Credentials) (store.Bucket, io.Closer, error) {
-		o := gcs.Options{Endpoint: storageEndpoint, UserAgent: "plxfs-csi/" + version}
+	open := func(ctx context.Context, bucket string, cr creds.Credentials, counters *store.Counters) (store.Bucket, io.Closer, error) {
+		o := gcs.Options{Endpoint: storageEndpoint, UserAgent: "plxfs-csi/" + version, Counters: counters}
 		if storageEndpoint == "" {
 			copts, err := cr.ClientOptions(ctx)
 			if err != nil {
@@ -153,7 +157,7 @@ func runCSI(c *cli.Context) error {
 	d, err := csi.New(csi.Options{
 		NodeID: nodeID, Version: version, Catalog: cat, Anonymous: rt.anonymous, OpenBucket: open,
 		Cache: ch, CacheSize: co.MaxBytes, StateDir: stateDir, Debug: c.Bool("debug-fuse"),
-		FS: fs.Options{TTL: ttl, UID: 0, GID: 0}, OpTimeout: c.Duration("op-timeout"), Grace: c.Duration("grace-period"), Logger: log,
+		FS: fs.Options{TTL: ttl, UID: 0, GID: 0}, Storage: stack, Grace: c.Duration("grace-period"), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/plxfs/plxfs/cache"
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/fs"
+	"github.com/plxfs/plxfs/internal/bucketstack"
 	"github.com/plxfs/plxfs/internal/control"
 	"github.com/plxfs/plxfs/metrics"
 	"github.com/plxfs/plxfs/store"
@@ -81,9 +82,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "ready-file", Usage: "create `FILE` once the mount is ready (see plxfs wait)"},
 			&cli.StringFlag{Name: "exit-on-file", Usage: "unmount and exit once `FILE` exists (sidecars without native sidecar support)"},
 			&cli.DurationFlag{Name: "grace-period", Value: 5 * time.Minute, Usage: "on SIGINT/SIGTERM, how long pending uploads may take before plxfs gives up on them and exits 1 (a second signal gives up at once); keep it below the pod's terminationGracePeriodSeconds"},
-			&cli.DurationFlag{Name: "hedge-floor", Value: time.Second, Usage: "a stat or listing request, or a read that stopped delivering bytes, that has not answered within max(this, 4 × the slowest of its last 64 answers, at most 10s) is sent again in parallel (the first answer wins); when neither answers within another such deadline the operation fails with EIO. 0 turns hedging off"},
-			&cli.DurationFlag{Name: "op-timeout", Value: 30 * time.Second, Usage: "bound on each GCS call made for a file operation (lookup, listing, chunk fetch); past it the operation fails with EIO and cached data keeps being served. Uploads are bounded by their retries instead"},
-		}, observeFlags()...),
+		}, append(stackFlags(), observeFlags()...)...),
 		Action: runMount,
 	})
 }
@@ -131,10 +130,9 @@ type mountConfig struct {
 	mount       fs.MountOptions
 	readyFile   string
 	exitOnFile  string
-	nonempty    bool  // mount over a directory with entries
-	memoryLimit int64 // 0: none
-	opTimeout   time.Duration
-	hedgeFloor  time.Duration // 0: no hedging
+	nonempty    bool                // mount over a directory with entries
+	memoryLimit int64               // 0: none
+	stack       bucketstack.Options // Metrics and Logger set by runMount
 	grace       time.Duration
 }
 
@@ -185,13 +183,10 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 	}
 	mc.cache.Dir = filepath.Join(mc.cacheDir, "chunks")
 
-	if mc.opTimeout = c.Duration("op-timeout"); mc.opTimeout <= 0 {
-		return mc, usageErrorf("--op-timeout %v: use a positive duration such as 30s", mc.opTimeout)
+	if mc.stack, err = stackOptions(c); err != nil {
+		return mc, err
 	}
-	mc.cache.FetchTimeout = mc.opTimeout
-	if mc.hedgeFloor = c.Duration("hedge-floor"); mc.hedgeFloor < 0 {
-		return mc, usageErrorf("--hedge-floor %v: use a positive duration such as 1s, or 0 to turn hedging off", mc.hedgeFloor)
-	}
+	mc.cache.FetchTimeout = mc.stack.OpTimeout
 	if mc.grace = c.Duration("grace-period"); mc.grace <= 0 {
 		return mc, usageErrorf("--grace-period %v: use a positive duration such as 2m", mc.grace)
 	}
@@ -318,19 +313,13 @@ func runMount(c *cli.Context) error {
 
 	ctx := c.Context
 	m := metrics.New()
-	rt.counters = m.StorageCounters() // before the first bucket is made
+	// Before the first bucket is made: the storage client counts into m, and every bucket gets
+	// the mount's stack.
+	mc.stack.Metrics, mc.stack.Logger = m, log
+	rt.counters, rt.stack = m.StorageCounters(), mc.stack
 	fsConns, err := checkMountConnections(ctx, rt, conns)
 	if err != nil {
 		return err
-	}
-	for i := range fsConns {
-		b := fsConns[i].Bucket
-		if mc.hedgeFloor > 0 {
-			// Inside the timeout: hedges bound each call to two adaptive deadlines, and
-			// --op-timeout stays the outer bound of every call.
-			b = store.WithHedging(b, store.HedgeOptions{Floor: mc.hedgeFloor, Counters: m.StorageCounters()})
-		}
-		fsConns[i].Bucket = store.WithTimeout(b, mc.opTimeout)
 	}
 	mc.cache.Logger = log
 	mc.cache.OnChecksumMismatch = m.ChecksumMismatch
@@ -340,7 +329,6 @@ func runMount(c *cli.Context) error {
 	}
 	defer ch.Close()
 	m.Registry().MustRegister(metrics.NewCacheCollector(ch.Stats, mc.cache.MaxBytes))
-	fsConns = observeBuckets(fsConns, m)
 	mc.fs.Observer = m
 	mc.fs.Connections = fsConns
 	mc.fs.Cache = ch

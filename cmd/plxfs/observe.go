@@ -176,16 +176,6 @@ func captureErrors(rt *runtime) *control.ErrorRing {
 	return ring
 }
 
-// observeBuckets wraps every connection's bucket so that its storage calls are counted.
-func observeBuckets(conns []fs.Connection, m *metrics.Metrics) []fs.Connection {
-	out := make([]fs.Connection, len(conns))
-	for i, c := range conns {
-		c.Bucket = metrics.Bucket(c.Bucket, m)
-		out[i] = c
-	}
-	return out
-}
-
 // mountObserved is fs.FS.Mount with every FUSE request counted and timed in m (see
 // metrics.FUSE). mo.Debug is --debug-fuse (or the older hidden --fuse-debug).
 func mountObserved(fsys *fs.FS, mountpoint string, mo fs.MountOptions, m *metrics.Metrics) (*fuse.Server, error) {
@@ -257,6 +247,10 @@ func (s *statusSource) Status() control.Status {
 			UploadOutcomesLanded:  ms.Storage.OutcomeLanded,
 			HedgedRequests:        ms.Storage.Hedged,
 			StalledCalls:          ms.Storage.HedgeGaveUp,
+			CircuitsOpen:          ms.Storage.CircuitsOpen,
+			CircuitOpenings:       ms.Storage.CircuitOpenings,
+			FailedFast:            ms.Storage.FailedFast,
+			StaleServed:           ms.StaleServed,
 		}
 	}
 	if s.Pending != nil {

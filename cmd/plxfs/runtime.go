@@ -14,6 +14,7 @@ import (
 
 	"github.com/plxfs/plxfs/connspec"
 	"github.com/plxfs/plxfs/creds"
+	"github.com/plxfs/plxfs/internal/bucketstack"
 	"github.com/plxfs/plxfs/store"
 	"github.com/plxfs/plxfs/store/gcs"
 )
@@ -91,6 +92,9 @@ type runtime struct {
 	// counters, when set before the first Bucket call (the mount sets it), counts what the
 	// storage clients do (upload outcome checks); nil counts nothing.
 	counters *store.Counters
+	// stack is the bucket stack of every Bucket (see bucketstack). The mount sets its own
+	// before the first Bucket call; the storage commands' (cliStack) is the default.
+	stack bucketstack.Options
 
 	mu      sync.Mutex
 	catalog *connspec.Catalog
@@ -133,6 +137,7 @@ func getRuntime(c *cli.Context) (*runtime, error) {
 		anonymous: flagValue(c, "anonymous", (*cli.Context).Bool),
 		env:       creds.OSEnv(),
 		clients:   map[string]*gcs.Client{},
+		stack:     cliStack,
 	}
 	return rts.rt, nil
 }
@@ -229,9 +234,15 @@ func (rt *runtime) Credentials(conn connspec.Connection) (creds.Credentials, err
 	return creds.Resolve(conn, rt.env, creds.Options{Anonymous: rt.anonymous, Emulator: rt.endpoint != ""})
 }
 
+// cliStack is the bucket stack of the storage commands: hedged metadata calls (a stalled stat
+// or listing fails in seconds instead of hanging the command), but no per-call timeout and no
+// hedged reads (a download takes as long as it needs, and resumes its own broken reads), and
+// no breaker (a command's calls are few).
+var cliStack = bucketstack.Options{OpTimeout: -1, MetadataHedgingOnly: true, NoBreaker: true}
+
 // Bucket returns the connection's whole bucket (not limited to its prefix), with the
-// connection's credentials. Callers that want the connection's view wrap it with
-// store.WithPrefix(b, conn.Prefix).
+// connection's credentials, through rt.stack. Callers that want the connection's view wrap it
+// with store.WithPrefix(b, conn.Prefix).
 func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.Bucket, error) {
 	cr, err := rt.Credentials(conn)
 	if err != nil {
@@ -254,7 +265,7 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 		}
 		rt.clients[cr.Source] = client
 	}
-	return client.Bucket(conn.Bucket), nil
+	return bucketstack.Wrap(client.Bucket(conn.Bucket), rt.stack), nil
 }
 
 // remote is a resolved remote argument: the bucket view its path is relative to, the path

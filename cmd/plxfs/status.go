@@ -117,6 +117,12 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) {
 	in := st.Integrity
 	fmt.Fprintf(w, "checks:   %d checksum mismatches, %d upload outcomes checked (%d landed), %d requests hedged, %d stalled calls failed\n",
 		in.ChecksumMismatches, in.UploadOutcomesChecked, in.UploadOutcomesLanded, in.HedgedRequests, in.StalledCalls)
+	backend := "answering"
+	if in.CircuitsOpen > 0 {
+		backend = fmt.Sprintf("NOT ANSWERING: %d kinds of calls fail at once while a probe retries", in.CircuitsOpen)
+	}
+	fmt.Fprintf(w, "backend:  %s; %d calls failed at once (%d outages), %d lookups served from stale metadata\n",
+		backend, in.FailedFast, in.CircuitOpenings, in.StaleServed)
 	fmt.Fprintf(w, "handles:  %d open\n", st.OpenHandles)
 
 	if len(st.RecentErrors) == 0 {

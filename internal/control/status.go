@@ -67,6 +67,15 @@ type Integrity struct {
 	// StalledCalls the calls that failed because no attempt answered.
 	HedgedRequests int64 `json:"hedged_requests"`
 	StalledCalls   int64 `json:"stalled_calls"`
+	// CircuitsOpen is how many kinds of storage calls (metadata, reads; per bucket) fail at
+	// once now because the backend failed all of them for a few seconds; CircuitOpenings
+	// counts how often that began, FailedFast the calls failed at once.
+	CircuitsOpen    int64 `json:"circuits_open"`
+	CircuitOpenings int64 `json:"circuit_openings"`
+	FailedFast      int64 `json:"failed_fast"`
+	// StaleServed counts lookups and stats answered from what the daemon last knew because
+	// the backend did not answer their revalidation.
+	StaleServed int64 `json:"stale_served"`
 }
 
 // LogRecord is one warning or error the daemon logged.
