@@ -283,10 +283,24 @@ type countingProgress struct {
 	totalBytes   atomic.Int64
 	mu           sync.Mutex
 	events       []Event
+	composing    []composeCall
+}
+
+// composeCall is one Composing report, with the bytes and outcomes reported before it.
+type composeCall struct {
+	name        string
+	parts       int
+	bytesBefore int64
+	doneBefore  int
 }
 
 func (p *countingProgress) Total(f, b int64) { p.totalFiles.Add(f); p.totalBytes.Add(b) }
 func (p *countingProgress) Bytes(n int64)    { p.bytes.Add(n) }
+func (p *countingProgress) Composing(name string, parts int) {
+	p.mu.Lock()
+	p.composing = append(p.composing, composeCall{name: name, parts: parts, bytesBefore: p.bytes.Load(), doneBefore: len(p.events)})
+	p.mu.Unlock()
+}
 func (p *countingProgress) Done(ev Event) {
 	p.files.Add(1)
 	p.mu.Lock()

@@ -53,7 +53,8 @@ type Options struct {
 	// CleanupParts can find them after a crash. Use something stable per host or job.
 	Owner string
 
-	// Progress receives totals, bytes and per-file outcomes; nil: none.
+	// Progress receives totals, bytes, the compose step of composed uploads and per-file
+	// outcomes; nil: none.
 	Progress Progress
 	// Logger receives debug lines; nil: none. Failures are returned, not logged.
 	Logger *slog.Logger
@@ -131,6 +132,10 @@ type Progress interface {
 	Total(files, bytes int64)
 	// Bytes reports n more bytes moved.
 	Bytes(n int64)
+	// Composing reports that every part of the composed upload of the object name has been
+	// uploaded (and its bytes reported) and that the parts are being joined by compose
+	// requests, a step that moves no bytes; Done follows.
+	Composing(name string, parts int)
 	// Done reports the outcome of one file or object.
 	Done(ev Event)
 }
@@ -146,9 +151,10 @@ type Event struct {
 
 type nopProgress struct{}
 
-func (nopProgress) Total(int64, int64) {}
-func (nopProgress) Bytes(int64)        {}
-func (nopProgress) Done(Event)         {}
+func (nopProgress) Total(int64, int64)    {}
+func (nopProgress) Bytes(int64)           {}
+func (nopProgress) Composing(string, int) {}
+func (nopProgress) Done(Event)            {}
 
 // Summary tells what a tree operation did.
 type Summary struct {

@@ -188,6 +188,7 @@ func uploadComposed(ctx context.Context, b store.Bucket, name string, src io.Rea
 // parts' combined one): nested composes of 32 sources until 32 or fewer remain, then the final
 // compose, the only one that carries wo's precondition, and a check of the result.
 func (u *composedUpload) assemble(ctx context.Context, name string, parts []component, wo store.WriteOptions) (store.Attrs, error) {
+	u.opts.Progress.Composing(name, len(parts))
 	level := parts
 	for depth := 1; len(level) > maxComposeSources; depth++ {
 		next, err := u.composeLevel(ctx, depth, level)

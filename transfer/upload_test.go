@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +58,14 @@ func TestUpload(t *testing.T) {
 			}
 			if p.bytes.Load() != int64(len(data)) {
 				t.Fatalf("progress saw %d bytes, want %d", p.bytes.Load(), len(data))
+			}
+			// A composed upload reports its compose step once, after every part's bytes.
+			var want []composeCall
+			if strings.Contains(tc.name, "compose") {
+				want = []composeCall{{name: name, parts: (len(data) + 256<<10 - 1) / (256 << 10), bytesBefore: int64(len(data))}}
+			}
+			if !slices.Equal(p.composing, want) {
+				t.Fatalf("compose step reported as %+v, want %+v", p.composing, want)
 			}
 			if left := e.names(t, TempDir+"/"); len(left) != 0 {
 				t.Fatalf("temporary parts left: %v", left)
@@ -230,4 +241,40 @@ func testCleanupParts(t *testing.T, e *env) {
 	if left := e.names(t, ""); len(left) != 1 || left[0] != "keep/me-0123456789abcdef/part-00000" {
 		t.Fatalf("left: %v", left)
 	}
+}
+
+// The storage commands show a composed upload's compose as its own step: UploadFile reports
+// it through Progress.Composing after every byte of the parts and before the file's outcome,
+// and not at all for a file below the compose threshold.
+func TestUploadFileReportsComposeStep(t *testing.T) {
+	onBothBackends(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		dir := t.TempDir()
+		for _, tc := range []struct {
+			name string
+			size int
+			want []composeCall
+		}{
+			{"big", 5<<18 + 3, []composeCall{{name: "up/big", parts: 6, bytesBefore: 5<<18 + 3}}},
+			{"small", 256 << 10, nil},
+		} {
+			local := filepath.Join(dir, tc.name)
+			if err := os.WriteFile(local, randBytes(7, tc.size), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p := &countingProgress{}
+			opts := composeOpts()
+			opts.Progress = p
+			s, err := UploadFile(ctx, e.b, local, "up/"+tc.name, opts)
+			if err != nil || s.Files != 1 || s.Failed != 0 {
+				t.Fatalf("%s: summary %+v, err %v", tc.name, s, err)
+			}
+			if !slices.Equal(p.composing, tc.want) {
+				t.Fatalf("%s: compose step reported as %+v, want %+v", tc.name, p.composing, tc.want)
+			}
+			if len(p.events) != 1 || p.events[0].Name != "up/"+tc.name || p.events[0].Err != nil {
+				t.Fatalf("%s: outcomes %+v", tc.name, p.events)
+			}
+		}
+	})
 }

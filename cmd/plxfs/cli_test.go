@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plxfs/plxfs/transfer"
 )
@@ -119,6 +120,7 @@ func TestProgressReachesFullOnlyWithTheLastFile(t *testing.T) {
 	}
 	defer dev.Close()
 	r.err = dev
+	defer r.finish(transfer.Summary{}, nil) // stops its redraws before dev closes
 	r.Total(2, 100)
 	r.Bytes(60)
 	r.Done(transfer.Event{Name: "a", Size: 60})
@@ -132,10 +134,89 @@ func TestProgressReachesFullOnlyWithTheLastFile(t *testing.T) {
 	}
 	// Skipped files count as done bytes.
 	s := &reporter{verb: "download", tty: true, err: dev}
+	defer s.finish(transfer.Summary{}, nil)
 	s.Total(1, 10)
 	s.Done(transfer.Event{Name: "c", Size: 10, Skipped: true})
 	if got := s.bar.State().CurrentNum; got != 10 {
 		t.Errorf("skipped: bar at %d, want 10", got)
+	}
+}
+
+// TestProgressRateAndComposeStep: no rate is shown before minRateTime (a first update of a
+// whole part once showed "3.4 TiB/s"), then bytes sent over time, skipped files excluded; a
+// composed upload's compose shows at once as its own step; the final line has no rate and the
+// summary line follows.
+func TestProgressRateAndComposeStep(t *testing.T) {
+	out := &syncBuffer{}
+	r := &reporter{verb: "upload", tty: true, err: out, width: 120}
+	r.Total(2, 64<<20)
+	r.Bytes(16 << 20) // a whole part, at once
+	if strings.Contains(out.String(), "/s") {
+		t.Fatalf("a rate on the first update: %q", out.String())
+	}
+	status := func(after time.Duration) string {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.statusLocked(r.start.Add(after))
+	}
+	for _, tc := range []struct {
+		after time.Duration
+		want  string
+	}{
+		{5 * time.Millisecond, "0/2 files, 16.0 MiB of 64.0 MiB"},
+		{minRateTime - time.Millisecond, "0/2 files, 16.0 MiB of 64.0 MiB"},
+		{2 * time.Second, "0/2 files, 16.0 MiB of 64.0 MiB, 8.0 MiB/s, 6s left"},
+	} {
+		if got := status(tc.after); got != tc.want {
+			t.Errorf("after %v: %q, want %q", tc.after, got, tc.want)
+		}
+	}
+	r.Done(transfer.Event{Name: "same", Size: 16 << 20, Skipped: true}) // moves the bar, not the rate
+	if got, want := status(2*time.Second), "1/2 files, 32.0 MiB of 64.0 MiB, 8.0 MiB/s, 4s left"; got != want {
+		t.Errorf("after a skip: %q, want %q", got, want)
+	}
+
+	r.Bytes(32 << 20) // every part of "big" sent
+	r.Composing("big", 4)
+	if want := "1/2 files, 64.0 MiB of 64.0 MiB, composing 4 parts"; !strings.Contains(out.String(), want) {
+		t.Fatalf("compose step not drawn: %q, want %q", out.String(), want)
+	}
+	if got := r.bar.State().CurrentPercent; got >= 1 {
+		t.Errorf("bar full (%v) while composing", got)
+	}
+	r.Done(transfer.Event{Name: "big", Size: 32 << 20})
+	if got, want := status(3*time.Second), "2/2 files, 64.0 MiB of 64.0 MiB"; got != want {
+		t.Errorf("after the compose: %q, want %q", got, want)
+	}
+	if err := r.finish(transfer.Summary{Files: 1, Bytes: 32 << 20, Skipped: 1, Elapsed: 2 * time.Second}, nil); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	last := text[strings.LastIndexByte(text, '\r')+1:]
+	if !strings.Contains(last, "100%") || !strings.HasSuffix(last, " 2/2 files, 64.0 MiB of 64.0 MiB \nuploaded 1 files, 32.0 MiB in 2s (16.0 MiB/s), 1 skipped, 0 failed\n") {
+		t.Errorf("final line and summary: %q", last)
+	}
+	time.Sleep(2 * refreshEvery) // nothing is drawn after finish
+	if out.String() != text {
+		t.Errorf("drawn after finish: %q", strings.TrimPrefix(out.String(), text))
+	}
+}
+
+func TestRateOf(t *testing.T) {
+	for _, tc := range []struct {
+		sent    int64
+		elapsed time.Duration
+		want    float64
+		ok      bool
+	}{
+		{16 << 20, 5 * time.Microsecond, 0, false}, // the "3.4 TiB/s" first tick
+		{16 << 20, minRateTime - 1, 0, false},
+		{0, time.Minute, 0, false},
+		{20 << 20, 2 * time.Second, 10 << 20, true},
+	} {
+		if got, ok := rateOf(tc.sent, tc.elapsed); got != tc.want || ok != tc.ok {
+			t.Errorf("rateOf(%d, %v) = %v, %v; want %v, %v", tc.sent, tc.elapsed, got, ok, tc.want, tc.ok)
+		}
 	}
 }
 

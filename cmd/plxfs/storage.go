@@ -632,11 +632,15 @@ func addSummary(a, b transfer.Summary) transfer.Summary {
 
 // --- progress and summaries ----------------------------------------------------------------
 
-// reporter is the commands' transfer.Progress: a progress bar on a terminal (bytes, files,
-// rate, ETA), nothing while running otherwise, and a final summary line unless --quiet.
-// Dry-run lines ("would upload NAME") go to stdout, sorted, whatever the mode: they are the
-// output. The bar stops short of 100% until the last file is done (verified, renamed or
-// composed), however many bytes have moved.
+// reporter is the commands' transfer.Progress: a progress bar on a terminal (files, bytes,
+// rate, time left, and the compose step of composed uploads), nothing while running
+// otherwise, and a final summary line unless --quiet. Dry-run lines ("would upload NAME") go
+// to stdout, sorted, whatever the mode: they are the output. The bar stops short of 100%
+// until the last file is done (verified, renamed or composed), however many bytes have moved.
+//
+// The text after the bar is ours (statusLocked), redrawn every refreshEvery: the library's
+// own rate starts its clock at the first update, so a first update of a whole 16 MiB part
+// showed TiB/s.
 type reporter struct {
 	verb   string // "upload", "download", "delete"
 	out    io.Writer
@@ -648,13 +652,25 @@ type reporter struct {
 
 	totalFiles, doneFiles atomic.Int64
 
-	mu      sync.Mutex               // guards bar, moved, max and wouldDo
-	bar     *progressbar.ProgressBar // nil unless on a terminal
-	tty     bool
-	moved   int64    // bytes moved or skipped so far
-	max     int64    // bytes announced
-	wouldDo []string // dry-run names, printed sorted by finish
+	mu        sync.Mutex               // guards the fields below
+	bar       *progressbar.ProgressBar // nil unless on a terminal
+	tty       bool
+	start     time.Time      // when the bar appeared: the rate's clock
+	moved     int64          // bytes moved or skipped so far (the bar)
+	sent      int64          // bytes moved so far (the rate)
+	max       int64          // bytes announced
+	composing map[string]int // composed uploads joining their parts: object → parts
+	stop      chan struct{}  // closed by finish: ends the redraws
+	wouldDo   []string       // dry-run names, printed sorted by finish
 }
+
+const (
+	// refreshEvery is how often the text after the bar is redrawn.
+	refreshEvery = 200 * time.Millisecond
+	// minRateTime is how long a transfer runs before its rate and time left are shown: over
+	// a few milliseconds, the bytes of one request or part say nothing about the rate.
+	minRateTime = time.Second
+)
 
 func newReporter(c *cli.Context, verb string, r *remote) *reporter {
 	rep := &reporter{verb: verb, out: c.App.Writer, err: c.App.ErrWriter, quiet: c.Bool("quiet"), dryRun: c.Bool("dry-run"), remote: r}
@@ -674,24 +690,73 @@ func (r *reporter) Total(files, bytes int64) {
 	defer r.mu.Unlock()
 	r.max += bytes
 	if r.bar == nil {
+		r.start = time.Now()
 		r.bar = progressbar.NewOptions64(max(r.max, 1),
 			progressbar.OptionSetWriter(r.err),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionShowCount(),
-			progressbar.OptionUseIECUnits(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionSetWidth(max(10, min(40, r.width-70))),
-			progressbar.OptionSetDescription(r.describe()),
+			progressbar.OptionSetPredictTime(false), // rate and time left: statusLocked
+			progressbar.OptionShowDescriptionAtLineEnd(),
+			progressbar.OptionSetWidth(max(10, min(40, r.width-80))),
+			progressbar.OptionSetDescription(r.statusLocked(r.start)),
 		)
+		_ = r.bar.RenderBlank()
+		r.stop = make(chan struct{})
+		go r.redraw(r.stop)
 		return
 	}
 	r.bar.ChangeMax64(max(r.max, 1))
 }
 
-func (r *reporter) describe() string {
-	return fmt.Sprintf("%d/%d files", r.doneFiles.Load(), r.totalFiles.Load())
+// redraw refreshes the text after the bar until stop is closed.
+func (r *reporter) redraw(stop chan struct{}) {
+	t := time.NewTicker(refreshEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			r.mu.Lock()
+			select {
+			case <-stop: // finish ran meanwhile: the bar's line is final
+			default:
+				r.bar.Describe(r.statusLocked(now))
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// statusLocked is the text after the bar at now: files done, bytes, then the rate and time
+// left while bytes remain (once minRateTime has passed), and the compose step of the
+// composed uploads joining their parts. Skipped files move the bar, not the rate. A zero now
+// is the final text, without a rate: the summary line gives it.
+func (r *reporter) statusLocked(now time.Time) string {
+	st := fmt.Sprintf("%d/%d files, %s of %s", r.doneFiles.Load(), r.totalFiles.Load(), humanBytes(min(r.moved, r.max)), humanBytes(r.max))
+	if rate, ok := rateOf(r.sent, now.Sub(r.start)); ok && !now.IsZero() && r.moved < r.max {
+		left := time.Duration(float64(r.max-r.moved) / rate * float64(time.Second))
+		st += fmt.Sprintf(", %s/s, %s left", humanBytes(int64(rate)), left.Round(time.Second))
+	}
+	parts := 0
+	for _, n := range r.composing {
+		parts += n
+	}
+	switch len(r.composing) {
+	case 0:
+	case 1:
+		st += fmt.Sprintf(", composing %d parts", parts)
+	default:
+		st += fmt.Sprintf(", composing %d files (%d parts)", len(r.composing), parts)
+	}
+	return st
+}
+
+// rateOf is the rate to show for sent bytes over elapsed, in bytes per second; false before
+// minRateTime has passed or before any byte moved.
+func rateOf(sent int64, elapsed time.Duration) (float64, bool) {
+	if elapsed < minRateTime || sent <= 0 {
+		return 0, false
+	}
+	return float64(sent) / elapsed.Seconds(), true
 }
 
 // showLocked moves the bar to the bytes moved, below 100% while files are outstanding.
@@ -715,7 +780,25 @@ func (r *reporter) Bytes(n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.moved += n
+	r.sent += n
 	r.showLocked()
+}
+
+// Composing shows the compose step of name's upload at once: its bytes are all sent, and the
+// bar would otherwise sit still for the seconds the compose takes.
+func (r *reporter) Composing(name string, parts int) {
+	if !r.tty {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.composing == nil {
+		r.composing = map[string]int{}
+	}
+	r.composing[name] = parts
+	if r.bar != nil {
+		r.bar.Describe(r.statusLocked(time.Now()))
+	}
 }
 
 func (r *reporter) Done(ev transfer.Event) {
@@ -728,10 +811,8 @@ func (r *reporter) Done(ev transfer.Event) {
 	if ev.Skipped {
 		r.moved += ev.Size
 	}
-	if r.bar != nil {
-		r.bar.Describe(r.describe())
-		r.showLocked()
-	}
+	delete(r.composing, ev.Name)
+	r.showLocked() // the text follows with the next redraw
 }
 
 // failureLine is one failed file: its name, then (for storage errors) the cause in a few
@@ -763,7 +844,13 @@ func (r *reporter) scope() errScope {
 // by err prints no "0 failed" summary: it says what was done before it stopped, if anything.
 func (r *reporter) finish(s transfer.Summary, err error) error {
 	r.mu.Lock()
+	if r.stop != nil {
+		close(r.stop)
+		r.stop = nil
+	}
 	if r.bar != nil {
+		clear(r.composing)
+		r.bar.Describe(r.statusLocked(time.Time{}))
 		if err == nil {
 			_ = r.bar.Finish()
 		}
