@@ -158,7 +158,7 @@ func exitOnFile(ctx context.Context, path string, interval time.Duration) <-chan
 // (`plxfs ls | head`).
 func keepRunningOnClosedOutput() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) // never read: a full channel drops
-	log.SetOutput(dropOnClosedPipe(os.Stderr))                // go-fuse's --debug-fuse trace
+	log.SetOutput(dropOnClosedPipe(os.Stderr))              // go-fuse's --debug-fuse trace
 }
 
 // closedPipeWriter passes writes on until the first EPIPE (its reader is gone for good), then

@@ -20,38 +20,38 @@ import (
 const (
 	// CSIDriverName is the driver's name (package csi's DriverName; a test keeps them equal,
 	// this package does not import the driver).
-	CSIDriverName     = "plxfs.polyaxon.io"
-	CSIName           = "plxfs-csi" // DaemonSet, ServiceAccount, ClusterRole and binding
-	CSIPluginDir      = "/var/lib/kubelet/plugins/" + CSIDriverName
-	CSISocket         = "/csi/csi.sock" // inside both containers
-	CSIStateDir       = "/var/lib/plxfs-csi"
-	CSICacheDir       = "/var/cache/plxfs-csi"
-	KubeletPodsDir    = "/var/lib/kubelet/pods"
-	KubeletRegistry   = "/var/lib/kubelet/plugins_registry"
-	DefaultRegistrar  = "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0"
-	DefaultCSIMemory  = "512Mi" // every volume of the node in one process
-	DefaultCSICache   = "10GiB"
-	DefaultCSIGrace   = "2m"
+	CSIDriverName    = "plxfs.polyaxon.io"
+	CSIName          = "plxfs-csi" // DaemonSet, ServiceAccount, ClusterRole and binding
+	CSIPluginDir     = "/var/lib/kubelet/plugins/" + CSIDriverName
+	CSISocket        = "/csi/csi.sock" // inside both containers
+	CSIStateDir      = "/var/lib/plxfs-csi"
+	CSICacheDir      = "/var/cache/plxfs-csi"
+	KubeletPodsDir   = "/var/lib/kubelet/pods"
+	KubeletRegistry  = "/var/lib/kubelet/plugins_registry"
+	DefaultRegistrar = "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0"
+	DefaultCSIMemory = "512Mi" // every volume of the node in one process
+	DefaultCSICache  = "10GiB"
+	DefaultCSIGrace  = "2m"
 	// DefaultSecretsNamespace is where Polyaxon keeps connection secrets and configMaps.
 	DefaultSecretsNamespace = "polyaxon"
-	csiGraceSeconds   = 150 // above DefaultCSIGrace: the kubelet must not kill the driver mid-upload
-	csiRegistrarName  = "node-driver-registrar"
-	CSIContainerName  = "plxfs"
-	ExampleVolumeName = "data"
+	csiGraceSeconds         = 150 // above DefaultCSIGrace: the kubelet must not kill the driver mid-upload
+	csiRegistrarName        = "node-driver-registrar"
+	CSIContainerName        = "plxfs"
+	ExampleVolumeName       = "data"
 )
 
 // CSIOptions configure BuildCSI. Zero values select the defaults.
 type CSIOptions struct {
-	Image         string // the plxfs image. Required.
-	Namespace     string // default "kube-system"
+	Image     string // the plxfs image. Required.
+	Namespace string // default "kube-system"
 	// SecretsNamespace is where the connections' secrets and configMaps are (default
 	// DefaultSecretsNamespace, Polyaxon's). A pod reads them from its own namespace only: when
 	// the two differ, the output says how to copy them (CSI.Copies).
 	SecretsNamespace string
-	CacheSize     string // the node's cache, --cache-size (default DefaultCSICache)
-	Memory        string // the driver's memory request and limit (default DefaultCSIMemory)
-	Registrar     string // node-driver-registrar image (default DefaultRegistrar)
-	ConfigMapName string // the connections ConfigMap (default DefaultConfigMap)
+	CacheSize        string // the node's cache, --cache-size (default DefaultCSICache)
+	Memory           string // the driver's memory request and limit (default DefaultCSIMemory)
+	Registrar        string // node-driver-registrar image (default DefaultRegistrar)
+	ConfigMapName    string // the connections ConfigMap (default DefaultConfigMap)
 }
 
 // CSI is what `plxfs kube csi` prints: the CSIDriver, RBAC, the connections ConfigMap, the node
