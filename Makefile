@@ -15,7 +15,9 @@ help: ## show this help
 build: ## build bin/plxfs (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/plxfs
 
-vet: check-imports ## go vet and the import-direction check
+vet: check-imports ## gofmt, go vet and the import-direction check
+	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$bad" ]; then echo "gofmt -w these files:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 
 # Only store/gcs (and test/demo helpers under internal/) may import the GCS SDK.
