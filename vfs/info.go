@@ -36,6 +36,9 @@ type Info struct {
 	// object said when this was learnt (Gen 0: it had none); false when only a common prefix
 	// was seen, which tells nothing of the directory's attributes.
 	PlaceholderKnown bool
+	// Links is a directory's link count when the mount knows it (Dir.Attr; see nlink.go), 0
+	// when it does not (stat reports 1).
+	Links uint32
 }
 
 // BytesGen is the generation the read cache keys the bytes of generation Gen by: DataGen when
