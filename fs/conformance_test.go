@@ -969,3 +969,30 @@ func errName(e syscall.Errno) string {
 	}
 	return e.Error()
 }
+
+// TestPOSIXPrivateWithoutAllowOther: without --allow-other only the mounting user (and root's
+// own processes) reach the mount; another user's calls are refused with EACCES by the kernel,
+// whatever the modes say. TestPOSIXConformance runs those users with --allow-other.
+func TestPOSIXPrivateWithoutAllowOther(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatalf("runs as root, to act as another user")
+	}
+	e := newEnv(t, envOptions{})
+	for p := filepath.Dir(e.mnt); p != filepath.Dir(p) && strings.HasPrefix(p, os.TempDir()) && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := e.path("c", "f")
+	if err := all(mkfile(f), chmod(f, 0o666)); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range [][]string{{"stat", f}, {"open", f, "r"}, {"readdir", e.path("c", "")}} {
+		if err := nobody(call[0], call[1:]...); !errors.Is(err, unix.EACCES) {
+			t.Errorf("%v as uid %d without --allow-other: %v, want EACCES", call, pjdNobody, err)
+		}
+	}
+	if err := contentIs(f, "data"); err != nil {
+		t.Fatalf("the mounting user: %v", err)
+	}
+}
