@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,9 +23,8 @@ import (
 // failed call changes nothing), a check must still hold (what the call changed was kept in
 // the bucket, not only in this mount's memory).
 //
-// The suite runs as root, like pjdfstest; cases for other users run their call with the
-// thread's filesystem uid and gid changed (setfsuid(2)), which also drops the capabilities
-// that let root bypass permission checks.
+// The suite runs as root, like pjdfstest, on a mount with --allow-other; cases for other users
+// run their call in a child process with that user's credentials (asUser), as pjdfstest does.
 
 // pcase is one case of a syscall's table.
 type pcase struct {
@@ -32,6 +33,9 @@ type pcase struct {
 	call  func(d string) error
 	want  syscall.Errno
 	check func(d string) error // nil: only the errno is checked
+	// relist: after the remount, list d's tree before the check. A directory's link count is
+	// known once its entries are (SEMANTICS.md): a restarted mount knows none until listed.
+	relist bool
 }
 
 // pjdNobody is the unprivileged user (and group) of the cases run as another user.
@@ -40,24 +44,135 @@ const pjdNobody = 65534
 // pjdTime is a time with nanoseconds that no clock of the test will produce.
 var pjdTime = time.Date(2001, 2, 3, 4, 5, 6, 123456789, time.UTC)
 
-// asUser runs fn on a thread whose filesystem uid and gid are uid and gid. The thread is never
-// unlocked, so it exits with the goroutine and no other goroutine runs with its credentials.
-func asUser(uid, gid int, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		unix.Setfsgid(gid)
-		unix.Setfsuid(uid)
-		if cur, _ := unix.SetfsuidRetUid(-1); cur != uid {
-			done <- fmt.Errorf("setfsuid(%d) did not take (fsuid %d)", uid, cur)
-			return
+// pjdHelperEnv names the call a child process of the test binary makes (TestMain), as
+// another user: its arguments are the process's.
+const pjdHelperEnv = "PLXFS_PJD_CALL"
+
+// TestMain runs the call named by pjdHelperEnv and exits with its errno (0: success, 255: not
+// an errno, said on stderr), or the tests.
+func TestMain(m *testing.M) {
+	if call := os.Getenv(pjdHelperEnv); call != "" {
+		err := pjdCall(call, os.Args[1:])
+		var errno syscall.Errno
+		switch {
+		case err == nil:
+			os.Exit(0)
+		case errors.As(err, &errno) && errno < 255:
+			os.Exit(int(errno))
 		}
-		done <- fn()
-	}()
-	return <-done
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(255)
+	}
+	code := m.Run()
+	if pjdHelperDir != "" {
+		os.RemoveAll(pjdHelperDir)
+	}
+	os.Exit(code)
 }
 
-func nobody(fn func() error) error { return asUser(pjdNobody, pjdNobody, fn) }
+// pjdCall makes one call of the cases run as another user (modes octal, ids and sizes decimal).
+func pjdCall(call string, a []string) error {
+	oct := func(i int) uint32 { v, _ := strconv.ParseUint(a[i], 8, 32); return uint32(v) }
+	dec := func(i int) int { v, _ := strconv.Atoi(a[i]); return v }
+	switch call {
+	case "chmod":
+		return chmod(a[0], oct(1))
+	case "chown":
+		return chown(a[0], dec(1), dec(2))
+	case "utimes": // "now" (UTIME_NOW) or "explicit" (pjdTime)
+		if a[1] == "now" {
+			return utimes(a[0], utimeNow, utimeNow)
+		}
+		return utimes(a[0], ts(pjdTime), ts(pjdTime))
+	case "create":
+		return createExcl(a[0], oct(1))
+	case "mkdir":
+		return unix.Mkdir(a[0], oct(1))
+	case "rmdir":
+		return unix.Rmdir(a[0])
+	case "unlink":
+		return unix.Unlink(a[0])
+	case "rename":
+		return unix.Rename(a[0], a[1])
+	case "truncate":
+		return unix.Truncate(a[0], int64(dec(1)))
+	case "symlink":
+		return unix.Symlink(a[0], a[1])
+	case "mknod":
+		return unix.Mknod(a[0], oct(1), dec(2))
+	case "mkfifo":
+		return unix.Mkfifo(a[0], oct(1))
+	case "stat":
+		_, err := lstat(a[0])
+		return err
+	case "open": // flags: "r", "w" or "rw"
+		flags := map[string]int{"r": unix.O_RDONLY, "w": unix.O_WRONLY, "rw": unix.O_RDWR}[a[1]]
+		fd, err := unix.Open(a[0], flags, 0)
+		if err != nil {
+			return err
+		}
+		return unix.Close(fd)
+	case "readdir":
+		_, err := os.ReadDir(a[0])
+		return err
+	}
+	return fmt.Errorf("unknown call %q", call)
+}
+
+var (
+	pjdHelperOnce sync.Once
+	pjdHelperDir  string // a copy of the test binary that other users may run; TestMain removes it
+	pjdHelperBin  string
+	pjdHelperErr  error
+)
+
+// pjdHelper is a copy of the test binary in a directory every user may enter (go test builds
+// it in a private one).
+func pjdHelper() (string, error) {
+	pjdHelperOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "plxfs-pjd-")
+		if err == nil {
+			pjdHelperDir = dir
+			err = os.Chmod(dir, 0o755)
+		}
+		var data []byte
+		if err == nil {
+			data, err = os.ReadFile(os.Args[0])
+		}
+		if err == nil {
+			pjdHelperBin = filepath.Join(dir, "pjd-helper")
+			err = os.WriteFile(pjdHelperBin, data, 0o755)
+		}
+		pjdHelperErr = err
+	})
+	return pjdHelperBin, pjdHelperErr
+}
+
+// asUser makes call in a child process whose real, effective and filesystem uid and gid are
+// uid and gid, with no supplementary groups and no capabilities: another user, as pjdfstest
+// runs its cases (such a process reaches the mount only with --allow-other). It returns the
+// call's errno.
+func asUser(uid, gid uint32, call string, args ...string) error {
+	bin, err := pjdHelper()
+	if err != nil {
+		return fmt.Errorf("helper binary: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = "/", []string{pjdHelperEnv + "=" + call}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() > 0 && exit.ExitCode() < 255 {
+		return syscall.Errno(exit.ExitCode())
+	}
+	if err != nil {
+		return fmt.Errorf("%s %v as uid %d: %v: %s", call, args, uid, err, out)
+	}
+	return nil
+}
+
+// nobody makes call as the unprivileged user pjdNobody.
+func nobody(call string, args ...string) error { return asUser(pjdNobody, pjdNobody, call, args...) }
 
 // Setup and call helpers: each returns the syscall's error.
 
@@ -217,6 +332,28 @@ func present(p string) error {
 
 func all(checks ...error) error { return errors.Join(checks...) }
 
+// linksAre checks st_nlink of each path (a directory: 2 + its subdirectories).
+func linksAre(want uint64, ps ...string) error {
+	var errs []error
+	for _, p := range ps {
+		st, err := lstat(p)
+		if err == nil && st.Nlink != want {
+			err = fmt.Errorf("%s: nlink %d, want %d", filepath.Base(p), st.Nlink, want)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// pjdLong is a name one byte over NAME_MAX.
+var pjdLong = strings.Repeat("x", 256)
+
+// tooLong is the case of a call on a name over 255 bytes: ENAMETOOLONG, as a local disk says,
+// not ENOENT.
+func tooLong(call func(d string) error) pcase {
+	return pcase{name: "name too long ENAMETOOLONG", call: call, want: unix.ENAMETOOLONG}
+}
+
 // timeMark remembers a time attribute of a path at setup, so that a check can ask whether the
 // call moved it forward. The pause after it lets a millisecond clock tick.
 type timeMark struct{ t time.Time }
@@ -279,13 +416,13 @@ func pjdTables() []struct {
 				check: func(d string) error { return modeIs(j(d, "s"), unix.S_IFDIR|0o1777) }},
 			{name: "missing ENOENT", call: func(d string) error { return chmod(j(d, "none"), 0o600) }, want: unix.ENOENT},
 			{name: "non-owner EPERM", setup: func(d string) error { return mkfile(j(d, "f")) },
-				call:  func(d string) error { return nobody(func() error { return chmod(j(d, "f"), 0o666) }) },
+				call:  func(d string) error { return nobody("chmod", j(d, "f"), "666") },
 				want:  unix.EPERM,
 				check: func(d string) error { return modeIs(j(d, "f"), unix.S_IFREG|0o644) }},
 			{name: "owner, not root", setup: func(d string) error {
 				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return chown(j(d, "f"), pjdNobody, pjdNobody) })
 			},
-				call:  func(d string) error { return nobody(func() error { return chmod(j(d, "f"), 0o640) }) },
+				call:  func(d string) error { return nobody("chmod", j(d, "f"), "640") },
 				check: func(d string) error { return modeIs(j(d, "f"), unix.S_IFREG|0o640) }},
 			{name: "updates ctime", setup: func(d string) error {
 				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return ct.ctime(j(d, "f")) })
@@ -297,6 +434,7 @@ func pjdTables() []struct {
 			},
 				call:  func(d string) error { return chmod(j(d, "f"), 0o600) },
 				check: func(d string) error { return all(mtimeIs(j(d, "f"), pjdTime), modeIs(j(d, "f"), unix.S_IFREG|0o600)) }},
+			tooLong(func(d string) error { return chmod(j(d, pjdLong), 0o600) }),
 		}
 	}
 	chownCases := func() []pcase {
@@ -319,13 +457,13 @@ func pjdTables() []struct {
 				call:  func(d string) error { return chown(j(d, "l"), 1234, 5678) },
 				check: func(d string) error { return all(ownerIs(j(d, "l"), 1234, 5678), ownerIs(j(d, "f"), 0, 0)) }},
 			{name: "non-owner EPERM", setup: func(d string) error { return mkfile(j(d, "f")) },
-				call:  func(d string) error { return nobody(func() error { return chown(j(d, "f"), pjdNobody, pjdNobody) }) },
+				call:  func(d string) error { return nobody("chown", j(d, "f"), "65534", "65534") },
 				want:  unix.EPERM,
 				check: func(d string) error { return ownerIs(j(d, "f"), 0, 0) }},
 			{name: "owner gives away EPERM", setup: func(d string) error {
 				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return chown(j(d, "f"), pjdNobody, pjdNobody) })
 			},
-				call:  func(d string) error { return nobody(func() error { return chown(j(d, "f"), 1234, -1) }) },
+				call:  func(d string) error { return nobody("chown", j(d, "f"), "1234", "-1") },
 				want:  unix.EPERM,
 				check: func(d string) error { return ownerIs(j(d, "f"), pjdNobody, pjdNobody) }},
 			{name: "clears setuid", setup: func(d string) error {
@@ -334,6 +472,7 @@ func pjdTables() []struct {
 				call:  func(d string) error { return chown(j(d, "f"), 1234, 5678) },
 				check: func(d string) error { return modeIs(j(d, "f"), unix.S_IFREG|0o755) }},
 			{name: "missing ENOENT", call: func(d string) error { return chown(j(d, "none"), 1, 1) }, want: unix.ENOENT},
+			tooLong(func(d string) error { return chown(j(d, pjdLong), 1, 1) }),
 		}
 	}
 	utimensCases := func() []pcase {
@@ -365,16 +504,16 @@ func pjdTables() []struct {
 				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return chmod(j(d, "f"), 0o666) })
 			},
 				call: func(d string) error {
-					return nobody(func() error { return utimes(j(d, "f"), ts(pjdTime), ts(pjdTime)) })
+					return nobody("utimes", j(d, "f"), "explicit")
 				},
 				want: unix.EPERM},
 			{name: "non-owner UTIME_NOW no write EACCES", setup: func(d string) error { return mkfile(j(d, "f")) },
-				call: func(d string) error { return nobody(func() error { return utimes(j(d, "f"), utimeNow, utimeNow) }) },
+				call: func(d string) error { return nobody("utimes", j(d, "f"), "now") },
 				want: unix.EACCES},
 			{name: "non-owner UTIME_NOW with write", setup: func(d string) error {
 				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return chmod(j(d, "f"), 0o666) }, func() error { return utimes(j(d, "f"), ts(pjdTime), ts(pjdTime)) })
 			},
-				call:  func(d string) error { return nobody(func() error { return utimes(j(d, "f"), utimeNow, utimeNow) }) },
+				call:  func(d string) error { return nobody("utimes", j(d, "f"), "now") },
 				check: func(d string) error { return mtimeNear(j(d, "f")) }},
 			{name: "missing ENOENT", call: func(d string) error { return utimes(j(d, "none"), utimeNow, utimeNow) }, want: unix.ENOENT},
 		}
@@ -395,12 +534,12 @@ func pjdTables() []struct {
 			{name: "parent missing ENOENT", call: func(d string) error { return createExcl(j(d, "none", "f"), 0o644) }, want: unix.ENOENT},
 			{name: "name too long ENAMETOOLONG", call: func(d string) error { return createExcl(j(d, strings.Repeat("x", 256)), 0o644) }, want: unix.ENAMETOOLONG},
 			{name: "no write permission EACCES", setup: func(d string) error { return mkdirs(j(d, "s")) },
-				call: func(d string) error { return nobody(func() error { return createExcl(j(d, "s", "f"), 0o644) }) },
+				call: func(d string) error { return nobody("create", j(d, "s", "f"), "644") },
 				want: unix.EACCES, check: func(d string) error { return absent(j(d, "s", "f")) }},
 			{name: "owned by the creator", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return chmod(j(d, "s"), 0o777) })
 			},
-				call:  func(d string) error { return nobody(func() error { return createExcl(j(d, "s", "f"), 0o644) }) },
+				call:  func(d string) error { return nobody("create", j(d, "s", "f"), "644") },
 				check: func(d string) error { return ownerIs(j(d, "s", "f"), pjdNobody, pjdNobody) }},
 			{name: "updates parent mtime", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return pm.mtime(j(d, "s")) })
@@ -423,18 +562,24 @@ func pjdTables() []struct {
 			{name: "under a file ENOTDIR", setup: func(d string) error { return mkfile(j(d, "f")) },
 				call: func(d string) error { return os.Mkdir(j(d, "f", "s"), 0o755) }, want: unix.ENOTDIR},
 			{name: "no write permission EACCES", setup: func(d string) error { return mkdirs(j(d, "s")) },
-				call: func(d string) error { return nobody(func() error { return os.Mkdir(j(d, "s", "t"), 0o755) }) },
+				call: func(d string) error { return nobody("mkdir", j(d, "s", "t"), "755") },
 				want: unix.EACCES, check: func(d string) error { return absent(j(d, "s", "t")) }},
 			{name: "owned by the creator", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return chmod(j(d, "s"), 0o777) })
 			},
-				call:  func(d string) error { return nobody(func() error { return os.Mkdir(j(d, "s", "t"), 0o755) }) },
+				call:  func(d string) error { return nobody("mkdir", j(d, "s", "t"), "755") },
 				check: func(d string) error { return ownerIs(j(d, "s", "t"), pjdNobody, pjdNobody) }},
 			{name: "updates parent mtime", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return pm.mtime(j(d, "s")) })
 			},
 				call:  func(d string) error { return os.Mkdir(j(d, "s", "t"), 0o755) },
 				check: func(d string) error { return pm.mtimeAfter(j(d, "s")) }},
+			{name: "nlink: 2, and one more in the parent", setup: func(d string) error { return mkdirs(j(d, "s")) },
+				call: func(d string) error { return os.Mkdir(j(d, "s", "t"), 0o755) }, relist: true,
+				check: func(d string) error { return all(linksAre(3, j(d, "s")), linksAre(2, j(d, "s", "t"))) }},
+			{name: "a file is no link of the parent", setup: func(d string) error { return mkdirs(j(d, "s")) },
+				call: func(d string) error { return mkfile(j(d, "s", "f")) }, relist: true,
+				check: func(d string) error { return all(linksAre(2, j(d, "s")), linksAre(1, j(d, "s", "f"))) }},
 		}
 	}
 	rmdirCases := func() []pcase {
@@ -451,18 +596,22 @@ func pjdTables() []struct {
 				call: func(d string) error { return unix.Rmdir(j(d, "f")) }, want: unix.ENOTDIR},
 			{name: "missing ENOENT", call: func(d string) error { return unix.Rmdir(j(d, "none")) }, want: unix.ENOENT},
 			{name: "no write permission EACCES", setup: func(d string) error { return mkdirs(j(d, "s"), j(d, "s", "t")) },
-				call: func(d string) error { return nobody(func() error { return unix.Rmdir(j(d, "s", "t")) }) },
+				call: func(d string) error { return nobody("rmdir", j(d, "s", "t")) },
 				want: unix.EACCES, check: func(d string) error { return present(j(d, "s", "t")) }},
 			{name: "sticky dir, not owner EPERM", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s"), j(d, "s", "t")) }, func() error { return chmod(j(d, "s"), 0o1777) })
 			},
-				call: func(d string) error { return nobody(func() error { return unix.Rmdir(j(d, "s", "t")) }) },
+				call: func(d string) error { return nobody("rmdir", j(d, "s", "t")) },
 				want: unix.EPERM, check: func(d string) error { return present(j(d, "s", "t")) }},
 			{name: "updates parent mtime", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s"), j(d, "s", "t")) }, func() error { return pm.mtime(j(d, "s")) })
 			},
 				call:  func(d string) error { return unix.Rmdir(j(d, "s", "t")) },
 				check: func(d string) error { return pm.mtimeAfter(j(d, "s")) }},
+			tooLong(func(d string) error { return unix.Rmdir(j(d, pjdLong)) }),
+			{name: "parent nlink drops", setup: func(d string) error { return mkdirs(j(d, "s"), j(d, "s", "t"), j(d, "s", "u")) },
+				call: func(d string) error { return unix.Rmdir(j(d, "s", "t")) }, relist: true,
+				check: func(d string) error { return all(linksAre(3, j(d, "s")), linksAre(2, j(d, "s", "u"))) }},
 		}
 	}
 	unlinkCases := func() []pcase {
@@ -482,18 +631,19 @@ func pjdTables() []struct {
 			{name: "no write permission EACCES", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return mkfile(j(d, "s", "f")) })
 			},
-				call: func(d string) error { return nobody(func() error { return unix.Unlink(j(d, "s", "f")) }) },
+				call: func(d string) error { return nobody("unlink", j(d, "s", "f")) },
 				want: unix.EACCES, check: func(d string) error { return present(j(d, "s", "f")) }},
 			{name: "sticky dir, not owner EPERM", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return chmod(j(d, "s"), 0o1777) }, func() error { return mkfile(j(d, "s", "f")) })
 			},
-				call: func(d string) error { return nobody(func() error { return unix.Unlink(j(d, "s", "f")) }) },
+				call: func(d string) error { return nobody("unlink", j(d, "s", "f")) },
 				want: unix.EPERM, check: func(d string) error { return present(j(d, "s", "f")) }},
 			{name: "updates parent mtime", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return mkfile(j(d, "s", "f")) }, func() error { return pm.mtime(j(d, "s")) })
 			},
 				call:  func(d string) error { return unix.Unlink(j(d, "s", "f")) },
 				check: func(d string) error { return pm.mtimeAfter(j(d, "s")) }},
+			tooLong(func(d string) error { return unix.Unlink(j(d, pjdLong)) }),
 		}
 	}
 	renameCases := func() []pcase {
@@ -534,7 +684,7 @@ func pjdTables() []struct {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return chmod(j(d, "s"), 0o1777) }, func() error { return mkfile(j(d, "s", "f")) })
 			},
 				call: func(d string) error {
-					return nobody(func() error { return unix.Rename(j(d, "s", "f"), j(d, "s", "g")) })
+					return nobody("rename", j(d, "s", "f"), j(d, "s", "g"))
 				},
 				want: unix.EPERM, check: func(d string) error { return all(present(j(d, "s", "f")), absent(j(d, "s", "g"))) }},
 			{name: "updates parent mtime", setup: func(d string) error {
@@ -542,6 +692,16 @@ func pjdTables() []struct {
 			},
 				call:  func(d string) error { return unix.Rename(j(d, "s", "f"), j(d, "s", "g")) },
 				check: func(d string) error { return pm.mtimeAfter(j(d, "s")) }},
+			{name: "source name too long ENAMETOOLONG", call: func(d string) error { return unix.Rename(j(d, pjdLong), j(d, "b")) }, want: unix.ENAMETOOLONG},
+			{name: "target name too long ENAMETOOLONG", setup: func(d string) error { return mkfile(j(d, "a")) },
+				call: func(d string) error { return unix.Rename(j(d, "a"), j(d, pjdLong)) }, want: unix.ENAMETOOLONG,
+				check: func(d string) error { return contentIs(j(d, "a"), "data") }},
+			{name: "dir to another parent moves a link", setup: func(d string) error { return mkdirs(j(d, "a"), j(d, "b"), j(d, "a", "s")) },
+				call: func(d string) error { return unix.Rename(j(d, "a", "s"), j(d, "b", "s")) }, relist: true,
+				check: func(d string) error { return all(linksAre(2, j(d, "a"), j(d, "b", "s")), linksAre(3, j(d, "b"))) }},
+			{name: "dir keeps its links", setup: func(d string) error { return mkdirs(j(d, "a"), j(d, "a", "s")) },
+				call: func(d string) error { return unix.Rename(j(d, "a"), j(d, "b")) }, relist: true,
+				check: func(d string) error { return all(linksAre(3, j(d, "b")), linksAre(2, j(d, "b", "s"))) }},
 		}
 	}
 	truncateCases := func() []pcase {
@@ -554,7 +714,7 @@ func pjdTables() []struct {
 				call: func(d string) error { return unix.Truncate(j(d, "s"), 0) }, want: unix.EISDIR},
 			{name: "missing ENOENT", call: func(d string) error { return unix.Truncate(j(d, "none"), 0) }, want: unix.ENOENT},
 			{name: "no write permission EACCES", setup: func(d string) error { return mkfile(j(d, "f")) },
-				call: func(d string) error { return nobody(func() error { return unix.Truncate(j(d, "f"), 0) }) },
+				call: func(d string) error { return nobody("truncate", j(d, "f"), "0") },
 				want: unix.EACCES, check: func(d string) error { return contentIs(j(d, "f"), "data") }},
 			{name: "updates mtime", setup: func(d string) error {
 				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return utimes(j(d, "f"), ts(pjdTime), ts(pjdTime)) })
@@ -567,6 +727,14 @@ func pjdTables() []struct {
 				check: func(d string) error {
 					return all(modeIs(j(d, "f"), unix.S_IFREG|0o640), ownerIs(j(d, "f"), 1234, 5678), sizeIs(j(d, "f"), 1))
 				}},
+			tooLong(func(d string) error { return unix.Truncate(j(d, pjdLong), 0) }),
+			{name: "ftruncate: open of a name too long ENAMETOOLONG", call: func(d string) error {
+				fd, err := unix.Open(j(d, pjdLong), unix.O_RDWR, 0)
+				if err == nil {
+					err = errors.Join(unix.Ftruncate(fd, 0), unix.Close(fd))
+				}
+				return err
+			}, want: unix.ENAMETOOLONG},
 		}
 	}
 	symlinkCases := func() []pcase {
@@ -588,7 +756,7 @@ func pjdTables() []struct {
 			{name: "owned by the creator", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return chmod(j(d, "s"), 0o777) })
 			},
-				call:  func(d string) error { return nobody(func() error { return unix.Symlink("x", j(d, "s", "l")) }) },
+				call:  func(d string) error { return nobody("symlink", "x", j(d, "s", "l")) },
 				check: func(d string) error { return ownerIs(j(d, "s", "l"), pjdNobody, pjdNobody) }},
 			{name: "updates parent mtime", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return pm.mtime(j(d, "s")) })
@@ -641,16 +809,46 @@ func pjdTables() []struct {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return chmod(j(d, "s"), 0o777) })
 			},
 				call: func(d string) error {
-					return nobody(func() error { return unix.Mknod(j(d, "s", "c"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))) })
+					return nobody("mknod", j(d, "s", "c"), "20600", "259")
 				},
 				want: unix.EPERM, check: func(d string) error { return absent(j(d, "s", "c")) }},
 			{name: "fifo as non-root, owned by the creator", setup: func(d string) error {
 				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return chmod(j(d, "s"), 0o777) })
 			},
-				call: func(d string) error { return nobody(func() error { return unix.Mkfifo(j(d, "s", "p"), 0o644) }) },
+				call: func(d string) error { return nobody("mkfifo", j(d, "s", "p"), "644") },
 				check: func(d string) error {
 					return all(modeIs(j(d, "s", "p"), unix.S_IFIFO|0o644), ownerIs(j(d, "s", "p"), pjdNobody, pjdNobody))
 				}},
+		}
+	}
+	otherUserCases := func() []pcase {
+		return []pcase{
+			{name: "read of a 0600 file EACCES", setup: func(d string) error {
+				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return chmod(j(d, "f"), 0o600) })
+			},
+				call: func(d string) error { return nobody("open", j(d, "f"), "r") }, want: unix.EACCES},
+			{name: "write of a 0644 file EACCES", setup: func(d string) error { return mkfile(j(d, "f")) },
+				call: func(d string) error { return nobody("open", j(d, "f"), "w") }, want: unix.EACCES,
+				check: func(d string) error { return contentIs(j(d, "f"), "data") }},
+			{name: "read of a 0644 file", setup: func(d string) error { return mkfile(j(d, "f")) },
+				call: func(d string) error { return nobody("open", j(d, "f"), "r") }},
+			{name: "write of a 0666 file", setup: func(d string) error {
+				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return chmod(j(d, "f"), 0o666) })
+			},
+				call: func(d string) error { return nobody("open", j(d, "f"), "rw") }},
+			{name: "no search permission EACCES", setup: func(d string) error {
+				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return mkfile(j(d, "s", "f")) }, func() error { return chmod(j(d, "s"), 0o700) })
+			},
+				call: func(d string) error { return nobody("stat", j(d, "s", "f")) }, want: unix.EACCES},
+			{name: "search without read: readdir EACCES", setup: func(d string) error {
+				return seq(func() error { return mkdirs(j(d, "s")) }, func() error { return mkfile(j(d, "s", "f")) }, func() error { return chmod(j(d, "s"), 0o711) })
+			},
+				call: func(d string) error { return nobody("readdir", j(d, "s")) }, want: unix.EACCES,
+				check: func(d string) error { return nobody("stat", j(d, "s", "f")) }},
+			{name: "group permission of a member", setup: func(d string) error {
+				return seq(func() error { return mkfile(j(d, "f")) }, func() error { return chown(j(d, "f"), 0, pjdNobody) }, func() error { return chmod(j(d, "f"), 0o640) })
+			},
+				call: func(d string) error { return nobody("open", j(d, "f"), "r") }},
 		}
 	}
 	return []struct {
@@ -660,7 +858,7 @@ func pjdTables() []struct {
 		{"chmod", chmodCases()}, {"chown", chownCases()}, {"utimensat", utimensCases()},
 		{"open_creat_excl", openCases()}, {"mkdir", mkdirCases()}, {"rmdir", rmdirCases()},
 		{"unlink", unlinkCases()}, {"rename", renameCases()}, {"truncate", truncateCases()},
-		{"symlink", symlinkCases()}, {"mknod_mkfifo", mknodCases()},
+		{"symlink", symlinkCases()}, {"mknod_mkfifo", mknodCases()}, {"open_other_user", otherUserCases()},
 	}
 }
 
@@ -675,7 +873,7 @@ func TestPOSIXConformance(t *testing.T) {
 	var summary []string
 	for _, table := range pjdTables() {
 		t.Run(table.syscall, func(t *testing.T) {
-			e := newEnv(t, envOptions{})
+			e := newEnv(t, envOptions{allowOther: true})
 			// t.TempDir makes 0700 directories: let other users reach the mountpoint.
 			for p := filepath.Dir(e.mnt); p != filepath.Dir(p) && strings.HasPrefix(p, os.TempDir()) && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
 				if err := os.Chmod(p, 0o755); err != nil {
@@ -706,6 +904,12 @@ func TestPOSIXConformance(t *testing.T) {
 				if failed[i] != "" {
 					continue
 				}
+				if c.relist {
+					if err := listTree(dirOf(i)); err != nil {
+						failed[i] = fmt.Sprintf("after remount: list: %v", err)
+						continue
+					}
+				}
 				failed[i] = runCase(c, dirOf(i), "after remount: ")
 			}
 			passed := 0
@@ -722,6 +926,17 @@ func TestPOSIXConformance(t *testing.T) {
 		})
 	}
 	t.Logf("POSIX conformance:\n  %s", strings.Join(summary, "\n  "))
+}
+
+// listTree lists every directory from d down, as ls -R does.
+func listTree(d string) error {
+	entries, err := os.ReadDir(d)
+	for _, e := range entries {
+		if err == nil && e.IsDir() {
+			err = listTree(filepath.Join(d, e.Name()))
+		}
+	}
+	return err
 }
 
 // runCase checks one case: the call (a failing call is repeated after a remount, a successful
@@ -753,4 +968,31 @@ func errName(e syscall.Errno) string {
 		return n
 	}
 	return e.Error()
+}
+
+// TestPOSIXPrivateWithoutAllowOther: without --allow-other only the mounting user (and root's
+// own processes) reach the mount; another user's calls are refused with EACCES by the kernel,
+// whatever the modes say. TestPOSIXConformance runs those users with --allow-other.
+func TestPOSIXPrivateWithoutAllowOther(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatalf("runs as root, to act as another user")
+	}
+	e := newEnv(t, envOptions{})
+	for p := filepath.Dir(e.mnt); p != filepath.Dir(p) && strings.HasPrefix(p, os.TempDir()) && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := e.path("c", "f")
+	if err := all(mkfile(f), chmod(f, 0o666)); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range [][]string{{"stat", f}, {"open", f, "r"}, {"readdir", e.path("c", "")}} {
+		if err := nobody(call[0], call[1:]...); !errors.Is(err, unix.EACCES) {
+			t.Errorf("%v as uid %d without --allow-other: %v, want EACCES", call, pjdNobody, err)
+		}
+	}
+	if err := contentIs(f, "data"); err != nil {
+		t.Fatalf("the mounting user: %v", err)
+	}
 }

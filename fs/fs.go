@@ -323,7 +323,7 @@ func (f *FS) setTimeouts(out *fuse.EntryOut, at time.Time) {
 func (f *FS) fillAttr(ino uint64, info vfs.Info, out *fuse.Attr) {
 	st := f.core.Stat(info)
 	out.Ino, out.Mode, out.Uid, out.Gid, out.Rdev = ino, st.Mode, st.UID, st.GID, st.Rdev
-	out.Size, out.Nlink, out.Blksize = st.Size, 1, kernelTransfer
+	out.Size, out.Nlink, out.Blksize = st.Size, st.Nlink, kernelTransfer
 	if st.Mode&syscall.S_IFMT == syscall.S_IFREG {
 		out.Blocks = (st.Size + 511) / 512
 	}

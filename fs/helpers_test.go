@@ -34,18 +34,19 @@ type connSpec struct {
 // envOptions configure newEnv. Zero values: memory backend, one bucket, one connection "c"
 // on the whole bucket, TTL 60 s, 1 MiB chunks, 1 GiB cache.
 type envOptions struct {
-	backend   string
-	buckets   []string
-	conns     []connSpec
-	ttl       time.Duration
-	chunkSize int64
-	cacheMax  int64
-	readAhead int
-	readOnly  bool
-	noPosix   bool // Options.NoPOSIXMetadata
-	handler   func(http.Handler) http.Handler
-	upload    transfer.Options
-	now       func() time.Time
+	backend    string
+	buckets    []string
+	conns      []connSpec
+	ttl        time.Duration
+	chunkSize  int64
+	cacheMax   int64
+	readAhead  int
+	readOnly   bool
+	noPosix    bool // Options.NoPOSIXMetadata
+	allowOther bool // MountOptions.AllowOther
+	handler    func(http.Handler) http.Handler
+	upload     transfer.Options
+	now        func() time.Time
 }
 
 // testEnv is a running emulator plus a plxfs mount of it.
@@ -134,7 +135,7 @@ func (e *testEnv) mount() {
 	if _, err := fsys.CleanupTempParts(context.Background()); err != nil {
 		t.Fatalf("cleanup temp parts: %v", err)
 	}
-	server, err := fsys.Mount(e.mnt, MountOptions{})
+	server, err := fsys.Mount(e.mnt, MountOptions{AllowOther: e.opts.allowOther})
 	if err != nil {
 		c.Close()
 		t.Fatalf("mount: %v", err)

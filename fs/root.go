@@ -47,7 +47,8 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 // Getattr answers stat(2) of the mountpoint (GETATTR, sent when the attributes the kernel
 // holds have expired). It never fails: a directory with --dir-mode, --uid and --gid.
 func (r *rootNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	r.fsys.fillAttr(1, vfs.Info{Kind: kindDir}, &out.Attr)
+	// Links: ".", its entry, and each connection directory's "..".
+	r.fsys.fillAttr(1, vfs.Info{Kind: kindDir, Links: uint32(2 + len(r.fsys.conns))}, &out.Attr)
 	return 0
 }
 

@@ -53,16 +53,42 @@ func (a Attrs) Apply(pa posixmd.Attrs, change AttrChange, mtime, now time.Time) 
 	return pa, changed
 }
 
-// Patch is the metadata patch recording pa: every POSIX key with POSIX on, only plxfs-mtime
-// with it off.
-func (a Attrs) Patch(pa posixmd.Attrs) map[string]string {
-	if a.POSIX {
-		return pa.Patch()
+// Patch is the metadata patch of change, given pa = Apply(old, change, ...): the keys of the
+// attributes change sets, the ctime, and the mtime when it is not the one old (the object's
+// recorded attributes) records (none recorded yet, or a change of this mount not stored). Nothing else: the other attributes in pa were read from an earlier
+// answer that may no longer be the object's (another chmod or chown landed since), and a
+// patch never writes them back. With POSIX off, only plxfs-mtime.
+func (a Attrs) Patch(old, pa posixmd.Attrs, change AttrChange) map[string]string {
+	if !a.POSIX {
+		if pa.Mtime.IsZero() {
+			return nil
+		}
+		return map[string]string{posixmd.PlxfsMtimeKey: pa.Mtime.UTC().Format(time.RFC3339Nano)}
 	}
-	if pa.Mtime.IsZero() {
-		return nil
+	full := pa.Patch()
+	keys := []string{posixmd.PlxfsCtimeKey}
+	if change.Mode != nil {
+		keys = append(keys, posixmd.ModeKey, posixmd.PlxfsModeKey, posixmd.RdevKey)
 	}
-	return map[string]string{posixmd.PlxfsMtimeKey: pa.Mtime.UTC().Format(time.RFC3339Nano)}
+	if change.UID != nil {
+		keys = append(keys, posixmd.UIDKey)
+	}
+	if change.GID != nil {
+		keys = append(keys, posixmd.GIDKey)
+	}
+	if change.Atime != nil {
+		keys = append(keys, posixmd.AtimeKey, posixmd.PlxfsAtimeKey)
+	}
+	if change.Mtime != nil || !pa.Mtime.Equal(old.Mtime) {
+		keys = append(keys, posixmd.MtimeKey, posixmd.PlxfsMtimeKey)
+	}
+	md := make(map[string]string, len(keys))
+	for _, k := range keys {
+		if v, ok := full[k]; ok {
+			md[k] = v
+		}
+	}
+	return md
 }
 
 // Metadata is the metadata of a new object recording pa.
@@ -70,7 +96,7 @@ func (a Attrs) Metadata(pa posixmd.Attrs) map[string]string {
 	if a.POSIX {
 		return pa.Metadata()
 	}
-	return a.Patch(pa)
+	return a.Patch(pa, pa, AttrChange{})
 }
 
 // Patch merges md into generation gen of the object at p (a file, symlink or special file;

@@ -508,8 +508,32 @@ func parentOf(p string) string {
 
 func baseOf(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
-// objectOf is the cache identity of generation info of the file at path p.
+// objectOf is the cache identity of generation info of the file at path p: the generation
+// its bytes are cached under (Info.BytesGen).
 func (c *Conn) objectOf(p string, info Info) cache.Object {
-	return cache.Object{Bucket: c.bucket.Name(), Name: c.objs.Name(p), Generation: info.Gen, Size: info.Size,
+	return cache.Object{Bucket: c.bucket.Name(), Name: c.objs.Name(p), Generation: info.BytesGen(), Size: info.Size,
 		CRC32C: info.CRC, HasCRC32C: info.HasCRC}
+}
+
+// sourceOf is where the cache fetches the bytes of generation info: the bucket, asked for
+// info.Gen when the cache knows those bytes as generation info.DataGen's.
+func (c *Conn) sourceOf(info Info) cache.Source {
+	if info.DataGen == 0 || info.DataGen == info.Gen {
+		return c.bucket
+	}
+	return regenSource{b: c.bucket, from: info.DataGen, to: info.Gen}
+}
+
+// regenSource reads generation to when asked for generation from: the same bytes under the
+// generation a metadata patch gave the object.
+type regenSource struct {
+	b        store.Bucket
+	from, to int64
+}
+
+func (s regenSource) NewRangeReader(ctx context.Context, name string, gen, off, n int64) (io.ReadCloser, error) {
+	if gen == s.from {
+		gen = s.to
+	}
+	return s.b.NewRangeReader(ctx, name, gen, off, n)
 }

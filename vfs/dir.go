@@ -57,6 +57,10 @@ type Dir struct {
 	misses      int
 	missesSince time.Time
 	bigListedAt time.Time // last listing too big to keep: no listing-for-lookups until the TTL passes
+	// keptLinks is the link count the directory had when it lost its listing to a rename
+	// (known as of keptLinksAt; 0: none); any change in it makes it unknown (see nlink.go).
+	keptLinks   uint32
+	keptLinksAt time.Time
 
 	lists singleflight.Group // one listing of this directory at a time
 }
@@ -100,17 +104,22 @@ func (d *Dir) Attr(ctx context.Context) Info {
 	defer d.mu.Unlock()
 	info := d.info
 	info.Kind = KindDir
+	info.Links = d.linksLocked()
 	return info
 }
 
 // Lookup returns what is at name in the directory and when that was learnt, or an error
-// wrapping store.ErrNotExist (with the time the absence was learnt). It asks, in order: a
+// wrapping store.ErrNotExist (with the time the absence was learnt); ErrNameTooLong for a
+// name over 255 bytes, ErrHiddenName for one no object can have. It asks, in order: a
 // file with local state (being written, or an orphan), the lookup cache, the cached listing,
 // and finally the bucket (Objects.Stat; after LookupListThreshold of those within a TTL, a
 // listing of the whole directory instead). When the bucket does not answer (a stall, an
 // outage), what the connection last knew of the name is returned, as it was learnt (see
 // stale.go); the error only when it knows nothing.
 func (d *Dir) Lookup(ctx context.Context, name string) (Info, time.Time, error) {
+	if len(name) > MaxNameLen {
+		return Info{}, time.Time{}, ErrNameTooLong // as a local disk answers, for every call that looks it up
+	}
 	if HideReason(name) != "" || connspec.ObjectNameOK(name) != nil {
 		return Info{}, time.Time{}, ErrHiddenName
 	}
@@ -306,6 +315,7 @@ func (d *Dir) noteListing(name string, info *Info) {
 	defer d.mu.Unlock()
 	d.listGen++
 	if d.listing == nil {
+		d.keptLinks = 0
 		return
 	}
 	if d.changes == nil {
@@ -350,6 +360,7 @@ func (d *Dir) moved(p string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.path = p
+	d.keepLinksLocked()
 	d.listing = nil
 	d.listGen++
 }

@@ -26,20 +26,25 @@ func (d *Dir) Setattr(ctx context.Context, change AttrChange) (Info, error) {
 		return d.Attr(ctx), nil
 	}
 	d.mu.Lock()
-	pa, changed := d.fs.attrs().Apply(d.info.Posix, change, d.info.Mtime, d.fs.Now())
-	p := d.path
+	old := d.info.Posix
+	pa, changed := d.fs.attrs().Apply(old, change, d.info.Mtime, d.fs.Now())
+	p, carry := d.path, change
+	if d.timesPending && carry.Mtime == nil {
+		carry.Mtime = &pa.Mtime // the patch stores the times not stored yet
+	}
 	d.mu.Unlock()
 	if !changed {
 		return d.Attr(ctx), nil
 	}
 	info := Info{Kind: KindDir, Posix: pa, Mtime: pa.Mtime, Ctime: d.fs.Now()}
 	if placeholder := d.c.objs.DirPrefix(p); placeholder != "" {
-		attrs, err := d.c.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
+		md := d.fs.attrs().Patch(old, pa, carry)
+		attrs, err := d.c.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, md)
 		if errors.Is(err, store.ErrNotExist) {
 			var created store.Attrs
 			created, err = d.c.putNew(ctx, p+"/", nil, pa.Metadata())
 			if errors.Is(err, ErrExists) { // made meanwhile: patch it
-				created, err = d.c.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, pa.Patch())
+				created, err = d.c.bucket.UpdateMetadata(context.WithoutCancel(ctx), placeholder, 0, md)
 			}
 			attrs = created
 		}

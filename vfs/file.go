@@ -154,6 +154,9 @@ func (f *File) refreshAt(info Info, at time.Time) {
 	if ss := f.stageState(); ss.Filled || ss.Dirty {
 		return
 	}
+	if info.Gen == f.info.Gen && info.DataGen == 0 && f.info.sameBytes(info) {
+		info.DataGen = f.info.DataGen // the generation a metadata patch gave it: cached as another
+	}
 	f.info, f.infoAt = info, at
 }
 
@@ -322,11 +325,11 @@ func (f *File) readObject(ctx context.Context, p string, info Info, dest []byte,
 	var sp *cache.Span
 	var k int
 	var err error
-	obj := f.c.objectOf(p, info)
+	obj, src := f.c.objectOf(p, info), f.c.sourceOf(info)
 	if spanOK {
-		sp, k, err = f.fs.cfg.Cache.ReadSpan(ctx, f.c.bucket, obj, dest, off)
+		sp, k, err = f.fs.cfg.Cache.ReadSpan(ctx, src, obj, dest, off)
 	} else {
-		k, err = f.fs.cfg.Cache.ReadAt(ctx, f.c.bucket, obj, dest, off)
+		k, err = f.fs.cfg.Cache.ReadAt(ctx, src, obj, dest, off)
 	}
 	f.fs.cfg.Observer.CacheServed(int64(k))
 	if err == io.EOF {

@@ -28,10 +28,33 @@ type Info struct {
 	// CRC is GCS's CRC32C of the generation, when HasCRC: reads are checked against it.
 	CRC    uint32
 	HasCRC bool
+	// DataGen, when not 0, is the generation whose bytes Gen's are: a metadata patch gave the
+	// object a new generation (fake-gcs-server's filesystem backend does; GCS keeps it) and
+	// the read cache holds its bytes under the old one (see BytesGen).
+	DataGen int64
 	// PlaceholderKnown, for a directory, says that the fields above are what its placeholder
 	// object said when this was learnt (Gen 0: it had none); false when only a common prefix
 	// was seen, which tells nothing of the directory's attributes.
 	PlaceholderKnown bool
+	// Links is a directory's link count when the mount knows it (Dir.Attr; see nlink.go), 0
+	// when it does not (stat reports 1).
+	Links uint32
+}
+
+// BytesGen is the generation the read cache keys the bytes of generation Gen by: DataGen when
+// a metadata patch renamed the generation, else Gen.
+func (i Info) BytesGen() int64 {
+	if i.DataGen != 0 {
+		return i.DataGen
+	}
+	return i.Gen
+}
+
+// sameBytes reports whether next, an answer about the object after a metadata patch of
+// generation i, holds the same bytes as i: same size and CRC32C (a patch never changes data;
+// a concurrent overwrite would show another CRC32C).
+func (i Info) sameBytes(next Info) bool {
+	return i.Gen != 0 && next.Size == i.Size && i.HasCRC && next.HasCRC && next.CRC == i.CRC
 }
 
 // InfoFromAttrs converts an object's attributes. An object with the symlink key is a symlink;

@@ -90,7 +90,7 @@ func (l *Leaf) Setattr(ctx context.Context, change AttrChange) (Info, error) {
 	if err := l.fs.Refused(); err != nil {
 		return info, err
 	}
-	attrs, err := l.c.objs.Patch(ctx, p, info.Gen, l.fs.attrs().Patch(pa))
+	attrs, err := l.c.objs.Patch(ctx, p, info.Gen, l.fs.attrs().Patch(info.Posix, pa, change))
 	if err != nil {
 		return info, err
 	}

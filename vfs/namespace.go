@@ -126,8 +126,14 @@ func (d *Dir) Mkdir(ctx context.Context, caller Caller, name string, mode uint32
 		return Info{}, err
 	}
 	info := DirInfo(&attrs)
-	d.c.replace(p, &Dir{fs: d.fs, c: d.c, path: p, info: info, infoAt: now, timesStored: now})
+	// Nothing was at p (the placeholder's precondition, the kernel's lookup): the new
+	// directory's listing is known, empty, for the TTL like any listing.
+	nd := &Dir{fs: d.fs, c: d.c, path: p, info: info, infoAt: now, timesStored: now, listing: []Entry{}, listedAt: now}
+	d.c.replace(p, nd)
 	d.c.created(p, info)
+	nd.mu.Lock()
+	info.Links = nd.linksLocked()
+	nd.mu.Unlock()
 	return info, nil
 }
 

@@ -19,6 +19,7 @@ type OpenFile struct {
 	Gen, Size int64
 	CRC       uint32
 	HasCRC    bool
+	DataGen   int64 // Info.DataGen of Gen
 	// Whole is the cache's pinned data file of a passthrough open (nil otherwise): the kernel
 	// reads it itself.
 	Whole *cache.Whole
@@ -30,7 +31,12 @@ func (h *OpenFile) File() *File { return h.f }
 
 // pin makes h read generation info (its size and CRC32C with it).
 func (h *OpenFile) pin(info Info) {
-	h.Gen, h.Size, h.CRC, h.HasCRC = info.Gen, info.Size, info.CRC, info.HasCRC
+	h.Gen, h.Size, h.CRC, h.HasCRC, h.DataGen = info.Gen, info.Size, info.CRC, info.HasCRC, info.DataGen
+}
+
+// pinned is the generation h reads.
+func (h *OpenFile) pinned() Info {
+	return Info{Gen: h.Gen, Size: h.Size, CRC: h.CRC, HasCRC: h.HasCRC, DataGen: h.DataGen}
 }
 
 // Open opens the file. The handle is pinned to the generation the file knows now. With
@@ -100,7 +106,7 @@ func (f *File) openPassthrough(h *OpenFile) (keep bool) {
 	waitUntil, joinUntil := time.Now().Add(releaseWait), time.Now().Add(joinWait)
 	for {
 		f.mu.Lock()
-		cur := Pin{Gen: f.info.Gen, Size: f.info.Size, CRC: f.info.CRC, HasCRC: f.info.HasCRC}
+		cur := Pin{Gen: f.info.Gen, Size: f.info.Size, CRC: f.info.CRC, HasCRC: f.info.HasCRC, DataGen: f.info.DataGen}
 		step := f.opens.Join(cur, time.Now().Before(waitUntil), time.Now().Before(joinUntil))
 		if step.Wait != nil {
 			f.mu.Unlock()
@@ -115,7 +121,7 @@ func (f *File) openPassthrough(h *OpenFile) (keep bool) {
 		}
 		p := f.path
 		f.mu.Unlock()
-		info := Info{Gen: step.Pin.Gen, Size: step.Pin.Size, CRC: step.Pin.CRC, HasCRC: step.Pin.HasCRC}
+		info := Info{Gen: step.Pin.Gen, Size: step.Pin.Size, CRC: step.Pin.CRC, HasCRC: step.Pin.HasCRC, DataGen: step.Pin.DataGen}
 		if w, ok := f.fs.cfg.Cache.OpenWhole(f.c.objectOf(p, info)); ok {
 			h.pin(info)
 			h.Whole = w
@@ -157,7 +163,7 @@ func (h *OpenFile) Read(ctx context.Context, dest []byte, off int64, spanOK bool
 	f.mu.Lock()
 	st := f.stage
 	local := f.stageState().Filled
-	info := Info{Gen: h.Gen, Size: h.Size, CRC: h.CRC, HasCRC: h.HasCRC}
+	info := h.pinned()
 	if _, next, ok := f.successors.Follow(info.Gen); ok {
 		info = next
 	}
@@ -205,7 +211,7 @@ func (h *OpenFile) Release() {
 		f.successors.Clear()
 	}
 	last, p := handles == 0, f.path
-	info := Info{Gen: h.Gen, Size: h.Size}
+	info := h.pinned()
 	f.mu.Unlock()
 	if drop != nil {
 		drop.Close()

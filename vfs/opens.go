@@ -7,6 +7,7 @@ type Pin struct {
 	Gen, Size int64
 	CRC       uint32
 	HasCRC    bool
+	DataGen   int64 // Info.DataGen of Gen
 }
 
 // Mode is how the kernel reads through a handle.

@@ -13,6 +13,7 @@ type Stat struct {
 	UID, GID            uint32
 	Size                uint64
 	Rdev                uint32
+	Nlink               uint32
 	Atime, Mtime, Ctime time.Time
 }
 
@@ -20,7 +21,7 @@ type Stat struct {
 // where there are some (and POSIX metadata is on), the mount's defaults (Config.UID, GID,
 // FileMode, DirMode) otherwise. A time never recorded is the mount's start.
 func (f *FS) Stat(info Info) Stat {
-	st := Stat{UID: f.cfg.UID, GID: f.cfg.GID, Mtime: info.Mtime}
+	st := Stat{UID: f.cfg.UID, GID: f.cfg.GID, Mtime: info.Mtime, Nlink: 1}
 	if st.Mtime.IsZero() {
 		st.Mtime = f.started
 	}
@@ -52,7 +53,10 @@ func (f *FS) Stat(info Info) Stat {
 	switch info.Kind {
 	case KindDir:
 		st.Mode |= perm(f.cfg.DirMode)
-		st.Size = 4096 // unknown subdirectory count: nlink 1 tells find(1) not to rely on it
+		st.Size = 4096
+		if info.Links != 0 {
+			st.Nlink = info.Links // 2 + subdirectories; unknown: 1 tells find(1) not to rely on it (nlink.go)
+		}
 	case KindSymlink:
 		st.Mode |= 0o777
 		st.Size = uint64(len(info.Target))

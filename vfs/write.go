@@ -45,11 +45,14 @@ func (f *File) stageForWrite(ctx context.Context) (*Stage, error) {
 	defer st.UnlockIO()
 	f.mu.Lock()
 	ss, p := st.State(), f.path
+	base := Info{Gen: ss.BaseGen, Size: ss.BaseSize}
+	if f.info.Gen == base.Gen && f.info.Size == base.Size {
+		base = f.info // with its CRC32C, and the generation its bytes are cached under
+	}
 	f.mu.Unlock()
 	if ss.Filled {
 		return st, nil
 	}
-	base := Info{Gen: ss.BaseGen, Size: ss.BaseSize}
 	if err := f.copyObject(ctx, p, base, st.File()); err != nil {
 		return nil, fmt.Errorf("copy the current content before a change: %w", err)
 	}
@@ -239,7 +242,8 @@ func (f *File) setAttrs(ctx context.Context, change AttrChange) error {
 	if !f.stageState().Filled {
 		cur = f.info
 	}
-	pa, _ := f.fs.attrs().Apply(f.info.Posix, change, cur.Mtime, f.fs.Now())
+	old := f.info.Posix
+	pa, _ := f.fs.attrs().Apply(old, change, cur.Mtime, f.fs.Now())
 	if st := f.stage; f.stageState().Dirty || f.info.Gen == 0 {
 		f.info.Posix, f.info.Ctime = pa, f.fs.Now()
 		if change.Mtime != nil && st != nil {
@@ -255,21 +259,43 @@ func (f *File) setAttrs(ctx context.Context, change AttrChange) error {
 		// writer would be (changes to a file being written go with its pending upload).
 		return ErrDraining
 	}
-	attrs, err := f.c.objs.Patch(ctx, p, gen, f.fs.attrs().Patch(pa))
+	attrs, err := f.c.objs.Patch(ctx, p, gen, f.fs.attrs().Patch(old, pa, change))
 	if errors.Is(err, store.ErrPrecondition) || errors.Is(err, store.ErrNotExist) {
 		return fmt.Errorf("%w: %w", ErrStale, err)
 	}
 	if err != nil {
 		return err
 	}
-	info := InfoFromAttrs(attrs)
 	f.mu.Lock()
-	if f.info.Gen == gen && attrs.Generation == gen {
-		f.info, f.infoAt = info, f.fs.Now()
-	}
-	info = f.info
+	info := f.patchedLocked(gen, InfoFromAttrs(attrs))
 	f.mu.Unlock()
 	f.fs.meta.PutFound(MetaKey(f.c.Name, p), info)
 	f.c.noteInParent(p, info)
 	return nil
+}
+
+// patchedLocked takes next, the answer to a metadata patch of generation gen, as the truth of
+// the object (its attributes are what the bucket holds now; what the mount knew before may
+// be older) unless the mount replaced gen meanwhile, and returns the file's info; f.mu is
+// held. GCS keeps the generation across a patch; fake-gcs-server's filesystem backend gives
+// the object a new one with the same bytes: the file then reads the new generation, finds
+// those bytes in the cache under the old one (Info.DataGen), and its handles, staged content
+// and kernel pages follow, as after an upload. A new generation with other bytes (someone
+// overwrote the object meanwhile) is learnt without that: open handles keep theirs.
+func (f *File) patchedLocked(gen int64, next Info) Info {
+	if f.info.Gen != gen {
+		return f.info
+	}
+	if next.Gen != gen && f.info.sameBytes(next) {
+		next.DataGen = f.info.BytesGen()
+		f.successors.Replaced(gen, next.Gen, next)
+		if f.keepGen == gen {
+			f.keepGen = next.Gen
+		}
+		if f.stage != nil && f.stage.State().BaseGen == gen {
+			f.stage.Rebase(next.Gen, next.Size)
+		}
+	}
+	f.info, f.infoAt = next, f.fs.Now()
+	return f.info
 }
