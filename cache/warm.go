@@ -77,3 +77,8 @@ func (c *Cache) Footprint(obj Object) int64 {
 	h := header{obj: objectID{obj.Bucket, obj.Name, obj.Generation}, size: obj.Size, chunk: cs, blk: c.opts.blockSize}
 	return full + diskSize(h.len()+h.slots()*recordLen)
 }
+
+// ChunkBuffers is how many chunks the read path may hold in memory at once (PrefetchMemory
+// in whole chunks): a caller reading many objects at once gains nothing from more readers
+// than that, whose reads would go straight to the Source, uncached.
+func (c *Cache) ChunkBuffers() int { return c.pool.max }

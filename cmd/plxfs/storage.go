@@ -638,7 +638,7 @@ func addSummary(a, b transfer.Summary) transfer.Summary {
 // output. The bar stops short of 100% until the last file is done (verified, renamed or
 // composed), however many bytes have moved.
 type reporter struct {
-	verb   string // "upload", "download", "delete"
+	verb   string // "upload", "download", "delete", "warm"
 	out    io.Writer
 	err    io.Writer
 	quiet  bool
@@ -755,7 +755,7 @@ func (r *reporter) failureLine(f transfer.Failure, advised map[errKind]bool) str
 
 func (r *reporter) scope() errScope {
 	s := r.remote.scope
-	s.Write = r.verb != "download"
+	s.Write = r.verb == "upload" || r.verb == "delete"
 	return s
 }
 
@@ -799,7 +799,7 @@ func (r *reporter) finish(s transfer.Summary, err error) error {
 	return nil
 }
 
-var pastTense = map[string]string{"upload": "uploaded", "download": "downloaded", "delete": "deleted"}
+var pastTense = map[string]string{"upload": "uploaded", "download": "downloaded", "delete": "deleted", "warm": "warmed"}
 
 // summaryLine: "downloaded 1000 files, 209.7 MiB in 4.2s (49.9 MiB/s), 3 skipped, 0 failed";
 // for a dry run, "would download 1000 files, 209.7 MiB, 3 skipped, 0 failed".
