@@ -260,7 +260,7 @@ func parseMountWarmup(paths []string, mnt string) ([]string, error) {
 			}
 			rel = r
 		}
-		rel = strings.Trim(filepath.ToSlash(filepath.Clean("/" + rel)), "/")
+		rel = strings.Trim(filepath.ToSlash(filepath.Clean("/"+rel)), "/")
 		if rel == "" {
 			return nil, usageErrorf("--warmup %q names no connection: give CONNECTION or CONNECTION/DIR", p)
 		}
