@@ -127,6 +127,9 @@ const (
 	maxAttempts = 3
 )
 
+// ErrInUse is wrapped by Open's error when another process holds the cache directory.
+var ErrInUse = errors.New("in use by another plxfs process")
+
 // ErrClosed is returned by reads and fills on a closed Cache.
 var ErrClosed = errors.New("cache: closed")
 
@@ -343,7 +346,7 @@ func lockDir(dir string) (*os.File, error) {
 		}
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("cache dir %s is in use by another plxfs process (%s holds %s); stop it or use another cache dir", dir, holder, name)
+			return nil, fmt.Errorf("cache dir %s is %w (%s holds %s); stop it or use another cache dir", dir, ErrInUse, holder, name)
 		}
 		return nil, fmt.Errorf("cache: lock %s: %w", name, err)
 	}

@@ -257,6 +257,7 @@ func (c *Cache) queueWrite(m *memChunk) {
 	// (Not refused after Close began: Close waits for the fetches, then drains the queue.)
 	if m.state != stInMemory || diskSize(m.n) > c.opts.MaxBytes || c.genEpoch[m.k.object()] != m.epoch {
 		m.skipped = true
+		m.notify() // WaitWrites: nothing will be written
 		return
 	}
 	c.toWrite = append(c.toWrite, m)

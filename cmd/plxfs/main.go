@@ -79,7 +79,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			connectionsCommand(),
 			mountCommand(), unmountCommand(), statusCommand(),
-			lsCommand(), rmCommand(), uploadCommand(), downloadCommand(),
+			lsCommand(), rmCommand(), uploadCommand(), downloadCommand(), warmupCommand(),
 			initCommand(),
 			kubeCommand(), csiCommand(),
 			waitCommand(),

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,7 @@ import (
 	"github.com/plxfs/plxfs/internal/control"
 	"github.com/plxfs/plxfs/metrics"
 	"github.com/plxfs/plxfs/store"
+	"github.com/plxfs/plxfs/warmup"
 )
 
 const mountDescription = `mount shows every selected connection as a directory of MOUNTPOINT and runs in the
@@ -56,13 +58,11 @@ func mountCommand() *cli.Command {
 		Usage:       "mount the selected connections, one directory each (foreground)",
 		ArgsUsage:   "MOUNTPOINT",
 		Description: mountDescription,
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "cache-dir", EnvVars: []string{"PLXFS_CACHE_DIR"}, Usage: "`DIR` for cached chunks and staged writes (default: $XDG_CACHE_HOME/plxfs or ~/.cache/plxfs); one daemon per directory"},
-			&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on cached chunk bytes on disk (`SIZE` such as 10GiB, 500MiB)"},
-			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "cache chunk `SIZE`: the fetch unit of sequential reads"},
-			&cli.IntFlag{Name: "readahead", Value: cache.DefaultReadahead, Usage: "most chunks fetched into memory ahead of a sequential reader (each as parallel GETs sized to the link): the window starts at one chunk and doubles while the reader waits for bytes and the doubling makes it faster, within --prefetch-memory (0 disables)"},
+		Flags: append(append(cacheFlags(), []cli.Flag{
+			&cli.IntFlag{Name: "readahead", Value: cache.DefaultReadahead, Usage: "most chunks fetched into memory ahead of a sequential reader (each as parallel GETs sized to the link): the window starts at one chunk and doubles while the reader has to wait for bytes, within --prefetch-memory (0 disables)"},
 			&cli.BoolFlag{Name: "verify-reads", Usage: "make a read of an object larger than a chunk wait until the whole object has been fetched and has passed its CRC32C check (chunks are otherwise served as they arrive, and checked once all have been seen)"},
-			&cli.StringFlag{Name: "prefetch-memory", Value: "auto", Usage: "memory `SIZE` for chunks arriving from GCS and on their way to the cache (a hard bound, at least two chunks): more fills a faster link; auto is 64MiB, or a quarter of the cgroup memory limit (a pod's limits.memory) when that is less"},
+			&cli.StringSliceFlag{Name: "warmup", Usage: "once mounted, fetch every object under `PATH` (CONNECTION/DIR, relative to the mountpoint) into the cache in the background, as plxfs warmup does (repeatable)"},
+			&cli.IntFlag{Name: "warmup-workers", Value: warmup.DefaultWorkers, Usage: "objects --warmup reads at once (at most --prefetch-memory / --chunk-size)"},
 			&cli.DurationFlag{Name: "ttl", Value: fs.DefaultTTL, Usage: "how long names, attributes and listings are reused before asking GCS again (0 disables caching)"},
 			&cli.IntFlag{Name: "stat-cache-entries", Value: fs.DefaultStatCacheEntries, Usage: "bound on cached lookups (positive); negative lookups are bounded separately"},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse every change with EROFS"},
@@ -82,7 +82,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "ready-file", Usage: "create `FILE` once the mount is ready (see plxfs wait)"},
 			&cli.StringFlag{Name: "exit-on-file", Usage: "unmount and exit once `FILE` exists (sidecars without native sidecar support)"},
 			&cli.DurationFlag{Name: "grace-period", Value: 5 * time.Minute, Usage: "on SIGINT/SIGTERM, how long pending uploads may take before plxfs gives up on them and exits 1 (a second signal gives up at once); keep it below the pod's terminationGracePeriodSeconds"},
-		}, append(stackFlags(), observeFlags()...)...),
+		}...), append(stackFlags(), observeFlags()...)...),
 		Action: runMount,
 	})
 }
@@ -134,6 +134,9 @@ type mountConfig struct {
 	memoryLimit int64               // 0: none
 	stack       bucketstack.Options // Metrics and Logger set by runMount
 	grace       time.Duration
+	// warmup are the --warmup paths, each CONNECTION or CONNECTION/DIR; warmupWorkers reads at once.
+	warmup        []string
+	warmupWorkers int
 }
 
 // parseMountFlags turns the flags into options; every error names its flag.
@@ -147,28 +150,11 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		return mc, usageErrorf("MOUNTPOINT %q: %v", c.Args().First(), err)
 	}
 	mc.mountpoint = mnt
-	mc.cacheDir = c.String("cache-dir")
-	if mc.cacheDir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return mc, usageErrorf("--cache-dir: no default (%v); give a directory", err)
-		}
-		mc.cacheDir = filepath.Join(base, "plxfs")
-	}
-	if mc.cacheDir, err = filepath.Abs(mc.cacheDir); err != nil {
-		return mc, usageErrorf("--cache-dir: %v", err)
+	if mc.cacheDir, mc.cache, err = parseCacheFlags(c); err != nil {
+		return mc, err
 	}
 	if mc.cacheDir == mnt || strings.HasPrefix(mc.cacheDir, mnt+string(filepath.Separator)) {
 		return mc, usageErrorf("--cache-dir %s is inside the mountpoint %s; put it on a local disk", mc.cacheDir, mnt)
-	}
-	if mc.cache.MaxBytes, err = parseSize("--cache-size", c.String("cache-size")); err != nil {
-		return mc, err
-	}
-	if mc.cache.ChunkSize, err = parseSize("--chunk-size", c.String("chunk-size")); err != nil {
-		return mc, err
-	}
-	if mc.cache.ChunkSize > mc.cache.MaxBytes/4 {
-		return mc, usageErrorf("--chunk-size %s is more than a quarter of --cache-size %s; use smaller chunks or a bigger cache", c.String("chunk-size"), c.String("cache-size"))
 	}
 	mc.cache.Readahead = c.Int("readahead")
 	if mc.cache.Readahead < 0 {
@@ -178,10 +164,12 @@ func parseMountFlags(c *cli.Context) (mountConfig, error) {
 		mc.cache.Readahead = -1 // cache.Options: negative disables; 0 would mean the default
 	}
 	mc.cache.VerifyReads = c.Bool("verify-reads")
-	if mc.cache.PrefetchMemory, err = parsePrefetchMemory(c.String("prefetch-memory")); err != nil {
+	if mc.warmup, err = parseMountWarmup(c.StringSlice("warmup"), mnt); err != nil {
 		return mc, err
 	}
-	mc.cache.Dir = filepath.Join(mc.cacheDir, "chunks")
+	if mc.warmupWorkers = c.Int("warmup-workers"); mc.warmupWorkers < 1 {
+		return mc, usageErrorf("--warmup-workers %d: use 1 or more", mc.warmupWorkers)
+	}
 
 	if mc.stack, err = stackOptions(c); err != nil {
 		return mc, err
@@ -300,6 +288,12 @@ func runMount(c *cli.Context) error {
 	if len(conns) == 0 {
 		return errors.New("no gcs connections to mount: check --config / $POLYAXON_CONNECTIONS_CATALOG and --connections")
 	}
+	for _, p := range mc.warmup {
+		name, _, _ := strings.Cut(p, "/")
+		if !slices.ContainsFunc(conns, func(c connspec.Connection) bool { return c.Name == name }) {
+			return usageErrorf("--warmup %s: no connection %q in this mount (mounted: %s)", p, name, strings.Join(connNames(conns), ", "))
+		}
+	}
 	if err := prepareMountpoint(mc.mountpoint, mc.nonempty, log); err != nil {
 		return err
 	}
@@ -348,6 +342,8 @@ func runMount(c *cli.Context) error {
 		CacheStats: ch.Stats, Metrics: m, Errors: errRing, Pending: fsys.Pending}
 	obs := observeOptionsFrom(c, mc.mountpoint, m, status.Status)
 	obs.Changed = func(changes []control.Change) { forgetChanged(fsys, conns, changes, log) }
+	warmOpts := warmup.Options{Workers: mc.warmupWorkers, MaxBytes: mc.cache.MaxBytes, Logger: log}
+	obs.Warmup = serveWarmup(fsConns, ch, warmOpts, log)
 	stopObs, err := startObservability(ctx, rt, obs)
 	if err != nil {
 		return err
@@ -375,6 +371,15 @@ func runMount(c *cli.Context) error {
 		}
 		// A ready file must not outlive the mount it announces.
 		defer os.Remove(mc.readyFile)
+	}
+	if len(mc.warmup) > 0 {
+		wctx, stopWarmup := context.WithCancel(ctx)
+		warmed := make(chan struct{})
+		go func() {
+			defer close(warmed)
+			mountWarmups(wctx, mc.warmup, fsConns, ch, warmOpts, log)
+		}()
+		defer func() { stopWarmup(); <-warmed }() // before the cache closes
 	}
 
 	select {

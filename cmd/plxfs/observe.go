@@ -49,7 +49,8 @@ type observeOptions struct {
 	Mountpoint   string // absolute
 	Metrics      *metrics.Metrics
 	Status       func() control.Status
-	Changed      func([]control.Change) // nil: the socket refuses to be told of changes
+	Changed      func([]control.Change)                                                  // nil: the socket refuses to be told of changes
+	Warmup       func(context.Context, control.WarmupRequest, func(control.WarmupEvent)) // nil: the socket refuses warmups
 }
 
 // observeOptionsFrom reads the observability flags of the mount command.
@@ -133,7 +134,7 @@ func startObservability(ctx context.Context, rt *runtime, opts observeOptions) (
 			log.Warn("no status socket: plxfs status will not find this daemon (give --status-socket PATH)", "err", err)
 			err = nil
 		default:
-			srv := control.ServeHandlers(ln, control.Handlers{Status: opts.Status, Changed: opts.Changed})
+			srv := control.ServeHandlers(ln, control.Handlers{Status: opts.Status, Changed: opts.Changed, Warmup: opts.Warmup})
 			closers = append(closers, func() { srv.Close() })
 			log.Info("serving status", "socket", path)
 		}

@@ -273,6 +273,7 @@ func (rt *runtime) Bucket(ctx context.Context, conn connspec.Connection) (store.
 type remote struct {
 	spec   string // as the user wrote it
 	b      store.Bucket
+	bucket store.Bucket // the whole bucket b is a view of
 	path   string
 	prefix string // of the bucket view b in the bucket ("" or "a/b/")
 	scope  errScope
@@ -309,7 +310,7 @@ func (rt *runtime) Remote(ctx context.Context, spec string) (*remote, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &remote{spec: spec, b: b, path: strings.Trim(prefix, "/"), scope: scope}, nil
+		return &remote{spec: spec, b: b, bucket: b, path: strings.Trim(prefix, "/"), scope: scope}, nil
 	}
 	name, p, ok := strings.Cut(spec, ":")
 	if !ok || name == "" {
@@ -325,7 +326,7 @@ func (rt *runtime) Remote(ctx context.Context, spec string) (*remote, error) {
 	}
 	scope := rt.scope(conn)
 	scope.Remote = spec
-	return &remote{spec: spec, b: store.WithPrefix(b, conn.Prefix), path: strings.Trim(p, "/"), prefix: conn.Prefix, scope: scope}, nil
+	return &remote{spec: spec, b: store.WithPrefix(b, conn.Prefix), bucket: b, path: strings.Trim(p, "/"), prefix: conn.Prefix, scope: scope}, nil
 }
 
 // scope is what error messages about conn say: its name, bucket, credential source,

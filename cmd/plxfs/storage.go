@@ -642,7 +642,7 @@ func addSummary(a, b transfer.Summary) transfer.Summary {
 // own rate starts its clock at the first update, so a first update of a whole 16 MiB part
 // showed TiB/s.
 type reporter struct {
-	verb   string // "upload", "download", "delete"
+	verb   string // "upload", "download", "delete", "warm"
 	out    io.Writer
 	err    io.Writer
 	quiet  bool
@@ -836,7 +836,7 @@ func (r *reporter) failureLine(f transfer.Failure, advised map[errKind]bool) str
 
 func (r *reporter) scope() errScope {
 	s := r.remote.scope
-	s.Write = r.verb != "download"
+	s.Write = r.verb == "upload" || r.verb == "delete"
 	return s
 }
 
@@ -886,7 +886,7 @@ func (r *reporter) finish(s transfer.Summary, err error) error {
 	return nil
 }
 
-var pastTense = map[string]string{"upload": "uploaded", "download": "downloaded", "delete": "deleted"}
+var pastTense = map[string]string{"upload": "uploaded", "download": "downloaded", "delete": "deleted", "warm": "warmed"}
 
 // summaryLine: "downloaded 1000 files, 209.7 MiB in 4.2s (49.9 MiB/s), 3 skipped, 0 failed";
 // for a dry run, "would download 1000 files, 209.7 MiB, 3 skipped, 0 failed".

@@ -1,6 +1,9 @@
 // Package control is a running plxfs daemon's status endpoint: a unix socket on which the
 // daemon answers GET /status with a JSON Status (connections, cache use, uploads, open
-// handles, recent errors), and the client plxfs status uses to read it.
+// handles, recent errors), and the client plxfs status uses to read it. Commands on the same
+// host also tell a daemon of objects they changed (POST /changed) and ask it to warm its cache
+// when it holds the cache directory they were given (POST /warmup: a JSON WarmupRequest, answered
+// with JSON lines of progress as the work goes, the last one the result).
 //
 // # Why a unix socket
 //

@@ -18,7 +18,7 @@ import (
 const StatusPath = "/status"
 
 // Server answers GET /status on a listener (the daemon's unix socket) with status() as JSON,
-// and POST /changed (see Handlers).
+// POST /changed and POST /warmup (see Handlers).
 type Server struct {
 	srv  *http.Server
 	done chan struct{}
@@ -31,6 +31,10 @@ type Handlers struct {
 	// Changed is told of objects that plxfs commands on this host changed (POST /changed,
 	// see TellChanged); nil: such requests are refused.
 	Changed func([]Change)
+	// Warmup fetches what the request names into the daemon's cache, telling emit of its
+	// progress and, last, of its result (POST /warmup, see control.Warmup); nil: such
+	// requests are refused.
+	Warmup func(ctx context.Context, req WarmupRequest, emit func(WarmupEvent))
 }
 
 // Serve starts answering GET /status on ln in the background.
@@ -56,6 +60,11 @@ func ServeHandlers(ln net.Listener, h Handlers) *Server {
 			}
 			h.Changed(changes)
 			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	if h.Warmup != nil {
+		mux.HandleFunc("POST "+WarmupPath, func(w http.ResponseWriter, r *http.Request) {
+			serveWarmup(w, r, h.Warmup)
 		})
 	}
 	s := &Server{
