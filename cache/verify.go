@@ -139,7 +139,7 @@ func (c *Cache) checkEnd(ctx context.Context, obj Object) error {
 		// Chunks still arriving (the kernel's readahead can ask for the end while an earlier
 		// chunk's parts are in flight) are waited for, so that they are counted; then chunks
 		// cached on disk may complete the set, and fail it.
-		if err := c.waitFetches(ctx, id); err != nil {
+		if err := c.waitChunks(ctx, id, func(m *memChunk) bool { return m.state == stFetching }); err != nil {
 			return err
 		}
 		c.noteChunk(obj, -1, 0)
@@ -151,14 +151,15 @@ func (c *Cache) checkEnd(ctx context.Context, obj Object) error {
 	return nil
 }
 
-// waitFetches waits until no chunk of generation id is being fetched into memory (counting as
-// a waiter, so that StopPrefetch leaves them running).
-func (c *Cache) waitFetches(ctx context.Context, id objectID) error {
+// waitChunks waits until no chunk of generation id in memory is in a state busy reports
+// (counting as a waiter, so that StopPrefetch leaves their fetches running). Callers hold no
+// lock.
+func (c *Cache) waitChunks(ctx context.Context, id objectID, busy func(m *memChunk) bool) error {
 	for {
 		c.mu.Lock()
 		var m *memChunk
 		for k, x := range c.mem {
-			if k.object() == id && x.state == stFetching {
+			if k.object() == id && busy(x) {
 				m = x
 				break
 			}

@@ -31,36 +31,9 @@ func (c *Cache) Cached(obj Object) (whole, checked bool) {
 // wants what it read to be on disk before it goes on (and so never has more chunks in memory
 // than it reads at once) calls it after its last read.
 func (c *Cache) WaitWrites(ctx context.Context, obj Object) error {
-	id := objectID{obj.Bucket, obj.Name, obj.Generation}
-	for {
-		c.mu.Lock()
-		var m *memChunk
-		for k, x := range c.mem {
-			if k.object() == id && (x.state == stFetching || x.state == stWriting || x.state == stInMemory && !x.skipped) {
-				m = x
-				break
-			}
-		}
-		if m == nil {
-			c.mu.Unlock()
-			return nil
-		}
-		ch := m.wake
-		m.waiters++
-		c.mu.Unlock()
-		var err error
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		c.mu.Lock()
-		m.waiters--
-		c.mu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
+	return c.waitChunks(ctx, objectID{obj.Bucket, obj.Name, obj.Generation}, func(m *memChunk) bool {
+		return m.state == stFetching || m.state == stWriting || m.state == stInMemory && !m.skipped
+	})
 }
 
 // Footprint is what obj's generation takes of MaxBytes once wholly cached: its chunks, each
