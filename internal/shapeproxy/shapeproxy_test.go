@@ -343,8 +343,8 @@ func TestDialErrorAndClose(t *testing.T) {
 // once, which made small ranged GETs look free).
 func TestNoCreditWhileIdle(t *testing.T) {
 	const size, perConn, rounds = 512 << 10, 8 * MiB, 3
-	req := make([]byte, 1)
 	p := proxy(t, server(t, func(c net.Conn) {
+		req := make([]byte, 1)
 		for {
 			if _, err := io.ReadFull(c, req); err != nil {
 				return
@@ -355,7 +355,7 @@ func TestNoCreditWhileIdle(t *testing.T) {
 		}
 	}), Link{Name: "test", PerConn: perConn})
 	c := dial(t, p)
-	buf := make([]byte, size)
+	req, buf := []byte{'?'}, make([]byte, size)
 	ideal := time.Duration(float64(size) / perConn * float64(time.Second))
 	for i := range rounds {
 		time.Sleep(3 * ideal) // idle long enough for a bucket to refill
