@@ -51,6 +51,10 @@ type Options struct {
 	Env creds.Env
 	// Anonymous makes every volume use no credentials (public buckets).
 	Anonymous bool
+	// Emulator says the storage endpoint is an emulator: no credentials are sent, whatever a
+	// volume's resolve to (they are still resolved, so that a bad key fails the publish as it
+	// would against GCS), and the log says so.
+	Emulator bool
 	// OpenBucket opens a bucket with the credentials resolved for a volume. Required.
 	OpenBucket OpenBucketFunc
 	// Cache is the node's one read cache, shared by every volume. Required.

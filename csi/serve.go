@@ -151,8 +151,12 @@ func (d *Driver) publish(ctx context.Context, sp spec, rec record, env creds.Env
 		unmountAll(rec.TargetPath, time.Second)
 		return fail(status.Errorf(codes.Internal, "%v", err))
 	}
+	used := cr.Source
+	if d.opts.Emulator {
+		used = "none (emulator; against GCS: " + cr.Source + ")" // as plxfs mount says
+	}
 	log.Info("published", "bucket", sp.Conn.Bucket, "prefix", sp.Conn.Prefix, "read_only", sp.ReadOnly,
-		"credentials", cr.Source, "credentials_type", cr.Type)
+		"credentials", used, "credentials_type", cr.Type)
 	return v, nil
 }
 

@@ -304,6 +304,10 @@ func TestCSITwoCredentials(t *testing.T) {
 	if recs[tb]["requestSecrets"] != true {
 		t.Errorf("volume b's record does not say its key came with the request: %v", recs[tb])
 	}
+	// On an emulator no key is sent, and the log says so, as plxfs mount's does.
+	if l := d.log.String(); !strings.Contains(l, `credentials="none (emulator; against GCS: `) || strings.Contains(l, `credentials="application default`) {
+		t.Errorf("the driver's publish log does not say that no credentials are used on an emulator:\n%s", l)
+	}
 	for _, leak := range []string{"PRIVATE KEY", "kid-request", "kid-mounted"} {
 		if strings.Contains(d.log.String(), leak) {
 			t.Errorf("the driver's log contains %q", leak)

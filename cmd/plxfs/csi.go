@@ -155,7 +155,7 @@ func runCSI(c *cli.Context) error {
 		return client.Bucket(bucket), client, nil
 	}
 	d, err := csi.New(csi.Options{
-		NodeID: nodeID, Version: version, Catalog: cat, Anonymous: rt.anonymous, OpenBucket: open,
+		NodeID: nodeID, Version: version, Catalog: cat, Anonymous: rt.anonymous, Emulator: storageEndpoint != "", OpenBucket: open,
 		Cache: ch, CacheSize: co.MaxBytes, StateDir: stateDir, Debug: c.Bool("debug-fuse"),
 		FS: fs.Options{TTL: ttl, UID: 0, GID: 0}, Storage: stack, Grace: c.Duration("grace-period"), Logger: log,
 	})
