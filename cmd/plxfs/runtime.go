@@ -234,11 +234,13 @@ func (rt *runtime) Credentials(conn connspec.Connection) (creds.Credentials, err
 	return creds.Resolve(conn, rt.env, creds.Options{Anonymous: rt.anonymous, Emulator: rt.endpoint != ""})
 }
 
-// cliStack is the bucket stack of the storage commands: hedged metadata calls (a stalled stat
-// or listing fails in seconds instead of hanging the command), but no per-call timeout and no
-// hedged reads (a download takes as long as it needs, and resumes its own broken reads), and
-// no breaker (a command's calls are few).
-var cliStack = bucketstack.Options{OpTimeout: -1, MetadataHedgingOnly: true, NoBreaker: true}
+// cliStack is the bucket stack of the storage commands: metrics only, no hedging, no per-call
+// timeout and no breaker. A download takes as long as it needs and resumes its own broken
+// reads, a command's calls are few, and a command's error must say what went wrong: hedged
+// metadata calls gave up after 2 s with "timed out" while the client was still retrying a
+// refused connection, which it reports as such ("connection to 127.0.0.1 refused; is the
+// emulator running?", TestErrorMessagesOfTheBinary).
+var cliStack = bucketstack.Options{OpTimeout: -1, HedgeFloor: -1, NoBreaker: true}
 
 // Bucket returns the connection's whole bucket (not limited to its prefix), with the
 // connection's credentials, through rt.stack. Callers that want the connection's view wrap it

@@ -14,13 +14,13 @@
 //	    reach the backend, so they are not counted as requests (Metrics counts them apart).
 //
 // Options' zero value is a mount's stack; the storage commands turn off what a long transfer
-// must not have (the per-call timeout, hedged reads: package transfer resumes its own reads)
-// and what a one-shot command does not need (the breaker).
+// must not have (the per-call timeout, hedged reads: package transfer resumes its own reads),
+// what would hide their errors (hedged metadata calls gave up with "timed out" while the client
+// was still retrying a refused connection) and what a one-shot command does not need (the
+// breaker).
 package bucketstack
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"time"
 
@@ -41,9 +41,6 @@ type Options struct {
 	OpTimeout time.Duration
 	// HedgeFloor is store.HedgeOptions.Floor: 0 is DefaultHedgeFloor; < 0 turns hedging off.
 	HedgeFloor time.Duration
-	// MetadataHedgingOnly hedges Stat and List but not reads: for transfers that resume a
-	// broken read themselves (package transfer) and must not fail on a pause of a few seconds.
-	MetadataHedgingOnly bool
 	// NoBreaker leaves store.WithBreaker out.
 	NoBreaker bool
 	// Metrics, when set, counts the requests (metrics.Bucket), hedges and circuits; nil counts
@@ -77,11 +74,7 @@ func Wrap(b store.Bucket, o Options) store.Bucket {
 	if floor > 0 {
 		// Inside the timeout: hedges bound each call to two adaptive deadlines, and the
 		// timeout stays the outer bound of every call.
-		hedged := store.WithHedging(b, store.HedgeOptions{Floor: floor, Counters: counters})
-		if o.MetadataHedgingOnly {
-			hedged = readsFrom{Bucket: hedged, reads: b}
-		}
-		b = hedged
+		b = store.WithHedging(b, store.HedgeOptions{Floor: floor, Counters: counters})
 	}
 	b = store.WithTimeout(b, o.OpTimeoutOrDefault())
 	if o.Metrics != nil {
@@ -95,14 +88,4 @@ func Wrap(b store.Bucket, o Options) store.Bucket {
 		b = store.WithBreaker(b, store.BreakerOptions{Counters: counters, Logger: log})
 	}
 	return b
-}
-
-// readsFrom is a bucket whose reads go to another (the unhedged one).
-type readsFrom struct {
-	store.Bucket
-	reads store.Bucket
-}
-
-func (r readsFrom) NewRangeReader(ctx context.Context, name string, gen, off, n int64) (io.ReadCloser, error) {
-	return r.reads.NewRangeReader(ctx, name, gen, off, n)
 }

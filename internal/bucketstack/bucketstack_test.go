@@ -14,7 +14,7 @@ import (
 func TestStackConformance(t *testing.T) {
 	for name, o := range map[string]bucketstack.Options{
 		"mount":            {Metrics: metrics.New()},
-		"storage commands": {OpTimeout: -1, MetadataHedgingOnly: true, NoBreaker: true},
+		"storage commands": {OpTimeout: -1, HedgeFloor: -1, NoBreaker: true},
 		"no hedging":       {HedgeFloor: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
