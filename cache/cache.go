@@ -201,6 +201,7 @@ type Cache struct {
 	memTick       uint64            // use counter for memChunk.used
 	maxWindow     int               // bound of the prefetch window, in chunks
 	genEpoch      map[objectID]int  // bumped when a generation fails its CRC check
+	roomWake      chan struct{}     // closed (and replaced) when a chunk reference goes: readers waiting for room look again
 	sums          *simplelru.LRU[objectID, *genSums]
 	verifiedGens  *simplelru.LRU[objectID, []uint32] // generations that passed, with their chunk CRCs
 	failedGens    *simplelru.LRU[objectID, struct{}] // generations that failed since they last passed
@@ -283,6 +284,7 @@ func Open(opts Options) (*Cache, error) {
 		objs:     make(map[objectID]*objState),
 		mem:      make(map[key]*memChunk),
 		genEpoch: make(map[objectID]int),
+		roomWake: make(chan struct{}),
 	}
 	c.pool = memPool{size: opts.ChunkSize, max: int(max(opts.PrefetchMemory/opts.ChunkSize, 2))}
 	c.maxWindow = min(opts.Readahead, c.pool.max)

@@ -992,7 +992,7 @@ func TestForwardSkipKeepsStream(t *testing.T) {
 		c.observe(obj, off, off+1<<20)
 	}
 	_, before, w := c.observe(obj, 2*cs, 2*cs+1<<20)
-	w.waited = true
+	w.win.waited = true
 	seq, after, _ := c.observe(obj, 2*cs+4<<20, 2*cs+5<<20) // 3 MiB skipped
 	if !seq || after < before {
 		t.Fatalf("after a 3 MiB skip: seq %v, window %d (was %d), want the stream kept", seq, after, before)

@@ -126,6 +126,9 @@ func (c *Cache) unrefLocked(m *memChunk) {
 		c.pool.put(m.buf)
 		m.buf = nil
 	}
+	// A buffer came back, or a chunk may have become one a reader's read can free.
+	close(c.roomWake)
+	c.roomWake = make(chan struct{})
 }
 
 // untableLocked removes m from the table of chunks in memory (if it is still there).

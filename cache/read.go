@@ -53,20 +53,20 @@ func (c *Cache) read(ctx context.Context, src Source, obj Object, p []byte, off 
 			return nil, 0, fmt.Errorf("cache: read %s/%s gen %d at %d: %w", obj.Bucket, obj.Name, obj.Generation, off, err)
 		}
 	}
-	seq, window, w := c.observe(obj, off, end)
+	seq, window, st := c.observe(obj, off, end)
 	var sp *Span
 	var err error
 	if seq {
 		var waited bool
 		sp, err = c.readChunks(ctx, src, obj, p, off, end, spanOK, window, &waited)
 		if waited {
-			c.noteWait(w)
+			c.noteWait(st)
 		}
 	} else {
 		err = c.readRandomRange(ctx, src, obj, p, off, end)
 	}
 	if err == nil && end == obj.Size {
-		if err = c.checkEnd(ctx, obj); err != nil && sp != nil {
+		if err = c.checkEnd(ctx, obj, c.startEpoch(st)); err != nil && sp != nil {
 			sp.Close()
 			sp = nil
 		}
@@ -113,25 +113,54 @@ type part struct {
 // copied into p. *waited (when waited is not nil) is set if the read had to wait for bytes.
 func (c *Cache) readChunks(ctx context.Context, src Source, obj Object, p []byte, off, end int64, spanOK bool, window int, waited *bool) (*Span, error) {
 	cs := c.opts.ChunkSize
-	for attempt := 0; ; attempt++ {
-		parts := c.plan(src, obj, off, end)
+	for attempt := 0; ; {
+		parts, room := c.plan(src, obj, off, end)
+		if room != nil {
+			// The memory budget has no room for a chunk of this read now: wait until a
+			// reference goes and look again. (Bytes read around the budget, directly, could
+			// never be counted in the generation's check: a reader of the whole object would
+			// get EOF after bytes nobody checked.)
+			c.releaseParts(parts)
+			if waited != nil {
+				*waited = true
+			}
+			select {
+			case <-room:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		if window > 0 {
 			c.prefetch(src, obj, (end-1)/cs+1, window)
 			window = 0
 		}
 		sp, err := c.serveParts(ctx, src, obj, p, off, parts, spanOK, waited)
-		if errors.Is(err, errGone) && attempt < maxAttempts {
+		if attempt++; errors.Is(err, errGone) && attempt <= maxAttempts {
 			continue // a chunk in memory was dropped (its generation failed its check): anew
 		}
 		return sp, err
 	}
 }
 
+// releaseParts drops the references plan took on parts that will not be served.
+func (c *Cache) releaseParts(parts []part) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, pt := range parts {
+		if pt.m != nil {
+			c.unrefLocked(pt.m)
+		}
+	}
+}
+
 // plan decides where each chunk of [off, end) is served from, starting the fetches of missing
-// chunks, and takes a reference to each chunk in memory (serveParts releases them).
-func (c *Cache) plan(src Source, obj Object, off, end int64) []part {
+// chunks, and takes a reference to each chunk in memory (serveParts releases them). When the
+// memory budget has no room for a missing chunk, room is the channel to wait on before
+// planning again (the caller releases the parts first).
+func (c *Cache) plan(src Source, obj Object, off, end int64) (parts []part, room <-chan struct{}) {
 	cs := c.opts.ChunkSize
-	parts := make([]part, 0, 2)
+	parts = make([]part, 0, 2)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := off / cs; i <= (end-1)/cs; i++ {
@@ -148,7 +177,10 @@ func (c *Cache) plan(src Source, obj Object, off, end int64) []part {
 		case c.lru.Contains(k) || c.busy[k] > 0:
 			pt.disk = true
 		default:
-			pt.m = c.startFetchLocked(src, obj, k, true) // nil: no room, read directly
+			pt.m = c.startFetchLocked(src, obj, k, true)
+			if pt.m == nil && !c.closed {
+				room = c.roomWake
+			}
 			c.misses.Add(1)
 		}
 		if pt.m != nil {
@@ -156,7 +188,7 @@ func (c *Cache) plan(src Source, obj Object, off, end int64) []part {
 		}
 		parts = append(parts, pt)
 	}
-	return parts
+	return parts, room
 }
 
 // serveParts waits for the parts of a read and returns them as a Span (spanOK) or copies them

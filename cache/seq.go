@@ -20,9 +20,10 @@ const (
 	maxSeqWindow = 1 << 20
 	// maxSeqSkip is how far past where an established stream (started at 0, or continued
 	// twice) ended a read may start and still continue it (at most half a chunk; a stream is
-	// established within maxSeqWindow, so random readers are told apart as before): on a fast link the kernel's concurrent readahead requests arrive
-	// further apart than maxSeqWindow, and a reader that skips a few MiB forward (a record it
-	// does not need) keeps its stream and its window rather than start a new one at one chunk.
+	// established within maxSeqWindow, so random readers are told apart as before): on a fast
+	// link the kernel's concurrent readahead requests arrive further apart than maxSeqWindow,
+	// and a reader that skips a few MiB forward (a record it does not need) keeps its stream
+	// and its window rather than start a new one at one chunk.
 	maxSeqSkip = 4 << 20
 )
 
@@ -34,6 +35,7 @@ type stream struct {
 	used    uint64      // last-use tick, to replace the least recently used stream
 	last    time.Time   // when it was last read
 	win     windowState // the chunks prefetched ahead of the reader (see nextWindow)
+	epoch   int         // the generation's Cache.genEpoch when the stream started (see checkEnd)
 }
 
 // streams tracks the sequential readers of one object generation.
@@ -46,12 +48,15 @@ type streams struct {
 // observe records a read of [off, end) of obj. seq reports that it continues a stream (or
 // starts one at offset 0): it is served by whole chunks. window is the number of chunks to
 // prefetch after the one the read ends in: 0 until the stream is established (started at
-// offset 0, or continued at least twice), then as nextWindow says. w is the stream's window,
-// for noteWait (nil when seq is false).
-func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, w *windowState) {
+// offset 0, or continued at least twice), then as nextWindow says. s is the stream, for
+// noteWait and checkEnd (nil when seq is false).
+func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, s *stream) {
 	id := objectID{obj.Bucket, obj.Name, obj.Generation}
 	now := time.Now()
 	cs := c.opts.ChunkSize
+	c.mu.Lock()
+	epoch := c.genEpoch[id]
+	c.mu.Unlock()
 	c.seqMu.Lock()
 	defer c.seqMu.Unlock()
 	st, ok := c.seq.Get(id)
@@ -61,32 +66,38 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, w *wi
 	}
 	st.tick++
 	near, skip := min(maxSeqWindow, cs/4), min(maxSeqSkip, cs/2)
+	// The read continues the stream whose end is nearest (two readers of one object can both
+	// be in reach: the one that read up to here is the one reading on).
+	var best *stream
 	for i := range st.s[:st.n] {
 		s := &st.s[i]
 		reach := near
 		if s.fromTop || s.matches >= 2 {
 			reach = skip // an established stream
 		}
-		if off >= s.end-near && off <= s.end+reach {
-			newChunk := (end-1)/cs > (s.end-1)/cs
-			s.end = max(s.end, end)
-			s.matches++
-			s.used = st.tick
-			if now.Sub(s.last) > idleReset {
-				s.win = windowState{size: 1} // the reader paused: start small again
-			}
-			s.last = now
-			if !s.fromTop && s.matches < 2 {
-				return true, 0, &s.win
-			}
-			if s.win.size == 0 {
-				s.win = windowState{size: 1}
-			}
-			if newChunk {
-				nextWindow(&s.win, c.maxWindow)
-			}
-			return true, min(s.win.size, c.maxWindow), &s.win
+		if off >= s.end-near && off <= s.end+reach && (best == nil || absDiff(off, s.end) < absDiff(off, best.end)) {
+			best = s
 		}
+	}
+	if s := best; s != nil {
+		newChunk := (end-1)/cs > (s.end-1)/cs
+		s.end = max(s.end, end)
+		s.matches++
+		s.used = st.tick
+		if now.Sub(s.last) > idleReset {
+			s.win = windowState{size: 1} // the reader paused: start small again
+		}
+		s.last = now
+		if !s.fromTop && s.matches < 2 {
+			return true, 0, s
+		}
+		if s.win.size == 0 {
+			s.win = windowState{size: 1}
+		}
+		if newChunk {
+			nextWindow(&s.win, c.maxWindow)
+		}
+		return true, min(s.win.size, c.maxWindow), s
 	}
 	slot := st.n
 	if st.n < maxStreams {
@@ -99,20 +110,37 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, w *wi
 			}
 		}
 	}
-	st.s[slot] = stream{end: end, fromTop: off == 0, used: st.tick, last: now}
+	st.s[slot] = stream{end: end, fromTop: off == 0, used: st.tick, last: now, epoch: epoch}
 	if off != 0 {
 		return false, 0, nil
 	}
 	st.s[slot].win = windowState{size: 1}
-	return true, min(1, c.maxWindow), &st.s[slot].win
+	return true, min(1, c.maxWindow), &st.s[slot]
 }
 
-// noteWait records that the reader of stream window w waited for bytes to arrive.
-func (c *Cache) noteWait(w *windowState) {
-	if w == nil {
+// noteWait records that the reader of stream s waited for bytes to arrive.
+func (c *Cache) noteWait(s *stream) {
+	if s == nil {
 		return
 	}
 	c.seqMu.Lock()
-	w.waited = true
+	s.win.waited = true
 	c.seqMu.Unlock()
+}
+
+// startEpoch returns the generation epoch stream s started in (-1 for no stream).
+func (c *Cache) startEpoch(s *stream) int {
+	if s == nil {
+		return -1
+	}
+	c.seqMu.Lock()
+	defer c.seqMu.Unlock()
+	return s.epoch
+}
+
+func absDiff(a, b int64) int64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }

@@ -120,12 +120,14 @@ func (c *Cache) mismatch(obj Object, what string, got uint32) {
 }
 
 // checkEnd is the check of a read that reaches the end of obj: when obj is larger than a chunk
-// and the CRC32C of its chunks, combined, did not match the object's since the generation last
-// passed a check, a reader that read it from the start has been served wrong bytes somewhere,
-// and gets ErrChecksum (EIO) instead of the end of the file. A generation whose chunks are not
-// all known (a reader that skipped some; chunks evicted before they were counted) cannot be
-// judged and passes, as before.
-func (c *Cache) checkEnd(ctx context.Context, obj Object) error {
+// and the CRC32C of its chunks, combined, did not match the object's, a reader that read it
+// from the start may have been served wrong bytes, and gets ErrChecksum (EIO) instead of the
+// end of the file: when the generation failed since it last passed a check, and, for a
+// sequential reader (epoch >= 0: the generation's epoch when its stream started), when the
+// generation failed at any time since the reader started, even if other readers fetched it
+// again and it passed since. A generation whose chunks are not all known (a reader that
+// skipped some; chunks evicted before they were counted) cannot be judged and passes.
+func (c *Cache) checkEnd(ctx context.Context, obj Object, epoch int) error {
 	if !obj.HasCRC32C || obj.Size <= c.opts.ChunkSize {
 		return nil // one chunk: checked whole before a byte was served
 	}
@@ -133,7 +135,7 @@ func (c *Cache) checkEnd(ctx context.Context, obj Object) error {
 	failed := func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.failedGens.Contains(id)
+		return c.failedGens.Contains(id) || epoch >= 0 && c.genEpoch[id] != epoch
 	}
 	if !failed() {
 		// Chunks still arriving (the kernel's readahead can ask for the end while an earlier
