@@ -1,11 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -61,22 +58,7 @@ func TestMountMemoryBudgetEightReaders(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, err := os.Open(filepath.Join(mnt, "ds", fmt.Sprintf("f%d.bin", i)))
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			defer f.Close()
-			h := sha256.New()
-			n, err := io.CopyBuffer(h, f, make([]byte, 1<<20))
-			switch {
-			case err != nil:
-				errs[i] = err
-			case n != size:
-				errs[i] = fmt.Errorf("read %d bytes, want %d", n, size)
-			case !bytes.Equal(h.Sum(nil), sums[i][:]):
-				errs[i] = fmt.Errorf("wrong bytes")
-			}
+			errs[i] = readSHA(filepath.Join(mnt, "ds", fmt.Sprintf("f%d.bin", i)), size, sums[i])
 		}()
 	}
 	wg.Wait()

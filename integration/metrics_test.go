@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -26,20 +27,29 @@ import (
 // scrapeMetrics fetches and parses the daemon's /metrics.
 func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
+	mfs, err := fetchMetrics(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// fetchMetrics is scrapeMetrics for goroutines other than the test's: it returns the error.
+func fetchMetrics(url string) (map[string]*dto.MetricFamily, error) {
 	resp, err := http.Get(url)
 	if err != nil {
-		t.Fatalf("scrape %s: %v", url, err)
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape %s: %s", url, resp.Status)
+		return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
+		return nil, fmt.Errorf("parse %s: %w", url, err)
 	}
-	return mfs
+	return mfs, nil
 }
 
 // metric is the value of the series name{labels} ("k", "v", ...) in mfs: a counter's or
