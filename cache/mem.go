@@ -84,16 +84,18 @@ type memPool struct {
 // poolIdle is how long free buffers stay mapped after the last one was handed out.
 const poolIdle = 2 * time.Second
 
-func (p *memPool) get() []byte {
+// get hands out a buffer unless that would leave fewer than reserve of the budget's buffers
+// not handed out.
+func (p *memPool) get(reserve int) []byte {
+	if p.out >= p.max-reserve {
+		return nil
+	}
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
 		p.free = p.free[:n-1]
 		p.out++
 		p.lastUsed = time.Now()
 		return b
-	}
-	if p.out >= p.max {
-		return nil
 	}
 	b, err := unix.Mmap(-1, 0, int(p.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
 	if err != nil {
@@ -143,10 +145,16 @@ func (c *Cache) untableLocked(m *memChunk) {
 // frees a chunk that is in memory only for its readers (not being fetched or written, no reply
 // in flight), the cheapest first (evictRank): one already on disk and read to the end, then
 // one read to the end, then, for a reader's own read (demand), the least recently used.
-// Prefetch never pushes out bytes a reader has not read yet.
+// Prefetch never pushes out bytes a reader has not read yet, and never takes the budget's last
+// buffer: that one is kept for readers' own reads, which wait for room when there is none
+// (readChunks) rather than read around the budget, so prefetch alone can never make them wait.
 func (c *Cache) bufferLocked(demand bool) []byte {
+	reserve := 1
+	if demand {
+		reserve = 0
+	}
 	for {
-		if b := c.pool.get(); b != nil {
+		if b := c.pool.get(reserve); b != nil {
 			return b
 		}
 		var victim *memChunk

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -113,23 +114,27 @@ type part struct {
 // copied into p. *waited (when waited is not nil) is set if the read had to wait for bytes.
 func (c *Cache) readChunks(ctx context.Context, src Source, obj Object, p []byte, off, end int64, spanOK bool, window int, waited *bool) (*Span, error) {
 	cs := c.opts.ChunkSize
+	roomBy := time.Now().Add(roomWait)
 	for attempt := 0; ; {
 		parts, room := c.plan(src, obj, off, end)
-		if room != nil {
-			// The memory budget has no room for a chunk of this read now: wait until a
-			// reference goes and look again. (Bytes read around the budget, directly, could
-			// never be counted in the generation's check: a reader of the whole object would
-			// get EOF after bytes nobody checked.)
+		if room != nil && time.Now().Before(roomBy) {
+			// The memory budget has no room for a chunk of this read now: wait (up to
+			// roomWait) until a reference goes and look again. Bytes read around the budget,
+			// directly, are never counted in the generation's check (see SEMANTICS.md).
 			c.releaseParts(parts)
 			if waited != nil {
 				*waited = true
 			}
+			t := time.NewTimer(time.Until(roomBy))
 			select {
 			case <-room:
-				continue
+			case <-t.C:
 			case <-ctx.Done():
+				t.Stop()
 				return nil, ctx.Err()
 			}
+			t.Stop()
+			continue
 		}
 		if window > 0 {
 			c.prefetch(src, obj, (end-1)/cs+1, window)
@@ -142,6 +147,11 @@ func (c *Cache) readChunks(ctx context.Context, src Source, obj Object, p []byte
 		return sp, err
 	}
 }
+
+// roomWait bounds how long a read waits for room in the memory budget before it reads the
+// bytes it needs directly: fetches that hold the budget are bounded by hedging and the fetch
+// timeout, but a read must not wait out a stall of other files' fetches.
+const roomWait = 2 * time.Second
 
 // releaseParts drops the references plan took on parts that will not be served.
 func (c *Cache) releaseParts(parts []part) {

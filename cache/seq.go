@@ -67,7 +67,9 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, s *st
 	st.tick++
 	near, skip := min(maxSeqWindow, cs/4), min(maxSeqSkip, cs/2)
 	// The read continues the stream whose end is nearest (two readers of one object can both
-	// be in reach: the one that read up to here is the one reading on).
+	// be in reach: the one that read up to here is the one reading on), a stream already past
+	// the read counting four times its distance (a reader reads on from where it is; one
+	// behind its end is out of order, or another reader).
 	var best *stream
 	for i := range st.s[:st.n] {
 		s := &st.s[i]
@@ -75,7 +77,7 @@ func (c *Cache) observe(obj Object, off, end int64) (seq bool, window int, s *st
 		if s.fromTop || s.matches >= 2 {
 			reach = skip // an established stream
 		}
-		if off >= s.end-near && off <= s.end+reach && (best == nil || absDiff(off, s.end) < absDiff(off, best.end)) {
+		if off >= s.end-near && off <= s.end+reach && (best == nil || gap(off, s.end) < gap(off, best.end)) {
 			best = s
 		}
 	}
@@ -138,9 +140,10 @@ func (c *Cache) startEpoch(s *stream) int {
 	return s.epoch
 }
 
-func absDiff(a, b int64) int64 {
-	if a > b {
-		return a - b
+// gap is how far a read at off is from continuing a stream that ended at end.
+func gap(off, end int64) int64 {
+	if off >= end {
+		return off - end
 	}
-	return b - a
+	return 4 * (end - off)
 }
