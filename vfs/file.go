@@ -179,9 +179,9 @@ func (f *File) Attr(ctx context.Context, h *OpenFile) (info Info, unlinked bool,
 		f.mu.Unlock()
 		return info, false, nil
 	}
-	if f.unlinked || local || f.fs.Fresh(f.infoAt) || info.Gen == 0 {
+	if unlinked := f.unlinked; unlinked || local || f.fs.Fresh(f.infoAt) || info.Gen == 0 {
 		f.mu.Unlock()
-		return info, f.unlinked, nil
+		return info, unlinked, nil
 	}
 	p := f.path
 	f.mu.Unlock()
