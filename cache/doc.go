@@ -138,7 +138,9 @@
 //
 //	objState.io → Cache.mu → semaphore's internal lock (TryAcquire only, never blocking)
 //	objState.io → objState.initMu → Cache.mu
-//	Cache.seqMu (never held with another lock)
+//	Cache.mu → link.mu (a leaf: the part size is read while a fetch is set up)
+//	Cache.seqMu (never held with another lock; observe reads the generation's epoch under
+//	Cache.mu before it takes seqMu)
 //
 // Cache.mu guards the LRU, the byte counters, the busy and writing sets, the object table and
 // each object's reference and pin counts, and the read path in memory: the table of chunks in
