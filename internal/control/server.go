@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,8 +92,9 @@ func (s *Server) Close() error {
 // ErrNoDaemon is wrapped by Get's error when no daemon listens on any socket it tried.
 var ErrNoDaemon = errors.New("no plxfs daemon answers")
 
-// Get asks the daemon listening on the unix socket path for its status.
-func Get(ctx context.Context, path string) (Status, error) {
+// call sends one request to the daemon listening on the unix socket path: a JSON body when
+// body is not nil. The caller closes the answer's body. No daemon there is ErrNoDaemon.
+func call(ctx context.Context, path, method, urlPath string, body []byte) (*http.Response, error) {
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -100,16 +102,32 @@ func Get(ctx context.Context, path string) (Status, error) {
 		},
 		DisableKeepAlives: true,
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://plxfs"+StatusPath, nil)
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://plxfs"+urlPath, r)
 	if err != nil {
-		return Status{}, err
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		if isNoListener(err) {
-			return Status{}, fmt.Errorf("%w on %s", ErrNoDaemon, path)
+			return nil, fmt.Errorf("%w on %s", ErrNoDaemon, path)
 		}
-		return Status{}, fmt.Errorf("status socket %s: %w", path, err)
+		return nil, fmt.Errorf("status socket %s: %w", path, err)
+	}
+	return resp, nil
+}
+
+// Get asks the daemon listening on the unix socket path for its status.
+func Get(ctx context.Context, path string) (Status, error) {
+	resp, err := call(ctx, path, http.MethodGet, StatusPath, nil)
+	if err != nil {
+		return Status{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

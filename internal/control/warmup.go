@@ -2,12 +2,10 @@ package control
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -99,24 +97,9 @@ func Warmup(ctx context.Context, path string, req WarmupRequest, on func(WarmupE
 	if err != nil {
 		return WarmupResult{}, err
 	}
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		DisableKeepAlives: true,
-	}}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://plxfs"+WarmupPath, bytes.NewReader(body))
+	resp, err := call(ctx, path, http.MethodPost, WarmupPath, body)
 	if err != nil {
 		return WarmupResult{}, err
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(hreq)
-	if err != nil {
-		if isNoListener(err) {
-			return WarmupResult{}, fmt.Errorf("%w on %s", ErrNoDaemon, path)
-		}
-		return WarmupResult{}, fmt.Errorf("status socket %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
